@@ -1,0 +1,99 @@
+//! `earl`: the command-line front of EARL-rs. Thin by design: argument parsing, logging set-up and printing; every
+//! numerical step lives in earl-core.
+mod doctor;
+mod parity;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use earl_core::device::{dtype_name, parse_device, parse_dtype};
+use earl_core::{Emu3ForCausalLM, ForwardArgs};
+use tch::{Kind, Tensor};
+
+#[derive(Parser)]
+#[command(name = "earl", version, about = "EARL: RL for autoregressive image editing with Emu3, in Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Report libtorch, CUDA/cuDNN, GPUs and where models are looked for.
+    Doctor,
+    /// Run one forward pass of an Emu3 checkpoint and print the top next-token predictions.
+    Forward {
+        /// Checkpoint directory (config.json + safetensors).
+        #[arg(long, default_value = "fixtures/lm-tiny-gqa")]
+        model: PathBuf,
+        /// Comma-separated prompt token ids.
+        #[arg(long, default_value = "1,17,42,99,5")]
+        ids: String,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
+    /// Compare this engine with reference outputs computed by the Python model (see fixtures/make_fixtures.py).
+    Parity(parity::ParityArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EARL_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Doctor => doctor::run(),
+        Command::Forward { model, ids, device, dtype } => forward(&model, &ids, &device, &dtype),
+        Command::Parity(args) => parity::run(&args),
+    }
+}
+
+fn forward(model_dir: &PathBuf, ids: &str, device: &str, dtype: &str) -> Result<i32> {
+    let device = parse_device(device)?;
+    let kind = parse_dtype(dtype)?;
+    let ids: Vec<i64> = ids
+        .split(',')
+        .map(|s| s.trim().parse::<i64>().with_context(|| format!("--ids: {s:?} is not an integer")))
+        .collect::<Result<_>>()?;
+    let model = Emu3ForCausalLM::from_dir(model_dir, kind, device)
+        .with_context(|| format!("loading {}", model_dir.display()))?;
+    let input = Tensor::from_slice(&ids).unsqueeze(0);
+    let t0 = std::time::Instant::now();
+    let logits = model.forward(&input, &ForwardArgs { logits_to_keep: 1, ..Default::default() }, None)?;
+    let elapsed = t0.elapsed();
+    let probs = logits.squeeze_dim(0).squeeze_dim(0).to_kind(Kind::Float).softmax(-1, Kind::Float);
+    let (p, idx) = probs.topk(5, -1, true, true);
+    let p = Vec::<f32>::try_from(p.to_device(tch::Device::Cpu))?;
+    let idx = Vec::<i64>::try_from(idx.to_device(tch::Device::Cpu))?;
+    println!(
+        "model {} ({} params, {} on {:?}), prompt of {} tokens, forward in {:.1} ms",
+        model_dir.display(),
+        model.cfg.num_parameters(),
+        dtype_name(kind),
+        device,
+        ids.len(),
+        elapsed.as_secs_f64() * 1e3
+    );
+    println!("top-5 next tokens:");
+    for (i, (id, pr)) in idx.iter().zip(&p).enumerate() {
+        println!("  {}. id {id:>6}  p = {pr:.4}", i + 1);
+    }
+    Ok(0)
+}

@@ -1,0 +1,202 @@
+//! Preallocated, batched key/value cache for incremental decoding. Each layer owns one key and one value buffer of
+//! shape [B, H_kv, T_max, D] allocated once; a step writes its slice in place (no per-step concatenation) and
+//! attention reads the `[0, len)` prefix as a view. Alongside, the cache keeps which slots hold real tokens (left
+//! padding is masked out) and the next position id of every row, so position ids continue exactly as the
+//! reference's `cumsum(attention_mask) - 1` does. Rows can be reordered or repeated (n samples per prompt share
+//! one prefill).
+use tch::{Device, Kind, Tensor};
+
+use crate::config::Emu3Config;
+use crate::error::{Error, Result};
+
+#[derive(Debug)]
+pub struct KvCache {
+    keys: Vec<Tensor>,   // per layer [B, H_kv, T_max, D]
+    values: Vec<Tensor>, // per layer [B, H_kv, T_max, D]
+    valid: Tensor,       // [B, T_max] bool: slot holds a real (non-padding) token
+    next_pos: Tensor,    // [B] i64: position id of the next real token of each row
+    len: i64,
+    max_len: i64,
+}
+
+impl KvCache {
+    /// Allocates a cache for `batch` rows of up to `max_len` tokens.
+    pub fn new(cfg: &Emu3Config, batch: i64, max_len: i64, kind: Kind, device: Device) -> Result<Self> {
+        if batch <= 0 || max_len <= 0 {
+            return Err(Error::input(format!("cache needs a positive batch and length, got {batch} × {max_len}")));
+        }
+        crate::error::guard("allocating the KV cache", || {
+            let shape = [batch, cfg.num_kv_heads, max_len, cfg.head_dim];
+            let alloc = || Tensor::f_zeros(shape, (kind, device));
+            let keys = (0..cfg.num_layers).map(|_| alloc()).collect::<std::result::Result<Vec<_>, _>>()?;
+            let values = (0..cfg.num_layers).map(|_| alloc()).collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(KvCache {
+                keys,
+                values,
+                valid: Tensor::f_zeros([batch, max_len], (Kind::Bool, device))?,
+                next_pos: Tensor::f_zeros([batch], (Kind::Int64, device))?,
+                len: 0,
+                max_len,
+            })
+        })
+    }
+
+    /// Tokens stored per row (padding slots included).
+    pub fn len(&self) -> i64 {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn capacity(&self) -> i64 {
+        self.max_len
+    }
+    pub fn batch(&self) -> i64 {
+        self.valid.size()[0]
+    }
+    pub fn num_layers(&self) -> usize {
+        self.keys.len()
+    }
+    pub fn device(&self) -> Device {
+        self.valid.device()
+    }
+
+    /// Forgets all tokens; buffers are kept.
+    pub fn reset(&mut self) {
+        self.len = 0;
+        let _ = self.valid.zero_();
+        let _ = self.next_pos.zero_();
+    }
+
+    /// Starts a step of `mask.size(1)` new tokens: records which are real and returns their position ids [B, T]
+    /// (continuing each row's count; padding positions get 1, as the reference does) and the validity of every
+    /// slot up to the end of the step [B, len + T].
+    pub(crate) fn begin_step(&mut self, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, t) = (mask.size()[0], mask.size()[1]);
+        if b != self.batch() {
+            return Err(Error::input(format!("batch of {b} rows does not match the cache's {}", self.batch())));
+        }
+        if self.len + t > self.max_len {
+            return Err(Error::input(format!(
+                "cache overflow: {} cached + {t} new tokens exceeds its capacity of {}",
+                self.len, self.max_len
+            )));
+        }
+        let mask = mask.to_kind(Kind::Bool);
+        self.valid.narrow(1, self.len, t).copy_(&mask);
+        let m = mask.to_kind(Kind::Int64);
+        let pos = (self.next_pos.unsqueeze(1) + m.cumsum(1, Kind::Int64) - 1).masked_fill(&mask.logical_not(), 1);
+        Ok((pos, self.valid.narrow(1, 0, self.len + t)))
+    }
+
+    /// Writes a layer's new keys/values [B, H_kv, T, D] at the current step and returns views of everything
+    /// cached for that layer, [B, H_kv, len + T, D].
+    pub(crate) fn write(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> (Tensor, Tensor) {
+        let t = k.size()[2];
+        self.keys[layer].narrow(2, self.len, t).copy_(k);
+        self.values[layer].narrow(2, self.len, t).copy_(v);
+        (self.keys[layer].narrow(2, 0, self.len + t), self.values[layer].narrow(2, 0, self.len + t))
+    }
+
+    /// Ends a step started by [`begin_step`](Self::begin_step).
+    pub(crate) fn end_step(&mut self, mask: &Tensor) {
+        self.len += mask.size()[1];
+        self.next_pos += mask.to_kind(Kind::Int64).sum_dim_intlist(1, false, Kind::Int64);
+    }
+
+    /// Keeps rows `index` [B'] (i64, may repeat): beam/sample bookkeeping and n samples sharing one prefill.
+    pub fn select_rows(&mut self, index: &Tensor) -> Result<()> {
+        let b = self.batch();
+        let idx = index.to_device(self.device()).to_kind(Kind::Int64);
+        if idx.dim() != 1 || idx.numel() == 0 {
+            return Err(Error::input("row index must be a non-empty 1-D tensor"));
+        }
+        let (lo, hi) = (idx.min().int64_value(&[]), idx.max().int64_value(&[]));
+        if lo < 0 || hi >= b {
+            return Err(Error::input(format!("row index out of range [0, {b}): {lo}..={hi}")));
+        }
+        for t in self.keys.iter_mut().chain(self.values.iter_mut()) {
+            *t = t.index_select(0, &idx);
+        }
+        self.valid = self.valid.index_select(0, &idx);
+        self.next_pos = self.next_pos.index_select(0, &idx);
+        Ok(())
+    }
+
+    /// Repeats every row `n` times in place (row i becomes rows i·n .. i·n+n-1).
+    pub fn repeat_rows(&mut self, n: i64) -> Result<()> {
+        if n <= 0 {
+            return Err(Error::input(format!("repeat count must be positive, got {n}")));
+        }
+        let idx = Tensor::arange(self.batch(), (Kind::Int64, self.device())).repeat_interleave_self_int(n, 0, None);
+        self.select_rows(&idx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(batch: i64, max_len: i64) -> KvCache {
+        let cfg = Emu3Config { num_layers: 2, num_kv_heads: 1, head_dim: 2, ..Emu3Config::tiny() };
+        KvCache::new(&cfg, batch, max_len, Kind::Float, Device::Cpu).unwrap()
+    }
+
+    fn vec_i64(t: &Tensor) -> Vec<i64> {
+        Vec::<i64>::try_from(t.flatten(0, -1).to_kind(Kind::Int64)).unwrap()
+    }
+
+    #[test]
+    fn positions_continue_across_steps_with_left_padding() {
+        let mut c = cache(2, 8);
+        let m0 = Tensor::from_slice2(&[[1i64, 1, 1], [0, 0, 1]]);
+        let (p0, valid) = c.begin_step(&m0).unwrap();
+        assert_eq!(vec_i64(&p0), vec![0, 1, 2, 1, 1, 0]);
+        assert_eq!(vec_i64(&valid), vec![1, 1, 1, 0, 0, 1]);
+        c.end_step(&m0);
+        let m1 = Tensor::from_slice2(&[[1i64], [1]]);
+        let (p1, valid) = c.begin_step(&m1).unwrap();
+        assert_eq!(vec_i64(&p1), vec![3, 1]);
+        assert_eq!(valid.size(), vec![2, 4]);
+        c.end_step(&m1);
+        assert_eq!(c.len(), 4);
+    }
+
+    #[test]
+    fn write_stores_in_place_and_returns_the_prefix() {
+        let mut c = cache(1, 4);
+        let m = Tensor::from_slice2(&[[1i64, 1]]);
+        c.begin_step(&m).unwrap();
+        let k = Tensor::from_slice(&[1f32, 2., 3., 4.]).view([1, 1, 2, 2]);
+        let (kk, vv) = c.write(0, &k, &(&k * 10.0));
+        c.end_step(&m);
+        assert_eq!(kk.size(), vec![1, 1, 2, 2]);
+        assert!(kk.equal(&k) && vv.equal(&(&k * 10.0)));
+        let m = Tensor::from_slice2(&[[1i64]]);
+        c.begin_step(&m).unwrap();
+        let k2 = Tensor::from_slice(&[5f32, 6.]).view([1, 1, 1, 2]);
+        let (kk, _) = c.write(0, &k2, &k2);
+        assert_eq!(Vec::<f32>::try_from(kk.flatten(0, -1)).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+    }
+
+    #[test]
+    fn overflow_and_batch_mismatch_are_errors() {
+        let mut c = cache(1, 2);
+        assert!(c.begin_step(&Tensor::ones([1, 3], (Kind::Int64, Device::Cpu))).is_err());
+        assert!(c.begin_step(&Tensor::ones([2, 1], (Kind::Int64, Device::Cpu))).is_err());
+    }
+
+    #[test]
+    fn repeat_rows_copies_state() {
+        let mut c = cache(2, 4);
+        let m = Tensor::from_slice2(&[[1i64, 1], [0, 1]]);
+        c.begin_step(&m).unwrap();
+        c.end_step(&m);
+        c.repeat_rows(2).unwrap();
+        assert_eq!(c.batch(), 4);
+        assert_eq!(vec_i64(&c.next_pos), vec![2, 2, 1, 1]);
+        assert!(c.select_rows(&Tensor::from_slice(&[4i64])).is_err());
+        c.reset();
+        assert!(c.is_empty());
+    }
+}

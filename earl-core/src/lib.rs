@@ -1,0 +1,18 @@
+//! earl-core: the numerical core of EARL-rs — Emu3 configuration, checkpoint loading, the decoder with its
+//! preallocated KV cache, and parity tooling against the reference implementation (transformers 5.17.0 /
+//! torch 2.11.0). Later issues add the vision tokenizer, text tokenizer, sampling and training here. The library
+//! has no CLI or network dependencies; it reports through `tracing` and returns typed [`Error`]s.
+pub mod config;
+pub mod device;
+pub mod error;
+pub mod kv_cache;
+pub mod model;
+pub mod parity;
+pub mod weights;
+
+pub use config::{ConfigDialect, Emu3Config, RawEmu3Config, RopeScaling};
+pub use error::{Error, Result};
+pub use kv_cache::KvCache;
+pub use model::{Emu3ForCausalLM, ForwardArgs};
+pub use parity::{compare, ParityReport};
+pub use weights::{RandomSource, SafetensorsStore, TensorSource};

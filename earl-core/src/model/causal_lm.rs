@@ -1,0 +1,216 @@
+//! `Emu3ForCausalLM`: loading from any checkpoint layout and the batched forward pass (full or cached).
+use std::path::Path;
+
+use tch::{Device, Kind, Tensor};
+
+use super::attention::Attention;
+use super::layers::{Linear, Mlp, RmsNorm, Rotary};
+use crate::config::Emu3Config;
+use crate::error::{guard, Error, Result};
+use crate::kv_cache::KvCache;
+use crate::weights::{SafetensorsStore, TensorSource};
+
+/// One decoder layer: pre-norm attention and MLP, each added back to the residual stream.
+#[derive(Debug)]
+pub struct DecoderLayer {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+/// The Emu3 decoder with its language-model head. Immutable after loading; see [`Emu3ForCausalLM::forward`].
+#[derive(Debug)]
+pub struct Emu3ForCausalLM {
+    pub cfg: Emu3Config,
+    pub embed_tokens: Tensor, // [V, hidden]
+    pub layers: Vec<DecoderLayer>,
+    pub norm: RmsNorm,
+    /// `None` when `tie_word_embeddings` is set: the embedding matrix doubles as the head.
+    pub lm_head: Option<Linear>,
+    rotary: Rotary,
+    kind: Kind,
+    device: Device,
+}
+
+/// Optional inputs of a forward pass beside the token ids.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardArgs<'a> {
+    /// [B, T], 1 for real tokens and 0 for (left) padding; all ones when absent.
+    pub attention_mask: Option<&'a Tensor>,
+    /// [B, T] position ids; when absent they follow the reference's `cumsum(mask) - 1`, padding set to 1,
+    /// continuing from the cache.
+    pub position_ids: Option<&'a Tensor>,
+    /// Compute logits only for the last k positions (0 = all), like transformers' `logits_to_keep`.
+    pub logits_to_keep: i64,
+    /// Training mode: dropout (`attention_dropout`) on attention weights and both residual branches.
+    pub train: bool,
+}
+
+/// Checkpoint prefixes of the text decoder: EARL/BAAI and `Emu3ForCausalLM` (`model.`), the in-memory
+/// `Emu3ForConditionalGeneration` names (`model.text_model.`) and its saved hub layout (`text_model.model.`).
+const DECODER_PREFIXES: [&str; 3] = ["model.", "model.text_model.", "text_model.model."];
+const HEAD_NAMES: [&str; 2] = ["lm_head.weight", "text_model.lm_head.weight"];
+
+impl Emu3ForCausalLM {
+    /// Reads `dir/config.json` and the safetensors weights of `dir`, as `kind` on `device`.
+    pub fn from_dir(dir: &Path, kind: Kind, device: Device) -> Result<Self> {
+        let cfg = Emu3Config::from_dir(dir)?;
+        let store = SafetensorsStore::open(dir, kind, device)?;
+        tracing::info!(dir = %dir.display(), params = cfg.num_parameters(), ?kind, ?device, "loading Emu3 decoder");
+        Self::load(&store, &cfg)
+    }
+
+    /// Builds the model from any tensor source; every checkpoint tensor name is spelled here and nowhere else.
+    pub fn load(src: &dyn TensorSource, cfg: &Emu3Config) -> Result<Self> {
+        let _span = tracing::info_span!("load_emu3", layers = cfg.num_layers).entered();
+        let p = DECODER_PREFIXES
+            .iter()
+            .find(|p| src.contains(&format!("{p}embed_tokens.weight")))
+            .copied()
+            .unwrap_or(DECODER_PREFIXES[0]);
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let embed_tokens = src.tensor(&format!("{p}embed_tokens.weight"), &[cfg.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(cfg.num_layers as usize);
+        for i in 0..cfg.num_layers {
+            let l = format!("{p}layers.{i}");
+            layers.push(DecoderLayer {
+                input_layernorm: RmsNorm::load(src, &format!("{l}.input_layernorm.weight"), h, eps)?,
+                self_attn: Attention::load(src, &format!("{l}.self_attn"), cfg)?,
+                post_attention_layernorm: RmsNorm::load(src, &format!("{l}.post_attention_layernorm.weight"), h, eps)?,
+                mlp: Mlp::load(src, &format!("{l}.mlp"), cfg)?,
+            });
+        }
+        let norm = RmsNorm::load(src, &format!("{p}norm.weight"), h, eps)?;
+        let head_name = HEAD_NAMES.iter().find(|n| src.contains(n)).copied();
+        let lm_head = match (head_name, cfg.tie_word_embeddings) {
+            (Some(name), _) => Some(Linear { weight: src.tensor(name, &[cfg.vocab_size, h])?, bias: None }),
+            (None, true) => None,
+            (None, false) => Some(Linear { weight: src.tensor(HEAD_NAMES[0], &[cfg.vocab_size, h])?, bias: None }),
+        };
+        Ok(Emu3ForCausalLM {
+            cfg: cfg.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary: Rotary::new(cfg, src.device()),
+            kind: src.kind(),
+            device: src.device(),
+        })
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// A cache sized for this model.
+    pub fn new_cache(&self, batch: i64, max_len: i64) -> Result<KvCache> {
+        KvCache::new(&self.cfg, batch, max_len, self.kind, self.device)
+    }
+
+    /// Logits [B, T', V] (T' = T, or `logits_to_keep`) in the model dtype for `input_ids` [B, T] (i64).
+    /// With a cache, the tokens are appended after those already cached and attend to them.
+    pub fn forward(&self, input_ids: &Tensor, args: &ForwardArgs, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let _span = tracing::debug_span!("emu3_forward", shape = ?input_ids.size()).entered();
+        guard("the Emu3 forward pass", || {
+            let (ids, mask, positions) = self.check_inputs(input_ids, args)?;
+            self.forward_checked(&ids, &mask, positions.as_ref(), args, cache)
+        })
+    }
+
+    /// Validates shapes, dtypes and id ranges and moves inputs to the model's device.
+    fn check_inputs(&self, input_ids: &Tensor, args: &ForwardArgs) -> Result<(Tensor, Tensor, Option<Tensor>)> {
+        let size = input_ids.size();
+        if size.len() != 2 || size[0] == 0 || size[1] == 0 {
+            return Err(Error::input(format!("input_ids must be a non-empty [B, T] tensor, got shape {size:?}")));
+        }
+        if input_ids.is_floating_point() || input_ids.kind() == Kind::Bool {
+            return Err(Error::input(format!("input_ids must be integer, got {:?}", input_ids.kind())));
+        }
+        let ids = input_ids.to_device(self.device).to_kind(Kind::Int64);
+        let (lo, hi) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
+        if lo < 0 || hi >= self.cfg.vocab_size {
+            return Err(Error::input(format!(
+                "token ids must lie in [0, {}), found {lo}..={hi}",
+                self.cfg.vocab_size
+            )));
+        }
+        let same_shape = |name: &str, t: &Tensor| -> Result<Tensor> {
+            if t.size() != size {
+                return Err(Error::input(format!("{name} has shape {:?}, input_ids {size:?}", t.size())));
+            }
+            Ok(t.to_device(self.device).to_kind(Kind::Int64))
+        };
+        let mask = match args.attention_mask {
+            Some(m) => same_shape("attention_mask", m)?,
+            None => Tensor::ones([size[0], size[1]], (Kind::Int64, self.device)),
+        };
+        let positions = args.position_ids.map(|p| same_shape("position_ids", p)).transpose()?;
+        if args.logits_to_keep < 0 {
+            return Err(Error::input(format!("logits_to_keep must be ≥ 0, got {}", args.logits_to_keep)));
+        }
+        Ok((ids, mask, positions))
+    }
+
+    fn forward_checked(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        positions: Option<&Tensor>,
+        args: &ForwardArgs,
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let t = ids.size()[1];
+        let (past, derived_pos, key_valid) = match cache.as_deref_mut() {
+            Some(c) => {
+                let past = c.len();
+                let (pos, valid) = c.begin_step(mask)?;
+                (past, pos, valid)
+            }
+            None => {
+                let pos = (mask.cumsum(1, Kind::Int64) - 1).masked_fill(&mask.eq(0), 1);
+                (0, pos, mask.to_kind(Kind::Bool))
+            }
+        };
+        let pos = positions.map(|p| p.shallow_clone()).unwrap_or(derived_pos);
+        let attn_mask = attention_mask(&key_valid, past, t); // [B, 1, T, L]
+        let (cos, sin) = self.rotary.cos_sin(&pos, self.kind); // [B, T, D]
+        let dropout = if args.train { self.cfg.attention_dropout } else { 0.0 };
+
+        let mut x = Tensor::embedding(&self.embed_tokens, ids, self.cfg.pad_token_id, false, false); // [B, T, h]
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| (c, i));
+            let a = layer.self_attn.forward(&layer.input_layernorm.forward(&x), &cos, &sin, &attn_mask, layer_cache, dropout);
+            x = x + a.dropout(dropout, args.train);
+            let m = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x));
+            x = x + m.dropout(dropout, args.train);
+        }
+        if let Some(c) = cache {
+            c.end_step(mask);
+        }
+        let keep = if args.logits_to_keep == 0 || args.logits_to_keep > t { t } else { args.logits_to_keep };
+        let x = self.norm.forward(&x.narrow(1, t - keep, keep)); // [B, keep, h]
+        Ok(match &self.lm_head {
+            Some(head) => head.forward(&x),
+            None => x.linear::<Tensor>(&self.embed_tokens, None),
+        })
+    }
+}
+
+/// Boolean attention mask [B, 1, T, L] for T new tokens after `past` cached ones: a query at absolute slot
+/// `past + i` sees real keys at slots `≤ past + i`. Each query also sees itself, so rows of padding tokens (which
+/// would otherwise see nothing and turn into NaN) stay finite; their outputs are never used.
+fn attention_mask(key_valid: &Tensor, past: i64, t: i64) -> Tensor {
+    let l = key_valid.size()[1];
+    let dev = key_valid.device();
+    let keys = Tensor::arange(l, (Kind::Int64, dev)).unsqueeze(0); // [1, L]
+    let queries = (Tensor::arange(t, (Kind::Int64, dev)) + past).unsqueeze(1); // [T, 1]
+    let causal = keys.le_tensor(&queries); // [T, L]
+    let own = keys.eq_tensor(&queries); // [T, L]
+    let allowed = causal.unsqueeze(0).logical_and(&key_valid.unsqueeze(1)).logical_or(&own.unsqueeze(0)); // [B,T,L]
+    allowed.unsqueeze(1)
+}

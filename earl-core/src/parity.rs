@@ -1,0 +1,127 @@
+//! Numerical comparison against reference outputs (goldens from `fixtures/make_fixtures.py`, or a file a user made
+//! with the real weights). Errors are computed in f64 over the selected positions only — logits of left-padding
+//! positions are meaningless in both implementations and are excluded.
+use tch::{Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// Error statistics of `ours` against `reference`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParityReport {
+    /// max |ours − ref|
+    pub max_abs: f64,
+    /// ‖ours − ref‖₂ / ‖ref‖₂
+    pub rel_l2: f64,
+    /// max |ref|, to put `max_abs` in scale
+    pub ref_max_abs: f64,
+    /// Number of compared elements.
+    pub numel: i64,
+}
+
+impl ParityReport {
+    /// True when both the relative L2 error and the max absolute error are within bounds.
+    pub fn within(&self, rel_tol: f64, abs_tol: f64) -> bool {
+        self.rel_l2 <= rel_tol && self.max_abs <= abs_tol
+    }
+}
+
+impl std::fmt::Display for ParityReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rel L2 {:.3e}, max |Δ| {:.3e} (max |ref| {:.3e}, {} values)",
+            self.rel_l2, self.max_abs, self.ref_max_abs, self.numel
+        )
+    }
+}
+
+/// Compares `ours` and `reference` of equal shape [B, T, …]; `keep` [B, T] (nonzero = compare) selects positions.
+pub fn compare(ours: &Tensor, reference: &Tensor, keep: Option<&Tensor>) -> Result<ParityReport> {
+    if ours.size() != reference.size() {
+        return Err(Error::input(format!("shape {:?} vs reference {:?}", ours.size(), reference.size())));
+    }
+    let a = ours.to_device(tch::Device::Cpu).to_kind(Kind::Double);
+    let b = reference.to_device(tch::Device::Cpu).to_kind(Kind::Double);
+    let (a, b) = match keep {
+        Some(k) => {
+            let ks = k.size();
+            if ks.len() > a.dim() || ks[..] != a.size()[..ks.len()] {
+                return Err(Error::input(format!("mask shape {ks:?} does not prefix {:?}", a.size())));
+            }
+            let sel = k.to_device(tch::Device::Cpu).ne(0);
+            (a.index(&[Some(&sel)]), b.index(&[Some(&sel)]))
+        }
+        None => (a, b),
+    };
+    let diff = &a - &b;
+    let numel = diff.numel() as i64;
+    if numel == 0 {
+        return Err(Error::input("nothing to compare: the mask selects no position"));
+    }
+    Ok(ParityReport {
+        max_abs: diff.abs().max().double_value(&[]),
+        rel_l2: diff.norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-300),
+        ref_max_abs: b.abs().max().double_value(&[]),
+        numel,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_positions_are_ignored() {
+        let r = Tensor::from_slice(&[1f32, 2., 3., 4.]).view([1, 2, 2]);
+        let o = Tensor::from_slice(&[100f32, 100., 3., 4.5]).view([1, 2, 2]);
+        let keep = Tensor::from_slice2(&[[0i64, 1]]);
+        let rep = compare(&o, &r, Some(&keep)).unwrap();
+        assert_eq!(rep.numel, 2);
+        assert!((rep.max_abs - 0.5).abs() < 1e-12);
+        assert!((rep.rel_l2 - 0.5 / 5.0).abs() < 1e-12);
+        assert!(!rep.within(0.05, 1.0) && rep.within(0.2, 1.0));
+        assert!(compare(&o, &r, Some(&Tensor::zeros([1, 2], (Kind::Int64, tch::Device::Cpu)))).is_err());
+        assert!(compare(&o.view([2, 2]), &r, None).is_err());
+    }
+}
+
+/// One compared quantity of a reference file.
+#[derive(Debug, Clone)]
+pub struct ParityCheck {
+    pub name: &'static str,
+    pub report: ParityReport,
+}
+
+/// Runs the language model on the inputs of a reference file and compares with its outputs: `logits` of a full
+/// forward over `input_ids`/`attention_mask` (real positions only), and, when the file has them, the logits of
+/// cached token-by-token decoding (`decode_prefill_ids`, `decode_prefill_mask`, `decode_ids`, `decode_logits`).
+pub fn check_lm_reference(
+    model: &crate::Emu3ForCausalLM,
+    reference: &crate::SafetensorsStore,
+) -> Result<Vec<ParityCheck>> {
+    use crate::ForwardArgs;
+    let ids = reference.tensor_any("input_ids")?;
+    let mask = reference.tensor_any("attention_mask")?;
+    let want = reference.tensor_any("logits")?;
+    let got = model.forward(&ids, &ForwardArgs { attention_mask: Some(&mask), ..Default::default() }, None)?;
+    let mut checks = vec![ParityCheck { name: "full forward", report: compare(&got, &want, Some(&mask))? }];
+
+    if reference.contains_name("decode_ids") {
+        let p_ids = reference.tensor_any("decode_prefill_ids")?;
+        let p_mask = reference.tensor_any("decode_prefill_mask")?;
+        let d_ids = reference.tensor_any("decode_ids")?;
+        let want = reference.tensor_any("decode_logits")?;
+        let (b, steps) = (d_ids.size()[0], d_ids.size()[1]);
+        let mut cache = model.new_cache(b, p_ids.size()[1] + steps)?;
+        let prefill = ForwardArgs { attention_mask: Some(&p_mask), logits_to_keep: 1, ..Default::default() };
+        let _ = model.forward(&p_ids, &prefill, Some(&mut cache))?;
+        let mut outs = Vec::with_capacity(steps as usize);
+        for s in 0..steps {
+            let step = d_ids.narrow(1, s, 1);
+            outs.push(model.forward(&step, &ForwardArgs::default(), Some(&mut cache))?);
+        }
+        let got = Tensor::cat(&outs, 1); // [B, S, V]
+        checks.push(ParityCheck { name: "cached decode", report: compare(&got, &want, None)? });
+    }
+    Ok(checks)
+}
