@@ -57,8 +57,9 @@ impl SafetensorsStore {
         // SAFETY: the map is read-only; a checkpoint modified while we read it is outside what we can defend.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
         let bad = |msg: String| Error::Safetensors { path: path.clone(), msg };
-        let (header_len, metadata) =
-            safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| bad(format!("{e:?}")))?;
+        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
+            bad(truncation_detail(&mmap).unwrap_or_else(|| format!("{e:?}")))
+        })?;
         let data_start = 8 + header_len;
         let data_len = mmap.len().saturating_sub(data_start);
         let file_idx = self.files.len();
@@ -154,6 +155,20 @@ impl TensorSource for SafetensorsStore {
     fn device(&self) -> Device {
         self.device
     }
+}
+
+/// For a file whose header is readable but whose data section is short, names the first tensor that does not fit.
+fn truncation_detail(bytes: &[u8]) -> Option<String> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
+    let data_len = bytes.len() - 8 - n;
+    let (name, end) = header
+        .iter()
+        .filter_map(|(k, v)| Some((k, v.get("data_offsets")?.get(1)?.as_u64()? as usize)))
+        .filter(|&(_, end)| end > data_len)
+        .min_by_key(|&(_, end)| end)?;
+    Some(format!("truncated: tensor `{name}` ends at byte {end} of the data section, which has only {data_len}"))
 }
 
 fn is_float(k: Kind) -> bool {

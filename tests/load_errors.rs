@@ -1,0 +1,86 @@
+//! Damaged checkpoints and bad inputs give one-line errors that name the problem — never a panic.
+use earl_core::{Emu3ForCausalLM, ForwardArgs};
+use earl_tests::{fixtures_dir, scratch_copy};
+use tch::{Device, Kind, Tensor};
+
+fn load_err(dir: &std::path::Path) -> String {
+    let e = Emu3ForCausalLM::from_dir(dir, Kind::Float, Device::Cpu).expect_err("loading must fail");
+    let msg = e.to_string();
+    assert!(!msg.contains('\n'), "error must be one line: {msg}");
+    msg
+}
+
+#[test]
+fn truncated_weights_name_the_file_and_tensor() {
+    let dir = scratch_copy("lm-tiny-gqa");
+    let f = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 1000]).unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("model.safetensors") && msg.contains("truncated"), "{msg}");
+}
+
+#[test]
+fn corrupt_header_is_reported() {
+    let dir = scratch_copy("lm-tiny-gqa");
+    std::fs::write(dir.path().join("model.safetensors"), b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all").unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("model.safetensors") && msg.contains("not a valid safetensors file"), "{msg}");
+}
+
+#[test]
+fn missing_shard_and_missing_tensor_are_reported() {
+    let dir = scratch_copy("lm-tiny-orig");
+    std::fs::remove_file(dir.path().join("model-00002-of-00003.safetensors")).unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("model-00002-of-00003.safetensors"), "{msg}");
+
+    // A config with more layers than the checkpoint holds: the first absent tensor is named.
+    let dir = scratch_copy("lm-tiny-gqa");
+    let cfg = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    std::fs::write(&cfg, text).unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("model.layers.2.input_layernorm.weight") && msg.contains("not found"), "{msg}");
+}
+
+#[test]
+fn mis_shaped_tensor_is_reported() {
+    let dir = scratch_copy("lm-tiny-gqa");
+    let cfg = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"intermediate_size\": 96", "\"intermediate_size\": 97");
+    std::fs::write(&cfg, text).unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("model.layers.0.mlp.gate_proj.weight") && msg.contains("expected shape [97, 64]"), "{msg}");
+}
+
+#[test]
+fn malformed_config_names_line_and_column() {
+    let dir = scratch_copy("lm-tiny-gqa");
+    std::fs::write(dir.path().join("config.json"), "{\n  \"model_type\": \"emu3_text_model\",\n  \"vocab_size\": ,\n}").unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("config.json:3:") && msg.contains("malformed JSON"), "{msg}");
+    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "Emu3", "rope_scaling": {"type": "yarn", "factor": 4}}"#).unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("rope scaling \"yarn\" is not supported"), "{msg}");
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("config.json"), "{msg}");
+}
+
+#[test]
+fn bad_forward_inputs_are_errors_not_panics() {
+    let model = Emu3ForCausalLM::from_dir(&fixtures_dir().join("lm-tiny-gqa"), Kind::Float, Device::Cpu).unwrap();
+    let too_big = Tensor::from_slice2(&[[1i64, 100_000]]);
+    let e = model.forward(&too_big, &ForwardArgs::default(), None).unwrap_err().to_string();
+    assert!(e.contains("token ids must lie in [0, 320)"), "{e}");
+    let ids = Tensor::from_slice2(&[[1i64, 2, 3]]);
+    let mask = Tensor::from_slice2(&[[1i64, 1]]);
+    let e = model.forward(&ids, &ForwardArgs { attention_mask: Some(&mask), ..Default::default() }, None).unwrap_err();
+    assert!(e.to_string().contains("attention_mask has shape"), "{e}");
+    let mut cache = model.new_cache(1, 2).unwrap();
+    let e = model.forward(&ids, &ForwardArgs::default(), Some(&mut cache)).unwrap_err();
+    assert!(e.to_string().contains("cache overflow"), "{e}");
+    let e = model.forward(&Tensor::from_slice(&[1.5f32]).view([1, 1]), &ForwardArgs::default(), None).unwrap_err();
+    assert!(e.to_string().contains("must be integer"), "{e}");
+}
