@@ -166,14 +166,14 @@ mod tests {
     fn write_stores_in_place_and_returns_the_prefix() {
         let mut c = cache(1, 4);
         let m = Tensor::from_slice2(&[[1i64, 1]]);
-        c.begin_step(&m).unwrap();
+        let _ = c.begin_step(&m).unwrap();
         let k = Tensor::from_slice(&[1f32, 2., 3., 4.]).view([1, 1, 2, 2]);
         let (kk, vv) = c.write(0, &k, &(&k * 10.0));
         c.end_step(&m);
         assert_eq!(kk.size(), vec![1, 1, 2, 2]);
         assert!(kk.equal(&k) && vv.equal(&(&k * 10.0)));
         let m = Tensor::from_slice2(&[[1i64]]);
-        c.begin_step(&m).unwrap();
+        let _ = c.begin_step(&m).unwrap();
         let k2 = Tensor::from_slice(&[5f32, 6.]).view([1, 1, 1, 2]);
         let (kk, _) = c.write(0, &k2, &k2);
         assert_eq!(Vec::<f32>::try_from(kk.flatten(0, -1)).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
@@ -190,7 +190,7 @@ mod tests {
     fn repeat_rows_copies_state() {
         let mut c = cache(2, 4);
         let m = Tensor::from_slice2(&[[1i64, 1], [0, 1]]);
-        c.begin_step(&m).unwrap();
+        let _ = c.begin_step(&m).unwrap();
         c.end_step(&m);
         c.repeat_rows(2).unwrap();
         assert_eq!(c.batch(), 4);

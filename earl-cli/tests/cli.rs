@@ -1,0 +1,59 @@
+//! The `earl` binary as a user runs it: exit codes, the last line of `earl parity`, one-line errors.
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn earl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_earl")).args(args).current_dir(root()).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn parity_passes_on_every_fixture() {
+    for name in ["lm-tiny-gqa", "lm-tiny-mha", "lm-tiny-orig"] {
+        let dir = format!("fixtures/{name}");
+        let (code, out, err) = earl(&["parity", "--model", &dir, "--reference", &format!("{dir}/reference.safetensors")]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.trim_end().lines().last().unwrap().starts_with("parity ok:"), "{out}");
+    }
+}
+
+#[test]
+fn parity_of_a_different_model_fails_with_exit_1() {
+    // The same weights with another RMSNorm epsilon: loads fine, computes something else.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = root().join("fixtures/lm-tiny-gqa");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    let cfg = tmp.path().join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": 0.5");
+    assert!(text.contains("0.5"));
+    std::fs::write(&cfg, text).unwrap();
+    let model = tmp.path().to_str().unwrap();
+    let (code, out, _) = earl(&["parity", "--model", model, "--reference", "fixtures/lm-tiny-gqa/reference.safetensors"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.trim_end().lines().last().unwrap().starts_with("parity FAILED:"), "{out}");
+}
+
+#[test]
+fn bad_paths_are_one_line_errors() {
+    let (code, out, err) = earl(&["parity", "--model", "fixtures/nope", "--reference", "fixtures/lm-tiny-gqa/reference.safetensors"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("fixtures/nope"), "{err}");
+    let (code, _, err) = earl(&["forward", "--ids", "1,x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("\"x\" is not an integer"), "{err}");
+}
+
+#[test]
+fn doctor_reports_libtorch() {
+    let (code, out, _) = earl(&["doctor"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("libtorch:       2.11.0"), "{out}");
+    assert!(out.contains("libtorch_cuda:  linked"), "{out}");
+}
