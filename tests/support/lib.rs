@@ -1,9 +1,12 @@
 //! Shared helpers of the cross-crate integration tests in `tests/`: fixture locations and devices to run on.
 use std::path::PathBuf;
 
-/// The repository's `fixtures/` directory.
+/// The repository's `fixtures/` directory (`EARL_FIXTURES` overrides it, for test binaries run on another machine).
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+    match std::env::var_os("EARL_FIXTURES") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+    }
 }
 
 /// The tiny language-model checkpoints written by `fixtures/make_fixtures.py`.
