@@ -1,0 +1,183 @@
+//! Seeded token sampling: greedy, temperature, top-k and top-p with the semantics and order of transformers'
+//! warpers (temperature → top-k → top-p; ties at the k-th logit kept; top-p keeps the smallest set whose mass
+//! reaches p and always at least one token).
+//!
+//! Determinism and batch invariance: request `i`, sample `j` owns the random stream
+//! `ChaCha20Rng::seed_from_u64(seed)` with `set_stream((i << 32) | j)`. Each sampled token consumes exactly one
+//! draw `u = (next_u64() >> 11) · 2⁻⁵³ ∈ [0, 1)` and picks the first id whose cumulative probability exceeds
+//! `u · total` (inverse CDF, computed in f64 on the device). A row's tokens therefore depend only on its own
+//! logits and its own stream — not on batch size, order or the other rows. Greedy decoding draws nothing.
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use tch::{Kind, Tensor};
+
+use crate::error::{Error, Result};
+
+/// How logits become tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingParams {
+    /// 0 means greedy (argmax).
+    pub temperature: f64,
+    /// Keep the k most likely ids; 0 = off (the RL configs' −1 maps to 0).
+    pub top_k: i64,
+    /// Nucleus mass; 1.0 = off.
+    pub top_p: f64,
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0 }
+    }
+
+    /// EARL's evaluation setting: temperature 1.0, top-k 2048, top-p 1.0.
+    pub fn reference_eval() -> Self {
+        SamplingParams { temperature: 1.0, top_k: 2048, top_p: 1.0 }
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature == 0.0
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature >= 0.0) || !self.temperature.is_finite() {
+            return Err(Error::input(format!("temperature must be ≥ 0, got {}", self.temperature)));
+        }
+        if self.top_k < 0 {
+            return Err(Error::input(format!("top_k must be ≥ 0 (0 = off), got {}", self.top_k)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::input(format!("top_p must be in (0, 1], got {}", self.top_p)));
+        }
+        Ok(())
+    }
+
+    /// Temperature, top-k and top-p applied to logits [B, V] (f32 result; removed ids are −∞).
+    pub fn warp(&self, logits: &Tensor) -> Tensor {
+        let mut x = logits.to_kind(Kind::Float);
+        if self.temperature > 0.0 && self.temperature != 1.0 {
+            x = x / self.temperature;
+        }
+        let v = x.size()[1];
+        if self.top_k > 0 && self.top_k < v {
+            let (kth, _) = x.topk(self.top_k, -1, true, true);
+            let threshold = kth.narrow(1, self.top_k - 1, 1); // [B, 1]
+            x = x.masked_fill(&x.lt_tensor(&threshold), f64::NEG_INFINITY);
+        }
+        if self.top_p < 1.0 {
+            let (sorted, order) = x.sort(-1, false); // ascending
+            let cum = sorted.softmax(-1, Kind::Float).cumsum(-1, Kind::Float);
+            let remove_sorted = cum.le(1.0 - self.top_p);
+            let _ = remove_sorted.narrow(1, v - 1, 1).fill_(0); // always keep the most likely id
+            let remove = remove_sorted.scatter(1, &order, &remove_sorted);
+            x = x.masked_fill(&remove, f64::NEG_INFINITY);
+        }
+        x
+    }
+}
+
+/// The random stream of request `request`, sample `sample` under `seed`.
+pub fn sample_stream(seed: u64, request: u64, sample: u64) -> ChaCha20Rng {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    rng.set_stream((request << 32) | (sample & 0xffff_ffff));
+    rng
+}
+
+fn uniform(rng: &mut ChaCha20Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// Samples one token per row, each row from its own stream.
+pub struct TokenSampler {
+    pub params: SamplingParams,
+    streams: Vec<ChaCha20Rng>,
+}
+
+impl TokenSampler {
+    /// `rows[r] = (request, sample)` identifies the stream of batch row `r`.
+    pub fn new(params: SamplingParams, seed: u64, rows: &[(u64, u64)]) -> Result<Self> {
+        params.validate()?;
+        Ok(TokenSampler { params, streams: rows.iter().map(|&(i, j)| sample_stream(seed, i, j)).collect() })
+    }
+
+    /// Keeps the streams of `rows` (in that order), after finished rows leave the batch.
+    pub fn retain_rows(&mut self, rows: &[usize]) {
+        let old = std::mem::take(&mut self.streams);
+        self.streams = rows.iter().map(|&r| old[r].clone()).collect();
+    }
+
+    /// One token per row from logits [B, V] (already constrained). Every row draws exactly once unless greedy.
+    pub fn sample(&mut self, logits: &Tensor) -> Result<Vec<i64>> {
+        let s = logits.size();
+        if s.len() != 2 || s[0] as usize != self.streams.len() {
+            return Err(Error::input(format!("logits {s:?} for {} sampling rows", self.streams.len())));
+        }
+        let ids = if self.params.is_greedy() {
+            logits.to_kind(Kind::Float).argmax(-1, false)
+        } else {
+            let probs = self.params.warp(logits).softmax(-1, Kind::Float).to_kind(Kind::Double); // [B, V]
+            let cdf = probs.cumsum(-1, Kind::Double);
+            let u: Vec<f64> = self.streams.iter_mut().map(uniform).collect();
+            let target = Tensor::from_slice(&u).to_device(logits.device()).unsqueeze(1) * cdf.narrow(1, s[1] - 1, 1);
+            target.searchsorted(&cdf, false, true, "right", None::<Tensor>).squeeze_dim(1).clamp_max(s[1] - 1)
+        };
+        Ok(Vec::<i64>::try_from(ids.to_device(tch::Device::Cpu).to_kind(Kind::Int64))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits(rows: &[&[f32]]) -> Tensor {
+        Tensor::stack(&rows.iter().map(|r| Tensor::from_slice(r)).collect::<Vec<_>>(), 0)
+    }
+
+    #[test]
+    fn greedy_takes_the_argmax_and_draws_nothing() {
+        let mut s = TokenSampler::new(SamplingParams::greedy(), 0, &[(0, 0), (1, 0)]).unwrap();
+        assert_eq!(s.sample(&logits(&[&[0., 3., 1.], &[5., 3., 1.]])).unwrap(), vec![1, 0]);
+    }
+
+    #[test]
+    fn top_k_and_top_p_remove_the_tail() {
+        let l = logits(&[&[1., 2., 3., 4.]]);
+        let k = SamplingParams { temperature: 1.0, top_k: 2, top_p: 1.0 }.warp(&l);
+        assert_eq!(Vec::<f32>::try_from(k.get(0)).unwrap()[..2], [f32::NEG_INFINITY, f32::NEG_INFINITY]);
+        // softmax(1,2,3,4) ≈ .032 .087 .237 .644: p = 0.8 keeps {3, 4}; p = 0.5 keeps only {4}.
+        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.8 }.warp(&l);
+        let kept: Vec<bool> = Vec::<f32>::try_from(p.get(0)).unwrap().iter().map(|x| x.is_finite()).collect();
+        assert_eq!(kept, vec![false, false, true, true]);
+        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.5 }.warp(&l);
+        let kept: Vec<bool> = Vec::<f32>::try_from(p.get(0)).unwrap().iter().map(|x| x.is_finite()).collect();
+        assert_eq!(kept, vec![false, false, false, true]);
+    }
+
+    #[test]
+    fn sampling_follows_the_distribution_and_never_picks_removed_ids() {
+        let params = SamplingParams { temperature: 1.0, top_k: 3, top_p: 1.0 };
+        let l = logits(&[&[0.0, (2f32).ln(), 0.0, f32::NEG_INFINITY, -30.0]]); // p ∝ 1, 2, 1, 0, (removed by top-k)
+        let mut counts = [0usize; 5];
+        let mut s = TokenSampler::new(params, 7, &[(0, 0)]).unwrap();
+        for _ in 0..4000 {
+            counts[s.sample(&l).unwrap()[0] as usize] += 1;
+        }
+        assert_eq!(counts[3] + counts[4], 0);
+        let f1 = counts[1] as f64 / 4000.0;
+        assert!((f1 - 0.5).abs() < 0.04, "{counts:?}");
+    }
+
+    #[test]
+    fn rows_are_independent_of_batch_composition() {
+        let params = SamplingParams { temperature: 0.7, top_k: 0, top_p: 0.9 };
+        let row = [0.1f32, 0.5, 0.2, 0.9, 0.3];
+        let other = [2.0f32, 0.0, 0.0, 0.0, 0.0];
+        let mut alone = TokenSampler::new(params, 42, &[(3, 1)]).unwrap();
+        let mut batch = TokenSampler::new(params, 42, &[(0, 0), (3, 1), (9, 4)]).unwrap();
+        for _ in 0..50 {
+            let a = alone.sample(&logits(&[&row])).unwrap()[0];
+            let b = batch.sample(&logits(&[&other, &row, &other])).unwrap()[1];
+            assert_eq!(a, b);
+        }
+        assert!(TokenSampler::new(SamplingParams { top_p: 0.0, ..params }, 0, &[]).is_err());
+    }
+}
