@@ -37,7 +37,8 @@ fn torch_version(lib_dir: &Path) -> Option<String> {
     Some(line.split(['\'', '"']).nth(1)?.to_string())
 }
 
-fn gpu_names() -> Vec<String> {
+/// `index, name, memory` of each visible NVIDIA GPU (empty without a driver).
+pub fn gpu_names() -> Vec<String> {
     std::process::Command::new("nvidia-smi")
         .args(["--query-gpu=index,name,memory.total", "--format=csv,noheader"])
         .output()

@@ -1,5 +1,6 @@
 //! `earl`: the command-line front of EARL-rs. Thin by design: argument parsing, logging set-up and printing; every
 //! numerical step lives in earl-core.
+mod bench;
 mod doctor;
 mod parity;
 
@@ -37,6 +38,15 @@ enum Command {
     },
     /// Compare this engine with reference outputs computed by the Python model (see fixtures/make_fixtures.py).
     Parity(parity::ParityArgs),
+    /// Speed benchmarks on random-weight models (run next to shared/bench/torch_decode_baseline.py).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Generation speed: prefill + sampled decoding, JSON lines like the PyTorch baseline.
+    Decode(bench::DecodeArgs),
 }
 
 fn main() {
@@ -62,6 +72,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Doctor => doctor::run(),
         Command::Forward { model, ids, device, dtype } => forward(&model, &ids, &device, &dtype),
         Command::Parity(args) => parity::run(&args),
+        Command::Bench(BenchCommand::Decode(args)) => bench::decode(&args),
     }
 }
 

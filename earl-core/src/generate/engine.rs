@@ -3,7 +3,7 @@
 //! stopped (an eos id) or reached `max_new_tokens`. Finished rows leave the batch (their cache rows are dropped) so
 //! late steps only pay for live rows. Same inputs and seed give the same tokens on the same device; a row's tokens do
 //! not depend on the other requests of the batch (see [`super::sampling`]).
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use super::constraint::{GridConstraint, ImageTokens, RowConstraint};
 use super::sampling::{SamplingParams, TokenSampler};
@@ -206,7 +206,7 @@ fn validate(model: &Emu3ForCausalLM, requests: &[GenerationRequest], cfg: &Gener
 mod tests {
     use super::*;
     use crate::{Emu3Config, RandomSource};
-    use tch::Device;
+    use tch::{Device, Kind};
 
     fn tiny() -> Emu3ForCausalLM {
         let src = RandomSource { seed: 3, std: 0.3, kind: Kind::Float, device: Device::Cpu };

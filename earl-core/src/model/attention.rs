@@ -55,9 +55,15 @@ impl Attention {
             Some((cache, layer)) => cache.write(layer, &k, &v), // [B, Hkv, L, D]
             None => (k, v),
         };
-        let (k, v) = (repeat_kv(&k, h / hkv), repeat_kv(&v, h / hkv)); // [B, H, L, D]
         let scale = (d as f64).powf(-0.5);
-        let out = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, scale, false);
+        let out = if x.device().is_cuda() {
+            // Grouped heads natively: no copy of the (growing) cache per step and layer.
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, scale, h != hkv)
+        } else {
+            // CPU keeps the reference's explicit `repeat_kv` (bitwise-identical to transformers in f32).
+            let (k, v) = (repeat_kv(&k, h / hkv), repeat_kv(&v, h / hkv)); // [B, H, L, D]
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, scale, false)
+        };
         self.o_proj.forward(&out.transpose(1, 2).reshape([b, t, h * d]))
     }
 }

@@ -1,0 +1,108 @@
+//! `earl bench decode`: generation speed of an Emu3-shaped decoder with random weights created directly on the
+//! device — the same work as `shared/bench/torch_decode_baseline.py` (a prompt of 1090 tokens, then 1062 sampled
+//! tokens with top-k 2048, i.e. one 256×256 edit) so both can be run side by side on one card. Prints one JSON line
+//! per batch size.
+use anyhow::Result;
+use earl_core::device::{parse_device, parse_dtype};
+use earl_core::generate::{generate, GenerationConfig, GenerationRequest, SamplingParams};
+use earl_core::{Emu3Config, Emu3ForCausalLM, ForwardArgs, RandomSource};
+use tch::{Kind, Tensor};
+
+#[derive(clap::Args)]
+pub struct DecodeArgs {
+    #[arg(long, num_args = 1.., default_values_t = vec![1usize, 8])]
+    batch: Vec<usize>,
+    #[arg(long, default_value_t = 32)]
+    layers: i64,
+    /// Hidden size (4096 = the real model; smaller for quick checks).
+    #[arg(long, default_value_t = 4096)]
+    hidden: i64,
+    #[arg(long, default_value_t = 184_622)]
+    vocab: i64,
+    #[arg(long, default_value_t = 1090)]
+    prompt: usize,
+    #[arg(long, default_value_t = 1062)]
+    new: usize,
+    #[arg(long, default_value_t = 2048)]
+    top_k: i64,
+    #[arg(long, default_value = "cuda")]
+    device: String,
+    #[arg(long, default_value = "bf16")]
+    dtype: String,
+}
+
+fn sync(device: tch::Device) {
+    if let tch::Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+pub fn decode(a: &DecodeArgs) -> Result<i32> {
+    let device = parse_device(&a.device)?;
+    let kind = parse_dtype(&a.dtype)?;
+    let mut cfg = Emu3Config::emu3_shaped(a.hidden, a.layers);
+    cfg.vocab_size = a.vocab;
+    cfg.pad_token_id = 0;
+    cfg.bos_token_id = 1;
+    cfg.max_position_embeddings = (a.prompt + a.new + 8) as i64;
+    let _g = tch::no_grad_guard();
+    let model = Emu3ForCausalLM::load(&RandomSource { seed: 0, std: 0.02, kind, device }, &cfg)?;
+    let gpu = crate::doctor::gpu_names().first().cloned().unwrap_or_else(|| format!("{device:?}"));
+    for &b in &a.batch {
+        tch::manual_seed(b as i64);
+        let text_vocab = a.vocab.min(151_000);
+        let prompt = Tensor::randint_low(3, text_vocab, [b as i64, a.prompt as i64], (Kind::Int64, tch::Device::Cpu));
+        // Prefill timing: one warm-up, then one timed forward into a fresh cache.
+        let ids = prompt.to_device(device);
+        let mut prefill_ms = 0.0;
+        for _ in 0..2 {
+            let mut cache = model.new_cache(b as i64, a.prompt as i64)?;
+            sync(device);
+            let t = std::time::Instant::now();
+            let _ = model.forward(&ids, &ForwardArgs { logits_to_keep: 1, ..Default::default() }, Some(&mut cache))?;
+            sync(device);
+            prefill_ms = t.elapsed().as_secs_f64() * 1e3;
+        }
+        let requests: Vec<GenerationRequest> = (0..b)
+            .map(|i| GenerationRequest { prompt: Vec::<i64>::try_from(prompt.get(i as i64)).unwrap_or_default(), prefill_len: 0, grid: None })
+            .collect();
+        let gen_cfg = GenerationConfig {
+            max_new_tokens: a.new,
+            samples_per_request: 1,
+            sampling: SamplingParams { temperature: 1.0, top_k: a.top_k, top_p: 1.0 },
+            seed: 0,
+            eos_ids: vec![],
+            image_tokens: None,
+            pad_id: 0,
+        };
+        // Warm-up generation (kernels, allocator), then the timed one.
+        let _ = generate(&model, &requests, &GenerationConfig { max_new_tokens: 8, ..gen_cfg.clone() }, &mut |_, _| {})?;
+        sync(device);
+        // Decode time runs from the first sampled token (prefill done, the sampler's host copy synchronises the
+        // device) to the last: every step in between is one forward of the batch plus one sampling.
+        let t = std::time::Instant::now();
+        let mut first: Option<std::time::Instant> = None;
+        let out = generate(&model, &requests, &gen_cfg, &mut |step, _| {
+            if step == 1 {
+                first = Some(std::time::Instant::now());
+            }
+        })?;
+        sync(device);
+        let total_s = t.elapsed().as_secs_f64();
+        let steps = out.iter().map(|s| s.tokens.len()).max().unwrap_or(0);
+        let decode_s = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(total_s).max(1e-9);
+        let timed_steps = steps.saturating_sub(1).max(1);
+        println!(
+            "{}",
+            serde_json::json!({
+                "impl": "earl-rs generate (tch eager, preallocated cache)",
+                "gpu": gpu, "batch": b, "layers": a.layers, "hidden": a.hidden,
+                "prefill_ms": (prefill_ms * 10.0).round() / 10.0,
+                "ms_per_step": (decode_s * 1e6 / timed_steps as f64).round() / 1e3,
+                "tokens_per_s": ((b * timed_steps) as f64 / decode_s * 10.0).round() / 10.0,
+                "total_s": (total_s * 1e3).round() / 1e3,
+            })
+        );
+    }
+    Ok(0)
+}
