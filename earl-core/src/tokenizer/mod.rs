@@ -62,7 +62,7 @@ impl SpecialIds {
 }
 
 enum Backend {
-    Tiktoken(bpe::BytePairEncoder),
+    Tiktoken(Box<bpe::BytePairEncoder>),
     Hf(Box<tokenizers::Tokenizer>),
 }
 
@@ -114,7 +114,7 @@ impl Emu3Tokenizer {
         let lookup = |s: &str| enc.special_id(s);
         let (special, visual) = resolve_roles(&lookup, enc.vocab_size(), vision.as_ref())?;
         tracing::debug!(n_ranks = enc.n_ranks(), specials = enc.special_names().len(), "tiktoken tokenizer loaded");
-        Ok(Self { backend: Backend::Tiktoken(enc), bytes, special, visual, source: bpe.as_ref().to_path_buf() })
+        Ok(Self { backend: Backend::Tiktoken(Box::new(enc)), bytes, special, visual, source: bpe.as_ref().to_path_buf() })
     }
 
     /// Loads a HF `tokenizer.json` (byte-level BPE with the Emu3 special tokens as added tokens).
