@@ -110,3 +110,28 @@ pub(crate) fn load_tokenizer_json(path: &Path) -> Result<(tokenizers::Tokenizer,
     }
     Ok((tk, bytes))
 }
+
+/// Role tokens from a HF `tokenizer_config.json` (`bos_token`, …, `eof_token`; a string or `{"content": …}`),
+/// defaults for roles it does not set.
+pub(crate) fn read_role_overrides(path: &Path) -> Result<[String; 8]> {
+    let text = read(path)?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        msg: e.to_string(),
+    })?;
+    let mut roles = super::SpecialIds::default_role_tokens();
+    for (slot, (role, _)) in roles.iter_mut().zip(super::SpecialIds::ROLES) {
+        let key = format!("{role}_token");
+        match v.get(&key) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(s)) => *slot = s.clone(),
+            Some(obj) => match obj.get("content").and_then(|c| c.as_str()) {
+                Some(s) => *slot = s.to_string(),
+                None => return Err(tok_err(path, format!("`{key}` is neither a string nor {{\"content\": …}}"))),
+            },
+        }
+    }
+    Ok(roles)
+}

@@ -21,6 +21,7 @@ pub use stream::DecodeStream;
 pub const TIKTOKEN_FILE: &str = "emu3.tiktoken";
 pub const VISION_TOKENS_FILE: &str = "emu3_vision_tokens.txt";
 pub const TOKENIZER_JSON: &str = "tokenizer.json";
+pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 
 /// Surface form of visual code `code`.
 pub fn visual_token(code: u32) -> String {
@@ -59,6 +60,11 @@ impl SpecialIds {
         ("eol", "<|extra_200|>"),
         ("eof", "<|extra_201|>"),
     ];
+
+    /// The reference's default token of each role, in [`Self::ROLES`] order.
+    pub fn default_role_tokens() -> [String; 8] {
+        Self::ROLES.map(|(_, t)| t.to_string())
+    }
 }
 
 enum Backend {
@@ -90,19 +96,30 @@ impl std::fmt::Debug for Emu3Tokenizer {
 impl Emu3Tokenizer {
     /// Loads from a directory: the original Emu3 files if present (what EARL checkpoints ship), else
     /// `tokenizer.json`.
+    /// `tokenizer.json`. Role tokens set in the directory's `tokenizer_config.json` (`bos_token`, `img_token`, …)
+    /// override the reference defaults, as `AutoTokenizer.from_pretrained` would apply them.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let (bpe, vision) = (dir.join(TIKTOKEN_FILE), dir.join(VISION_TOKENS_FILE));
-        if bpe.is_file() && vision.is_file() {
-            Self::from_tiktoken_files(&bpe, &vision)
+        let mut tok = if bpe.is_file() && vision.is_file() {
+            Self::from_tiktoken_files(&bpe, &vision)?
         } else if dir.join(TOKENIZER_JSON).is_file() {
-            Self::from_tokenizer_json(dir.join(TOKENIZER_JSON))
+            Self::from_tokenizer_json(dir.join(TOKENIZER_JSON))?
         } else {
-            Err(Error::Tokenizer {
+            return Err(Error::Tokenizer {
                 path: dir.to_path_buf(),
                 msg: format!("no tokenizer found: expected {TIKTOKEN_FILE} + {VISION_TOKENS_FILE}, or {TOKENIZER_JSON}"),
-            })
+            });
+        };
+        let config = dir.join(TOKENIZER_CONFIG);
+        if config.is_file() {
+            let roles = files::read_role_overrides(&config)?;
+            if roles != SpecialIds::default_role_tokens() {
+                let lookup = |s: &str| tok.token_to_id(s);
+                tok.special = resolve_roles(&lookup, &roles, tok.vocab_size(), &config)?.0;
+            }
         }
+        Ok(tok)
     }
 
     /// Loads the original Emu3 pair of files.
@@ -112,7 +129,8 @@ impl Emu3Tokenizer {
         let enc = files::load_tiktoken(bpe.as_ref(), vision.as_ref())?;
         let bytes = (0..enc.vocab_size() as u32).map(|i| enc.token_bytes(i).unwrap_or_default().to_vec()).collect();
         let lookup = |s: &str| enc.special_id(s);
-        let (special, visual) = resolve_roles(&lookup, enc.vocab_size(), vision.as_ref())?;
+        let roles = SpecialIds::default_role_tokens();
+        let (special, visual) = resolve_roles(&lookup, &roles, enc.vocab_size(), vision.as_ref())?;
         tracing::debug!(n_ranks = enc.n_ranks(), specials = enc.special_names().len(), "tiktoken tokenizer loaded");
         Ok(Self { backend: Backend::Tiktoken(Box::new(enc)), bytes, special, visual, source: bpe.as_ref().to_path_buf() })
     }
@@ -124,7 +142,8 @@ impl Emu3Tokenizer {
         let _g = span.enter();
         let (tk, bytes) = files::load_tokenizer_json(path)?;
         let lookup = |s: &str| tk.token_to_id(s);
-        let (special, visual) = resolve_roles(&lookup, bytes.len(), path)?;
+        let roles = SpecialIds::default_role_tokens();
+        let (special, visual) = resolve_roles(&lookup, &roles, bytes.len(), path)?;
         Ok(Self { backend: Backend::Hf(Box::new(tk)), bytes, special, visual, source: path.to_path_buf() })
     }
 
@@ -254,10 +273,15 @@ impl Emu3Tokenizer {
 
 /// Finds the role ids and checks that visual tokens `000000..` form one contiguous id range at the end of the
 /// vocabulary (the grid constraint allows "every id ≥ first visual id" as visual).
-fn resolve_roles(lookup: &dyn Fn(&str) -> Option<u32>, vocab: usize, path: &Path) -> Result<(SpecialIds, Range<u32>)> {
+fn resolve_roles(
+    lookup: &dyn Fn(&str) -> Option<u32>,
+    roles: &[String; 8],
+    vocab: usize,
+    path: &Path,
+) -> Result<(SpecialIds, Range<u32>)> {
     let err = |msg: String| Error::Tokenizer { path: path.to_path_buf(), msg };
     let mut ids = [0u32; 8];
-    for (slot, (role, tok)) in ids.iter_mut().zip(SpecialIds::ROLES) {
+    for ((slot, (role, _)), tok) in ids.iter_mut().zip(SpecialIds::ROLES).zip(roles) {
         *slot = lookup(tok).ok_or_else(|| err(format!("special token {tok} (role {role}) is missing")))?;
     }
     let [bos, eos, pad, img, boi, eoi, eol, eof] = ids;

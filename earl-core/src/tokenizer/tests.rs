@@ -100,6 +100,31 @@ fn from_dir_prefers_original_files_and_falls_back_to_tokenizer_json() {
 }
 
 #[test]
+fn tokenizer_config_overrides_roles() {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in [TIKTOKEN_FILE, VISION_TOKENS_FILE] {
+        std::fs::copy(tiny_dir().join(f), tmp.path().join(f)).unwrap();
+    }
+    let cfg = tmp.path().join(TOKENIZER_CONFIG);
+    std::fs::write(&cfg, r#"{"bos_token": "<|extra_203|>", "eos_token": {"content": "<|im_end|>"}, "pad_token": null}"#).unwrap();
+    let tok = Emu3Tokenizer::from_dir(tmp.path()).unwrap();
+    assert_eq!(tok.special().eos, tok.token_to_id("<|im_end|>").unwrap());
+    assert_eq!(tok.special().bos, tok.token_to_id("<|extra_203|>").unwrap());
+    std::fs::write(&cfg, r#"{"img_token": "<|no such token|>"}"#).unwrap();
+    let err = Emu3Tokenizer::from_dir(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("tokenizer_config.json") && err.contains("<|no such token|> (role img) is missing"), "{err}");
+    std::fs::write(&cfg, "{\n  \"bos_token\": ,").unwrap();
+    let err = Emu3Tokenizer::from_dir(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("tokenizer_config.json:2:"), "{err}");
+}
+
+#[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Emu3Tokenizer>();
+}
+
+#[test]
 fn encode_ordinary_keeps_special_surface_forms_as_text() {
     let [tok, hf] = tiny_both();
     let ids = tok.encode_ordinary("<|image start|>").unwrap();
