@@ -26,6 +26,23 @@ pub struct ImageTokens {
     pub num_visual: i64,
 }
 
+impl ImageTokens {
+    /// The framing ids of a tokenizer's vocabulary (visual ids are its last `codebook_size` ids).
+    pub fn from_tokenizer(tok: &crate::tokenizer::Emu3Tokenizer) -> Self {
+        let s = tok.special();
+        ImageTokens {
+            img: s.img as i64,
+            eol: s.eol as i64,
+            eof: s.eof as i64,
+            eoi: s.eoi as i64,
+            eos: s.eos as i64,
+            pad: s.pad as i64,
+            first_visual: tok.first_visual_id() as i64,
+            num_visual: tok.codebook_size() as i64,
+        }
+    }
+}
+
 /// What one row may produce next: ids in `lo..hi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowed {
