@@ -77,11 +77,10 @@ fn scan_score_key(s: &str) -> Option<Vec<f64>> {
 fn read_value(v: &str) -> Option<Vec<f64>> {
     if let Some(body) = v.strip_prefix('[') {
         let inner = &body[..body.find(']')?];
-        let items: Vec<&str> = inner.split(',').map(|t| t.trim().trim_matches(['"', '\'']).trim()).collect();
-        let items: Vec<&str> = match items.last() {
-            Some(last) if last.is_empty() => items[..items.len() - 1].to_vec(), // trailing comma
-            _ => items,
-        };
+        let mut items: Vec<&str> = inner.split(',').map(|t| t.trim().trim_matches(['"', '\'']).trim()).collect();
+        if items.last() == Some(&"") {
+            items.pop(); // trailing comma
+        }
         items.iter().map(|t| t.parse::<f64>().ok()).collect()
     } else {
         let token: String = v.trim_start_matches(['"', '\'']).chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();

@@ -8,6 +8,11 @@ use image::RgbImage;
 use super::reward::{Reward, RewardInput, RewardOutput};
 use crate::error::{Error, Result};
 
+/// The ground-truth part an offline reward compares against; its absence is a data error, not a low score.
+fn required<'a, T: ?Sized>(v: Option<&'a T>, reward: &str, i: usize, what: &str) -> Result<&'a T> {
+    v.ok_or_else(|| Error::Reward { reward: reward.into(), msg: format!("completion {i} has no ground-truth {what}") })
+}
+
 /// Agreement of the predicted visual codes with the ground-truth edit's codes, position by position.
 /// Components: `match_rate` (share of ground-truth positions whose code the prediction reproduces; positions
 /// outside the prediction's grid count as misses), `shape_match` (1 when both grids have the same shape) and
@@ -30,10 +35,7 @@ impl Reward for TokenAgreement {
             .iter()
             .enumerate()
             .map(|(i, inp)| {
-                let gt = inp.ground_truth_codes.ok_or_else(|| Error::Reward {
-                    reward: Self::NAME.into(),
-                    msg: format!("completion {i} has no ground-truth codes"),
-                })?;
+                let gt = required(inp.ground_truth_codes, Self::NAME, i, "codes")?;
                 let (Some(_), Some(pred)) = (inp.predicted, inp.predicted_codes) else {
                     return Ok(RewardOutput::zeros(&Self::COMPONENTS));
                 };
@@ -84,10 +86,7 @@ impl Reward for PixelSimilarity {
             .iter()
             .enumerate()
             .map(|(i, inp)| {
-                let gt = inp.ground_truth.ok_or_else(|| Error::Reward {
-                    reward: Self::NAME.into(),
-                    msg: format!("completion {i} has no ground-truth image"),
-                })?;
+                let gt = required(inp.ground_truth, Self::NAME, i, "image")?;
                 let Some(pred) = inp.predicted else {
                     return Ok(RewardOutput::zeros(&Self::COMPONENTS));
                 };
