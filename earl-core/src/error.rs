@@ -36,6 +36,10 @@ pub enum Error {
 
     #[error("libtorch error during {context}: {msg}")]
     Torch { context: String, msg: String },
+
+    /// A reward could not score a batch (verifier unreachable after retries, replies never parsable, …).
+    #[error("reward `{reward}`: {msg}")]
+    Reward { reward: String, msg: String },
 }
 
 impl Error {

@@ -11,6 +11,7 @@ pub mod model;
 pub mod parity;
 pub mod prompt;
 pub mod tokenizer;
+pub mod rl;
 pub mod weights;
 
 pub use config::{ConfigDialect, Emu3Config, RawEmu3Config, RopeScaling};

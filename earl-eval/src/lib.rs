@@ -1,1 +1,13 @@
-//! EARL evaluation.
+//! EARL evaluation and the verifier side of RL: an OpenAI-compatible chat client ([`chat`]), lenient reply
+//! parsing ([`parse`]), verifier prompts ([`prompts`]) and the VIEScore / GroundScore rewards ([`verifier`]) that
+//! implement `earl_core::rl::Reward`. [`rewards::reward_set`] builds the rewards an RL config asks for. All network
+//! code of the project lives in this crate.
+pub mod chat;
+pub mod parse;
+pub mod prompts;
+pub mod rewards;
+pub mod verifier;
+
+pub use chat::{ChatClient, ChatError, ChatRequest, ClientOptions};
+pub use verifier::{GroundScore, Unparsable, VerifierOptions, VieScore};
+pub use rewards::{reward_set, verifier_settings};

@@ -1,0 +1,271 @@
+//! The RL (GRPO) experiment configuration, in two levels: [`RawRlConfig`] mirrors a TOML file field for field with
+//! the names of EARL's `rl/nano_aha_moment.py::TrainingArgs` (so the reference's jsonnet configs translate one to
+//! one) plus our extensions (optimizer constants EARL hard-codes, offline rewards, verifier client settings, prompt
+//! templates), and [`RlConfig`] is the validated result with no `Option`s.
+//!
+//! Files compose: `extends = ["grpo.toml", "data/complex.toml"]` loads those first (paths relative to the file),
+//! later files overriding earlier ones, the file itself last — as jsonnet's `(import 'a') + (import 'b')` does in
+//! the reference. Every file is checked on its own, so an unknown or misspelt field is reported with its file, line
+//! and column. String values of paths, URLs, the run name and the API key may use `${VAR}` or `${VAR:-default}`;
+//! an unset variable without default is an error naming field and file. Relative paths that start with `./` or
+//! `../` are relative to the file that sets them; other relative paths to the working directory (as in EARL).
+//! Field semantics and defaults are listed in docs/rl.md.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::grpo::TokenSchedule;
+use super::reward::FinalReward;
+use crate::error::{Error, Result};
+
+/// Serde mirror of one RL TOML file. Unknown fields are rejected.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRlConfig {
+    pub extends: Option<Extends>,
+    // Data (EARL names).
+    pub train_paths_file: Option<Vec<String>>,
+    pub coefficients: Option<Vec<f64>>,
+    pub val_paths_file: Option<Vec<String>>,
+    pub val_coefficients: Option<Vec<f64>>,
+    pub base_exp_dir: Option<String>,
+    pub random_seed: Option<u64>,
+    // Model.
+    pub model_path: Option<String>,
+    pub tokenizer_path: Option<String>,
+    pub assistant_prefill: Option<String>,
+    // Optimisation.
+    pub learning_rate: Option<f64>,
+    pub num_iterations: Option<u64>,
+    pub kl_coeff: Option<f64>,
+    pub per_device_batch_size: Option<usize>,
+    pub adam_beta1: Option<f64>,
+    pub adam_beta2: Option<f64>,
+    pub adam_epsilon: Option<f64>,
+    pub weight_decay: Option<f64>,
+    pub max_grad_norm: Option<f64>,
+    // Generation.
+    pub temperature: Option<f64>,
+    pub episodes_per_iteration: Option<usize>,
+    pub generations_per_sample: Option<usize>,
+    pub max_response_tokens: Option<usize>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<i64>,
+    pub model_context_size: Option<usize>,
+    // Emu3 specifics.
+    pub emu3_use_logit_processor: Option<bool>,
+    pub separate_language_and_vision_vocabs: Option<bool>,
+    pub train_text_tokens_only: Option<bool>,
+    pub text_only_cycle_steps: Option<u64>,
+    pub text_only_steps: Option<u64>,
+    pub train_vision_tokens_only: Option<bool>,
+    pub vision_only_cycle_steps: Option<u64>,
+    pub vision_only_steps: Option<u64>,
+    // Rewards.
+    pub reward_function_api_base: Option<String>,
+    pub reward_function_api_model_name: Option<String>,
+    pub reward_function_api_key: Option<String>,
+    pub reward_function_max_concurrency: Option<usize>,
+    pub reward_function_timeout_s: Option<f64>,
+    pub reward_function_max_attempts: Option<u32>,
+    pub reward_function_max_rounds: Option<u32>,
+    pub reward_function_on_unparsable: Option<String>,
+    pub reward_compute_viescore: Option<bool>,
+    pub reward_compute_ground_score: Option<bool>,
+    pub reward_compute_token_agreement: Option<bool>,
+    pub reward_compute_pixel_similarity: Option<bool>,
+    pub reward_final_reward: Option<String>,
+    pub reward_viescore_sc_template: Option<String>,
+    pub reward_viescore_pq_template: Option<String>,
+    pub reward_ground_score_system_template: Option<String>,
+    pub reward_ground_score_user_template: Option<String>,
+    // Logging and checkpointing.
+    pub run_name: Option<String>,
+    pub log_episodes_every_n_iterations: Option<u64>,
+    pub save_checkpoints_every_n_iterations: Option<u64>,
+    pub keep_checkpoints_every_n_iterations: Option<u64>,
+    // Accepted so reference configs translate unchanged; they configure machinery we do not have (vLLM, the Hub,
+    // hub revisions, prompt truncation) and are ignored with a warning.
+    pub vllm_gpu_memory_utilization: Option<f64>,
+    pub push_to_hub_every_n_iterations: Option<u64>,
+    pub push_to_hub_repo_id: Option<String>,
+    pub model_revision: Option<String>,
+    pub max_prompt_len: Option<usize>,
+    pub max_completion_len: Option<usize>,
+}
+
+/// `extends = "a.toml"` or `extends = ["a.toml", "b.toml"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Extends {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// How the training datasets are mixed (EARL `create_datasets`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mixture {
+    /// No coefficients: every dataset is upsampled to the size of the largest.
+    UpsampleToLargest,
+    /// One coefficient per dataset: ≥ 1 ⇒ int(c) full copies plus a random fraction; < 1 ⇒ a random subset.
+    Coefficients(Vec<f64>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataConfig {
+    pub train_paths: Vec<PathBuf>,
+    pub train_mixture: Mixture,
+    pub val_paths: Vec<PathBuf>,
+    pub val_mixture: Mixture,
+}
+
+/// Top-k sampling; EARL writes `-1` for off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopK {
+    Off,
+    K(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationConfig {
+    pub episodes_per_iteration: usize,
+    pub generations_per_sample: usize,
+    /// `episodes_per_iteration / generations_per_sample`: prompts drawn per iteration.
+    pub prompts_per_iteration: usize,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub top_k: TopK,
+    pub max_response_tokens: usize,
+    pub model_context_size: usize,
+    /// EARL `emu3_use_logit_processor`: constrain image tokens to the source image's grid.
+    pub grid_constraint: bool,
+    /// Text appended after the assistant turn opens (`<|image start|>` forces a direct edit; the think models
+    /// get "Let's think step by step. …").
+    pub assistant_prefill: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimConfig {
+    pub learning_rate: f64,
+    pub num_iterations: u64,
+    pub per_device_batch_size: usize,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpoConfig {
+    pub kl_coeff: f64,
+    pub separate_language_and_vision_vocabs: bool,
+    pub token_schedule: TokenSchedule,
+}
+
+/// Where a verifier prompt comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromptSource {
+    BuiltIn,
+    File(PathBuf),
+}
+
+/// What to do with a completion whose verifier replies never parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnparsable {
+    Error,
+    Zero,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifierConfig {
+    /// Empty when no verifier reward is enabled.
+    pub api_base: String,
+    pub model: String,
+    pub api_key: String,
+    pub max_concurrency: usize,
+    pub timeout_s: f64,
+    pub max_attempts: u32,
+    pub max_rounds: u32,
+    pub on_unparsable: OnUnparsable,
+    pub viescore_sc_template: PromptSource,
+    pub viescore_pq_template: PromptSource,
+    pub ground_score_system_template: PromptSource,
+    pub ground_score_user_template: PromptSource,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RewardConfig {
+    pub viescore: bool,
+    pub ground_score: bool,
+    pub token_agreement: bool,
+    pub pixel_similarity: bool,
+    pub final_reward: FinalReward,
+    pub verifier: VerifierConfig,
+}
+
+impl RewardConfig {
+    /// Names of the enabled rewards, in a fixed order.
+    pub fn enabled(&self) -> Vec<&'static str> {
+        [
+            (self.viescore, "viescore"),
+            (self.ground_score, "ground_score"),
+            (self.token_agreement, "token_agreement"),
+            (self.pixel_similarity, "pixel_similarity"),
+        ]
+        .into_iter()
+        .filter_map(|(on, n)| on.then_some(n))
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggingConfig {
+    /// Dump episodes every n iterations (and at iteration 0); 0 = never.
+    pub log_episodes_every_n_iterations: u64,
+    /// 0 = never (EARL: unset).
+    pub save_checkpoints_every_n_iterations: u64,
+    /// Checkpoints at multiples of this are kept when older ones are cleaned up; 0 = keep only the latest.
+    pub keep_checkpoints_every_n_iterations: u64,
+}
+
+/// The validated RL experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RlConfig {
+    pub source: PathBuf,
+    pub run_name: String,
+    pub base_exp_dir: PathBuf,
+    pub model_path: String,
+    pub tokenizer_path: String,
+    pub random_seed: u64,
+    pub data: DataConfig,
+    pub generation: GenerationConfig,
+    pub optim: OptimConfig,
+    pub grpo: GrpoConfig,
+    pub reward: RewardConfig,
+    pub logging: LoggingConfig,
+}
+
+mod load;
+pub use load::expand_vars;
+
+impl RlConfig {
+    /// Loads, merges (`extends`), expands `${VAR}` from the process environment and validates.
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::load_with_env(path, &|k| std::env::var(k).ok())
+    }
+
+    /// As [`RlConfig::load`], reading variables through `env` (tests, or a launcher with its own variables).
+    pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let merged = load::merge_files(path)?;
+        load::validate(path, merged, env)
+    }
+
+    /// Parses one file on its own (no `extends`, no validation): how fragments such as a base file are checked.
+    pub fn parse_fragment(path: &Path) -> Result<RawRlConfig> {
+        load::parse_file(path).map(|(raw, _)| raw)
+    }
+}
+
+#[cfg(test)]
+mod tests;

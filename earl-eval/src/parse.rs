@@ -1,0 +1,146 @@
+//! Lenient parsing of verifier replies. Multimodal judges rarely return clean JSON: they wrap it in code fences,
+//! use single quotes or unquoted keys, leave trailing commas, add prose after it, or answer with a bare list. We
+//! accept what a careful reader would (the reference's `mllm_output_to_dict` accepts a similar set, including the
+//! original VIEScore `||V^=^V||` delimiters) and reject everything else, so the caller can ask again.
+
+/// The VIEScore scores of a reply `{"score": [...], "reasoning": "..."}`: exactly `expected` numbers, each finite
+/// and within 0–10. `None` when no such list can be found.
+pub fn parse_score_list(reply: &str, expected: usize) -> Option<Vec<f64>> {
+    let text = between_delimiters(reply).unwrap_or(reply);
+    let scores = strict_json_scores(text).or_else(|| scan_score_key(text)).or_else(|| bare_scores(text))?;
+    (scores.len() == expected && scores.iter().all(|s| s.is_finite() && (0.0..=10.0).contains(s))).then_some(scores)
+}
+
+/// The GroundScore of a reply: the first `<score>N</score>` (whitespace around N allowed) with an integer N; `None`
+/// when there is none or N is outside 0–10 (the reference re-asks in both cases).
+pub fn parse_tagged_score(reply: &str) -> Option<u8> {
+    let mut rest = reply;
+    while let Some(start) = rest.find("<score>") {
+        rest = &rest[start + "<score>".len()..];
+        let Some(end) = rest.find("</score>") else { break };
+        let inner = rest[..end].trim();
+        if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) {
+            return inner.parse::<u32>().ok().filter(|n| *n <= 10).map(|n| n as u8);
+        }
+    }
+    None
+}
+
+const DELIMITER: &str = "||V^=^V||";
+
+fn between_delimiters(s: &str) -> Option<&str> {
+    let start = s.find(DELIMITER)? + DELIMITER.len();
+    let end = s.rfind(DELIMITER)?;
+    (end > start).then(|| &s[start..end])
+}
+
+fn number_of(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The outermost `{ … }` parsed as JSON, reading its `score` key (a list or a single number).
+fn strict_json_scores(s: &str) -> Option<Vec<f64>> {
+    let (start, end) = (s.find('{')?, s.rfind('}')?);
+    if end <= start {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(&s[start..=end]).ok()?;
+    let obj = value.as_object()?;
+    let score = obj.iter().find(|(k, _)| k.trim().eq_ignore_ascii_case("score"))?.1;
+    match score {
+        serde_json::Value::Array(items) => items.iter().map(number_of).collect(),
+        other => number_of(other).map(|n| vec![n]),
+    }
+}
+
+/// Finds a `score` key however it is quoted (`"score"`, `'score'`, `score`) followed by `:` and reads the value:
+/// `[a, b, …]` (items may be quoted) or one number. Survives broken reasoning strings and trailing text.
+fn scan_score_key(s: &str) -> Option<Vec<f64>> {
+    let lower = s.to_ascii_lowercase();
+    let mut from = 0;
+    while let Some(pos) = lower[from..].find("score") {
+        let after = from + pos + "score".len();
+        from = after;
+        let rest = s[after..].trim_start_matches(['"', '\'']).trim_start();
+        let Some(value) = rest.strip_prefix(':') else { continue };
+        if let Some(list) = read_value(value.trim_start()) {
+            return Some(list);
+        }
+    }
+    None
+}
+
+fn read_value(v: &str) -> Option<Vec<f64>> {
+    if let Some(body) = v.strip_prefix('[') {
+        let inner = &body[..body.find(']')?];
+        let mut items: Vec<&str> = inner.split(',').map(|t| t.trim().trim_matches(['"', '\'']).trim()).collect();
+        if items.last() == Some(&"") {
+            items.pop(); // trailing comma
+        }
+        items.iter().map(|t| t.parse::<f64>().ok()).collect()
+    } else {
+        let token: String = v.trim_start_matches(['"', '\'']).chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        token.parse::<f64>().ok().map(|n| vec![n])
+    }
+}
+
+/// A reply that is nothing but `[a, b]` or a single number (seen from some judges; the reference accepts both).
+fn bare_scores(s: &str) -> Option<Vec<f64>> {
+    let t = s.trim();
+    if t.starts_with('[') && t.ends_with(']') {
+        return read_value(t);
+    }
+    t.parse::<f64>().ok().map(|n| vec![n])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_forms_judges_produce() {
+        let ok = [
+            r#"{"score": [7, 3], "reasoning": "fine"}"#,
+            "```json\n{\n  \"score\": [7, 3],\n  \"reasoning\": \"fine\"\n}\n```\nHope this helps!",
+            "{'score': [7, 3], 'reasoning': 'the man's hat is red'}",
+            "{score: [7, 3,], reasoning: ok}",
+            "Sure. {\"score\" : [\"7\", \"3\"], \"reasoning\" : \"x\"} trailing } brace",
+            "||V^=^V||\n{\n\"score\" : [7, 3],\n\"reasoning\" : \"x\"\n}\n||V^=^V||",
+            "[7, 3]",
+            "{\"Score\": [7.0, 3.0]}",
+        ];
+        for reply in ok {
+            assert_eq!(parse_score_list(reply, 2), Some(vec![7.0, 3.0]), "{reply}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_cannot_be_trusted() {
+        let bad = [
+            "I cannot evaluate this image.",
+            r#"{"score": [7], "reasoning": "one score only"}"#,
+            r#"{"score": [7, 11]}"#,
+            r#"{"score": [7, -1]}"#,
+            r#"{"score": ["seven", 3]}"#,
+            "",
+        ];
+        for reply in bad {
+            assert_eq!(parse_score_list(reply, 2), None, "{reply}");
+        }
+        assert_eq!(parse_score_list("5", 1), Some(vec![5.0]));
+    }
+
+    #[test]
+    fn tagged_scores_follow_the_reference_rules() {
+        assert_eq!(parse_tagged_score("A looks like B.\n<score>8</score>"), Some(8));
+        assert_eq!(parse_tagged_score("Format: <score>X</score>\n<score> 10 </score>"), Some(10));
+        assert_eq!(parse_tagged_score("<score>11</score>"), None);
+        assert_eq!(parse_tagged_score("<score>7.5</score>"), None);
+        assert_eq!(parse_tagged_score("score: 7"), None);
+        assert_eq!(parse_tagged_score("<score>7"), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! The verifier rewards of EARL (`rl/reward.py`), asked of a multimodal judge behind a chat-completions endpoint.
+//!
+//! * [`VieScore`]: two queries per completion — semantic consistency (instruction + source + edited image → [edit
+//!   success, over-editing]) and perceptual quality (edited image → [naturalness, artifacts]); SC = min of the
+//!   first pair, PQ = min of the second, overall = √(SC·PQ).
+//! * [`GroundScore`]: the predicted image against the ground-truth edit under the instruction, an integer 0–10
+//!   read from `<score>X</score>`.
+//!
+//! An undecodable prediction scores 0 everywhere without a query. A reply that cannot be parsed is asked again, up
+//! to `max_rounds` rounds in all (EARL: 5); only the unparsed query is repeated (EARL repeats both). What happens to
+//! a completion still unparsed after the last round is [`Unparsable`]'s choice. Transport failures that survive the
+//! client's retries fail the batch.
+use earl_core::rl::{Reward, RewardInput, RewardOutput};
+use earl_core::{Error, Result};
+
+use crate::chat::{message, text_and_images, ChatClient, ChatRequest};
+use crate::parse::{parse_score_list, parse_tagged_score};
+use crate::prompts::{fill, PromptSet};
+
+/// What to do with a completion whose replies never parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unparsable {
+    /// Fail the batch (EARL asserts, stopping the run).
+    Error,
+    /// Score it 0 everywhere and log a warning.
+    Zero,
+}
+
+/// Query settings shared by the verifier rewards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifierOptions {
+    pub prompts: PromptSet,
+    /// Rounds of asking, the first included (EARL: 5).
+    pub max_rounds: u32,
+    pub on_unparsable: Unparsable,
+    /// EARL: 1400 tokens, server-default temperature.
+    pub viescore_max_tokens: u32,
+    pub viescore_temperature: Option<f64>,
+    /// EARL: 1300 tokens at temperature 0.3.
+    pub ground_score_max_tokens: u32,
+    pub ground_score_temperature: Option<f64>,
+}
+
+impl Default for VerifierOptions {
+    fn default() -> Self {
+        Self {
+            prompts: PromptSet::default(),
+            max_rounds: 5,
+            on_unparsable: Unparsable::Error,
+            viescore_max_tokens: 1400,
+            viescore_temperature: None,
+            ground_score_max_tokens: 1300,
+            ground_score_temperature: Some(0.3),
+        }
+    }
+}
+
+/// Asks `queries[q]` for every query still unanswered, round after round, until every query of a completion has a
+/// parsed answer or the rounds run out. `queries[i]` holds completion `i`'s requests (empty = nothing to ask);
+/// returns per completion the parsed answers, or `None` if some query never parsed.
+fn ask_until_parsed<T: Clone>(
+    client: &ChatClient,
+    reward: &str,
+    queries: &[Vec<ChatRequest>],
+    max_rounds: u32,
+    parse: impl Fn(usize, &str) -> Option<T>,
+) -> Result<Vec<Option<Vec<T>>>> {
+    let mut answers: Vec<Vec<Option<T>>> = queries.iter().map(|q| vec![None; q.len()]).collect();
+    for round in 1..=max_rounds.max(1) {
+        let pending: Vec<(usize, usize)> = answers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| a.iter().enumerate().filter(|(_, x)| x.is_none()).map(move |(q, _)| (i, q)))
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        if round > 1 {
+            tracing::warn!(reward, round, unparsed = pending.len(), "asking the verifier again");
+        }
+        let reqs: Vec<ChatRequest> = pending.iter().map(|&(i, q)| queries[i][q].clone()).collect();
+        for (&(i, q), reply) in pending.iter().zip(client.complete_all(&reqs)) {
+            let reply = reply.map_err(|e| Error::Reward { reward: reward.to_string(), msg: e.to_string() })?;
+            answers[i][q] = parse(q, &reply);
+            if answers[i][q].is_none() {
+                let head: String = reply.chars().take(160).collect();
+                tracing::debug!(reward, completion = i, query = q, reply = %head, "unparsable verifier reply");
+            }
+        }
+    }
+    Ok(answers.into_iter().map(|a| a.into_iter().collect::<Option<Vec<T>>>()).collect())
+}
+
+fn unresolved(reward: &str, policy: Unparsable, zeros: &[&'static str], out: &mut [Option<RewardOutput>], rounds: u32) -> Result<()> {
+    let missing: Vec<usize> = out.iter().enumerate().filter(|(_, o)| o.is_none()).map(|(i, _)| i).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    match policy {
+        Unparsable::Error => Err(Error::Reward {
+            reward: reward.to_string(),
+            msg: format!("no parsable verifier reply after {rounds} round(s) for completion(s) {missing:?}"),
+        }),
+        Unparsable::Zero => {
+            tracing::warn!(reward, completions = ?missing, "no parsable verifier reply; scoring 0");
+            for i in missing {
+                out[i] = Some(RewardOutput::zeros(zeros));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// VIEScore for image editing, as EARL computes it (see the module header).
+#[derive(Debug, Clone)]
+pub struct VieScore {
+    client: ChatClient,
+    opts: VerifierOptions,
+}
+
+impl VieScore {
+    pub const NAME: &'static str = "viescore";
+    pub const COMPONENTS: [&'static str; 7] =
+        ["edit_success", "overedit", "naturalness", "artifacts", "semantic_consistency", "perceptual_quality", "overall"];
+
+    pub fn new(client: ChatClient, opts: VerifierOptions) -> Self {
+        Self { client, opts }
+    }
+
+    fn requests(&self, inp: &RewardInput<'_>) -> Vec<ChatRequest> {
+        let Some(pred) = inp.predicted else { return Vec::new() };
+        let ask = |text: String, images: &[&image::RgbImage]| ChatRequest {
+            messages: vec![message("user", text_and_images(&text, images))],
+            max_tokens: self.opts.viescore_max_tokens,
+            temperature: self.opts.viescore_temperature,
+        };
+        vec![
+            ask(fill(&self.opts.prompts.semantic_consistency, inp.instruction), &[inp.source, pred]),
+            ask(fill(&self.opts.prompts.perceptual_quality, inp.instruction), &[pred]),
+        ]
+    }
+}
+
+impl Reward for VieScore {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn score_batch(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
+        let queries: Vec<Vec<ChatRequest>> = inputs.iter().map(|i| self.requests(i)).collect();
+        let answers = ask_until_parsed(&self.client, Self::NAME, &queries, self.opts.max_rounds, |_, reply| {
+            parse_score_list(reply, 2)
+        })?;
+        let mut out: Vec<Option<RewardOutput>> = inputs
+            .iter()
+            .zip(answers)
+            .map(|(inp, ans)| match (inp.predicted, ans) {
+                (None, _) => Some(RewardOutput::zeros(&Self::COMPONENTS)),
+                (Some(_), Some(a)) => {
+                    let (sc, pq) = (&a[0], &a[1]);
+                    let (sc_min, pq_min) = (sc[0].min(sc[1]), pq[0].min(pq[1]));
+                    Some(RewardOutput::from_components([
+                        ("edit_success", sc[0]),
+                        ("overedit", sc[1]),
+                        ("naturalness", pq[0]),
+                        ("artifacts", pq[1]),
+                        ("semantic_consistency", sc_min),
+                        ("perceptual_quality", pq_min),
+                        ("overall", (sc_min * pq_min).sqrt()),
+                    ]))
+                }
+                (Some(_), None) => None,
+            })
+            .collect();
+        unresolved(Self::NAME, self.opts.on_unparsable, &Self::COMPONENTS, &mut out, self.opts.max_rounds)?;
+        Ok(out.into_iter().flatten().collect())
+    }
+}
+
+/// GroundScore: semantic match of the prediction with the ground-truth edit (see the module header).
+#[derive(Debug, Clone)]
+pub struct GroundScore {
+    client: ChatClient,
+    opts: VerifierOptions,
+}
+
+impl GroundScore {
+    pub const NAME: &'static str = "ground_score";
+    pub const COMPONENTS: [&'static str; 1] = ["overall"];
+
+    pub fn new(client: ChatClient, opts: VerifierOptions) -> Self {
+        Self { client, opts }
+    }
+}
+
+impl Reward for GroundScore {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn score_batch(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
+        let mut queries = Vec::with_capacity(inputs.len());
+        for (i, inp) in inputs.iter().enumerate() {
+            let gt = inp.ground_truth.ok_or_else(|| Error::Reward {
+                reward: Self::NAME.into(),
+                msg: format!("completion {i} has no ground-truth image"),
+            })?;
+            queries.push(match inp.predicted {
+                None => Vec::new(),
+                Some(pred) => vec![ChatRequest {
+                    messages: vec![
+                        message("system", self.opts.prompts.ground_score_system.clone().into()),
+                        message("user", text_and_images(&fill(&self.opts.prompts.ground_score_user, inp.instruction), &[gt, pred])),
+                    ],
+                    max_tokens: self.opts.ground_score_max_tokens,
+                    temperature: self.opts.ground_score_temperature,
+                }],
+            });
+        }
+        let answers =
+            ask_until_parsed(&self.client, Self::NAME, &queries, self.opts.max_rounds, |_, reply| parse_tagged_score(reply))?;
+        let mut out: Vec<Option<RewardOutput>> = inputs
+            .iter()
+            .zip(answers)
+            .map(|(inp, ans)| match (inp.predicted, ans) {
+                (None, _) => Some(RewardOutput::zeros(&Self::COMPONENTS)),
+                (Some(_), Some(a)) => Some(RewardOutput::from_components([("overall", f64::from(a[0]))])),
+                (Some(_), None) => None,
+            })
+            .collect();
+        unresolved(Self::NAME, self.opts.on_unparsable, &Self::COMPONENTS, &mut out, self.opts.max_rounds)?;
+        Ok(out.into_iter().flatten().collect())
+    }
+}

@@ -1,0 +1,88 @@
+//! Every RL experiment in experiments/rl/ loads and validates (with the variables a user would set), every
+//! fragment in experiments/rl/base/ parses on its own, and the rewards each experiment asks for can be built.
+//! Also pins the facts of the paper's runs that the translation from EARL's jsonnet must preserve.
+use std::path::{Path, PathBuf};
+
+use earl_core::rl::config::{Mixture, RlConfig};
+use earl_eval::reward_set;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../experiments/rl")
+}
+
+fn env(k: &str) -> Option<String> {
+    match k {
+        "APP__DATA_DIR" => Some("/data".into()),
+        "APP__BASE_EXP_DIR" => Some("/runs".into()),
+        "APP__REWARD_FUNCTION_API_BASE" => Some("http://verifier:4877/v1".into()),
+        _ => None,
+    }
+}
+
+fn tomls(d: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn load(name: &str) -> RlConfig {
+    RlConfig::load_with_env(&dir().join(format!("{name}.toml")), &env).unwrap()
+}
+
+#[test]
+fn every_experiment_validates_and_builds_its_rewards() {
+    let runs = tomls(&dir());
+    let names: Vec<String> = runs.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    for want in ["sft_s__rl_s", "sft_s__rl_c", "sft_s__rl_sc", "sft_sc__rl_c", "sft_sc__rl_sc", "sft_sc2stage__rl_c",
+        "sft_sc2stage__rl_sc", "sft_think_s__rl_s", "sft_think_s__rl_c", "sft_think_s__rl_sc", "tiny"] {
+        assert!(names.iter().any(|n| n == want), "experiments/rl/{want}.toml is missing");
+    }
+    for p in &runs {
+        let cfg = RlConfig::load_with_env(p, &env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.run_name, p.file_stem().unwrap().to_string_lossy());
+        reward_set(&cfg.reward).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    for p in tomls(&dir().join("base")) {
+        RlConfig::parse_fragment(&p).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn paper_runs_keep_the_reference_settings() {
+    let earl = load("sft_s__rl_sc");
+    assert_eq!((earl.grpo.kl_coeff, earl.optim.learning_rate, earl.optim.num_iterations), (3e-4, 3e-6, 3000));
+    assert_eq!((earl.generation.episodes_per_iteration, earl.generation.generations_per_sample), (128, 8));
+    assert_eq!((earl.optim.per_device_batch_size, earl.generation.model_context_size), (4, 4096));
+    assert_eq!(earl.data.train_mixture, Mixture::Coefficients(vec![0.13, 6.0, 6.0, 0.7, 1.55, 3.7, 11.0]));
+    assert_eq!(earl.data.train_paths[0], PathBuf::from("/data/earl-datasets/omniedit/train/list/tokenized_datalist.json"));
+    assert!(earl.data.val_paths.is_empty());
+    assert_eq!((earl.model_path.as_str(), earl.tokenizer_path.as_str()), ("mair-lab/sft-simple", "BAAI/Emu3-Stage1"));
+    assert_eq!(earl.reward.enabled(), vec!["viescore"]);
+    assert_eq!(earl.reward.verifier.api_base, "http://verifier:4877/v1");
+
+    let c = load("sft_s__rl_c");
+    assert_eq!(c.data.train_mixture, Mixture::Coefficients(vec![6.0, 6.0, 0.7, 1.55, 3.7, 11.0]));
+    let think = load("sft_think_s__rl_s");
+    assert_eq!(think.generation.assistant_prefill, "Let's think step by step. <|start thinking|>\\n");
+    assert_eq!(think.model_path, "mair-lab/thinking-sft-simple");
+
+    let sc = load("sft_sc2stage__rl_sc");
+    assert_eq!((sc.optim.num_iterations, sc.optim.per_device_batch_size, sc.generation.model_context_size), (2000, 8, 3000));
+    assert_eq!(sc.data.train_paths.len(), 7);
+    assert_eq!(sc.data.val_paths.len(), 1);
+    assert!(sc.model_path.ends_with("May07_mixed_gc_post_lr1e-4-checkpoint-1200"));
+    assert_eq!(load("sft_sc__rl_c").data.train_paths.len(), 6);
+}
+
+#[test]
+fn the_tiny_experiment_is_offline() {
+    let tiny = load("tiny");
+    assert_eq!(tiny.reward.enabled(), vec!["token_agreement"]);
+    assert_eq!(tiny.reward.verifier.api_base, "");
+    assert!(tiny.model_path.ends_with("fixtures/lm-tiny-gqa"));
+    assert!(Path::new(&tiny.model_path).join("config.json").exists());
+}

@@ -1,0 +1,340 @@
+//! The verifier rewards against a real HTTP server on 127.0.0.1 (ephemeral port) that speaks chat completions with
+//! scripted replies: well-formed, malformed then well-formed, never parsable, 429/500 then success, 400, slower than
+//! the client's timeout, and a refused connection. Every test is bounded by construction — short client timeouts,
+//! few attempts, millisecond backoffs — never by a timed assertion.
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use earl_core::rl::{FinalReward, Reward, RewardInput, RewardSet};
+use earl_eval::{ChatClient, ClientOptions, GroundScore, Unparsable, VerifierOptions, VieScore};
+use image::{Rgb, RgbImage};
+use serde_json::{json, Value};
+
+/// What the server saw: method + path, headers (lower-case names) and the JSON body.
+#[derive(Debug, Clone)]
+struct Seen {
+    line: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+struct Reply {
+    status: u16,
+    body: String,
+    delay: Duration,
+    headers: Vec<(&'static str, String)>,
+}
+
+fn ok(content: &str) -> Reply {
+    let body = json!({ "id": "x", "object": "chat.completion",
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }] });
+    Reply { status: 200, body: body.to_string(), delay: Duration::ZERO, headers: vec![] }
+}
+
+fn status(code: u16) -> Reply {
+    Reply { status: code, body: format!("{{\"error\": \"scripted {code}\"}}"), delay: Duration::ZERO, headers: vec![] }
+}
+
+type Script = dyn Fn(usize, &Seen) -> Reply + Send + Sync;
+
+struct Server {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    in_flight_max: Arc<AtomicUsize>,
+}
+
+impl Server {
+    fn url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Seen> {
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let mut headers = Vec::new();
+    let mut len = 0usize;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+        if k == "content-length" {
+            len = v.parse().ok()?;
+        }
+        headers.push((k, v));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some(Seen { line: line.trim_end().to_string(), headers, body: serde_json::from_slice(&body).unwrap_or(Value::Null) })
+}
+
+/// Starts the scripted server; each connection is served on its own thread and closed after one response.
+fn serve(script: impl Fn(usize, &Seen) -> Reply + Send + Sync + 'static) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (in_flight, in_flight_max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let script: Arc<Script> = Arc::new(script);
+    let (seen2, max2) = (seen.clone(), in_flight_max.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (seen, script, in_flight, max) = (seen2.clone(), script.clone(), in_flight.clone(), max2.clone());
+            std::thread::spawn(move || {
+                let Some(req) = read_request(&mut stream) else { return };
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(now, Ordering::SeqCst);
+                let n = {
+                    let mut s = seen.lock().unwrap();
+                    s.push(req.clone());
+                    s.len() - 1
+                };
+                let reply = script(n, &req);
+                std::thread::sleep(reply.delay);
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                let mut head = format!(
+                    "HTTP/1.1 {} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                    reply.status,
+                    reply.body.len()
+                );
+                for (k, v) in &reply.headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                let _ = stream.write_all(format!("{head}\r\n{}", reply.body).as_bytes());
+            });
+        }
+    });
+    Server { addr, seen, in_flight_max }
+}
+
+fn client(url: String, timeout_ms: u64, attempts: u32) -> ChatClient {
+    let mut o = ClientOptions::new(url, "judge-model");
+    o.api_key = "secret".into();
+    o.timeout = Duration::from_millis(timeout_ms);
+    o.max_attempts = attempts;
+    o.initial_backoff = Duration::from_millis(5);
+    o.max_backoff = Duration::from_millis(20);
+    o.max_concurrency = 4;
+    ChatClient::new(o)
+}
+
+/// How many images a request carries; semantic-consistency queries have two, perceptual-quality ones one.
+fn images_in(req: &Seen) -> usize {
+    req.body["messages"].as_array().map_or(0, |ms| {
+        ms.iter().filter_map(|m| m["content"].as_array()).flatten().filter(|p| p["type"] == "image_url").count()
+    })
+}
+
+struct Images {
+    source: RgbImage,
+    pred: RgbImage,
+    gt: RgbImage,
+}
+
+fn images() -> Images {
+    Images {
+        source: RgbImage::from_pixel(16, 8, Rgb([10, 200, 10])),
+        pred: RgbImage::from_pixel(8, 8, Rgb([200, 10, 10])),
+        gt: RgbImage::from_pixel(8, 8, Rgb([190, 20, 10])),
+    }
+}
+
+fn input<'a>(im: &'a Images, decodable: bool) -> RewardInput<'a> {
+    RewardInput {
+        instruction: "paint the wall red",
+        source: &im.source,
+        predicted: decodable.then_some(&im.pred),
+        ground_truth: Some(&im.gt),
+        predicted_codes: None,
+        ground_truth_codes: None,
+    }
+}
+
+fn opts(on_unparsable: Unparsable) -> VerifierOptions {
+    VerifierOptions { on_unparsable, ..VerifierOptions::default() }
+}
+
+#[test]
+fn well_formed_replies_give_the_viescore_formula_and_undecodable_images_score_zero() {
+    let server = serve(|_, req| match images_in(req) {
+        2 => ok(r#"{"score": [8, 6], "reasoning": "wall is red, lamp moved"}"#),
+        _ => ok("```json\n{'score': [7, 9], 'reasoning': 'clean'}\n```\nThat's my answer."),
+    });
+    let vie = VieScore::new(client(server.url(), 2000, 2), opts(Unparsable::Error));
+    let im = images();
+    let out = vie.score_batch(&[input(&im, true), input(&im, false), input(&im, true)]).unwrap();
+    let c = &out[0].components;
+    assert_eq!((c["edit_success"], c["overedit"], c["semantic_consistency"]), (8.0, 6.0, 6.0));
+    assert_eq!((c["naturalness"], c["artifacts"], c["perceptual_quality"]), (7.0, 9.0, 7.0));
+    assert!((out[0].score - 42f64.sqrt()).abs() < 1e-12 && out[2] == out[0]);
+    assert!(out[1].score == 0.0 && out[1].components.values().all(|v| *v == 0.0) && out[1].components.len() == 7);
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 4, "two queries per decodable completion, none for the undecodable one");
+    for req in &seen {
+        assert_eq!(req.line, "POST /v1/chat/completions HTTP/1.1");
+        assert!(req.headers.contains(&("authorization".into(), "Bearer secret".into())));
+        assert_eq!((req.body["model"].as_str(), req.body["max_tokens"].as_u64()), (Some("judge-model"), Some(1400)));
+    }
+    let sc = seen.iter().find(|r| images_in(r) == 2).unwrap();
+    let parts = sc.body["messages"][0]["content"].as_array().unwrap();
+    assert!(parts[0]["text"].as_str().unwrap().contains("Instruction: paint the wall red"));
+    // The source image comes first, then the prediction (16x8 vs 8x8 after a JPEG round trip).
+    let dims: Vec<(u32, u32)> = parts[1..]
+        .iter()
+        .map(|p| {
+            let url = p["image_url"]["url"].as_str().unwrap();
+            let b64 = url.strip_prefix("data:image/jpeg;base64,").unwrap();
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+            image::load_from_memory(&bytes).unwrap().to_rgb8().dimensions()
+        })
+        .collect();
+    assert_eq!(dims, vec![(16, 8), (8, 8)]);
+}
+
+#[test]
+fn malformed_replies_are_asked_again_and_only_the_unparsed_query_is_repeated() {
+    let sc_calls = Arc::new(AtomicUsize::new(0));
+    let counter = sc_calls.clone();
+    let server = serve(move |_, req| match images_in(req) {
+        2 if counter.fetch_add(1, Ordering::SeqCst) < 2 => ok("The edit looks fine to me, maybe a 7?"),
+        2 => ok(r#"{"score": [5, 10], "reasoning": "ok"}"#),
+        _ => ok(r#"{"score": [4, 8]}"#),
+    });
+    let vie = VieScore::new(client(server.url(), 2000, 2), opts(Unparsable::Error));
+    let im = images();
+    let out = vie.score_batch(&[input(&im, true)]).unwrap();
+    assert_eq!(out[0].components["semantic_consistency"], 5.0);
+    assert!((out[0].score - 20f64.sqrt()).abs() < 1e-12);
+    let seen = server.seen();
+    assert_eq!((seen.iter().filter(|r| images_in(r) == 2).count(), seen.iter().filter(|r| images_in(r) == 1).count()), (3, 1));
+}
+
+#[test]
+fn never_parsable_replies_fail_or_score_zero_after_five_rounds() {
+    let server = serve(|_, _| ok("I'd rather not say."));
+    let im = images();
+    let strict = GroundScore::new(client(server.url(), 2000, 2), opts(Unparsable::Error));
+    let err = strict.score_batch(&[input(&im, true)]).unwrap_err().to_string();
+    assert!(err.contains("ground_score") && err.contains("5 round"), "{err}");
+    assert_eq!(server.seen().len(), 5);
+    let lenient = GroundScore::new(client(server.url(), 2000, 2), opts(Unparsable::Zero));
+    assert_eq!(lenient.score_batch(&[input(&im, true)]).unwrap()[0].score, 0.0);
+}
+
+#[test]
+fn rate_limits_and_server_errors_are_retried_with_backoff() {
+    let server = serve(|n, req| match n {
+        0 => Reply { headers: vec![("retry-after", "0".into())], ..status(429) },
+        1 => status(500),
+        2 => status(503),
+        _ => {
+            assert!(req.body["messages"][0]["role"] == "system");
+            ok("B matches A closely.\n<score>7</score>")
+        }
+    });
+    let gs = GroundScore::new(client(server.url(), 2000, 5), opts(Unparsable::Error));
+    let im = images();
+    let out = gs.score_batch(&[input(&im, true)]).unwrap();
+    assert_eq!(out[0].score, 7.0);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[3].body["temperature"].as_f64(), Some(0.3));
+}
+
+#[test]
+fn persistent_server_errors_and_client_errors_fail_the_batch() {
+    let im = images();
+    let busy = serve(|_, _| status(502));
+    let err = VieScore::new(client(busy.url(), 2000, 3), opts(Unparsable::Zero)).score_batch(&[input(&im, true)]);
+    let msg = err.unwrap_err().to_string();
+    assert!(msg.contains("HTTP 502") && msg.contains("3 attempt"), "{msg}");
+
+    let bad = serve(|_, _| status(400));
+    let gs = GroundScore::new(client(bad.url(), 2000, 5), opts(Unparsable::Zero));
+    let msg = gs.score_batch(&[input(&im, true)]).unwrap_err().to_string();
+    assert!(msg.contains("HTTP 400") && msg.contains("1 attempt"), "{msg}");
+    assert_eq!(bad.seen().len(), 1, "a 400 is not retried");
+}
+
+#[test]
+fn replies_slower_than_the_timeout_fail_after_the_configured_attempts() {
+    let server = serve(|_, _| Reply { delay: Duration::from_secs(3), ..ok("<score>9</score>") });
+    let gs = GroundScore::new(client(server.url(), 150, 2), opts(Unparsable::Zero));
+    let im = images();
+    let msg = gs.score_batch(&[input(&im, true)]).unwrap_err().to_string();
+    assert!(msg.contains("2 attempt"), "{msg}");
+}
+
+#[test]
+fn refused_connections_fail_after_retries() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // freed at once
+    let vie = VieScore::new(client(format!("http://127.0.0.1:{port}"), 500, 3), opts(Unparsable::Zero));
+    let im = images();
+    let msg = vie.score_batch(&[input(&im, true)]).unwrap_err().to_string();
+    assert!(msg.contains("viescore") && msg.contains("3 attempt"), "{msg}");
+}
+
+#[test]
+fn requests_in_flight_stay_within_the_bound() {
+    let server = serve(|_, _| Reply { delay: Duration::from_millis(30), ..ok(r#"{"score": [9, 9]}"#) });
+    let vie = VieScore::new(client(server.url(), 2000, 2), opts(Unparsable::Error));
+    let im = images();
+    let batch: Vec<RewardInput<'_>> = (0..10).map(|_| input(&im, true)).collect();
+    let out = vie.score_batch(&batch).unwrap();
+    assert!(out.iter().all(|o| o.score == 9.0));
+    assert_eq!(server.seen().len(), 20);
+    assert!(server.in_flight_max.load(Ordering::SeqCst) <= 4);
+}
+
+#[test]
+fn reward_set_combines_verifier_pq_with_ground_score() {
+    let server = serve(|_, req| {
+        if req.body["messages"][0]["role"] == "system" {
+            ok("<score>9</score>")
+        } else if images_in(req) == 2 {
+            ok(r#"{"score": [6, 8]}"#)
+        } else {
+            ok(r#"{"score": [4, 5]}"#)
+        }
+    });
+    let c = client(server.url(), 2000, 2);
+    let set = RewardSet::new(
+        vec![Box::new(VieScore::new(c.clone(), opts(Unparsable::Error))), Box::new(GroundScore::new(c, opts(Unparsable::Error)))],
+        FinalReward::parse("sqrt(viescore_pq*ground_score)").unwrap(),
+    )
+    .unwrap();
+    let im = images();
+    let out = set.score(&[input(&im, true), input(&im, true), input(&im, false)], &[true, false, true]).unwrap();
+    assert!((out[0].score - 6.0).abs() < 1e-12); // sqrt(PQ 4 · GS 9)
+    assert_eq!(out[1].score, 0.0); // did not stop
+    assert_eq!(out[2].score, 0.0); // undecodable
+    assert_eq!(out[0].components["viescore__overall"], 24f64.sqrt());
+    assert_eq!(out[0].components["ground_score__overall"], 9.0);
+}
+
+#[test]
+fn readiness_probe_lists_served_models() {
+    let server = serve(|_, req| {
+        assert!(req.line.starts_with("GET /v1/models"));
+        Reply { body: json!({ "data": [{ "id": "judge-model" }] }).to_string(), ..ok("") }
+    });
+    let c = client(server.url(), 1000, 1);
+    assert_eq!(c.wait_until_ready(Duration::from_secs(2), Duration::from_millis(20)).unwrap(), vec!["judge-model"]);
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = client(format!("http://127.0.0.1:{port}"), 200, 1);
+    assert!(down.wait_until_ready(Duration::from_millis(100), Duration::from_millis(20)).is_err());
+}
