@@ -8,6 +8,7 @@ pub mod error;
 pub mod kv_cache;
 pub mod model;
 pub mod parity;
+pub mod train;
 pub mod weights;
 
 pub use config::{ConfigDialect, Emu3Config, RawEmu3Config, RopeScaling};
