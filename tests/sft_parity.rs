@@ -103,5 +103,6 @@ fn first_ten_steps_match_a_torch_run_of_the_recipe() {
             assert!((r.lr - lrs[s]).abs() <= 1e-7 * lrs[s].max(1e-3), "{key} step {s}: lr {} vs {}", r.lr, lrs[s]);
             assert!((r.grad_norm - norms[s]).abs() / norms[s] <= 1e-4, "{key} step {s}: grad norm {} vs {}", r.grad_norm, norms[s]);
         }
+        eprintln!("{key}: max |Δloss| over {steps} steps = {worst:.2e}");
     }
 }

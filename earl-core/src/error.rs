@@ -28,6 +28,9 @@ pub enum Error {
     #[error("tensor `{name}` in {path}: unsupported dtype {dtype}")]
     Dtype { name: String, path: PathBuf, dtype: String },
 
+    #[error("{path}: {msg}")]
+    Data { path: PathBuf, msg: String },
+
     #[error("invalid input: {0}")]
     Input(String),
 

@@ -3,6 +3,7 @@
 //! torch 2.11.0). Later issues add the vision tokenizer, text tokenizer, sampling and training here. The library
 //! has no CLI or network dependencies; it reports through `tracing` and returns typed [`Error`]s.
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod kv_cache;
