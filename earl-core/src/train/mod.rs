@@ -4,11 +4,17 @@
 //! bf16 (or fp32) compute model, atomic HF-compatible checkpoints with exact resume. Losses, schedule and optimizer
 //! are pure functions tested on hand-sized inputs; [`trainer::SftTrainer`] wires them to the model.
 pub mod batch;
+pub mod checkpoint;
+pub mod experiment;
 pub mod loss;
 pub mod optim;
+pub mod run;
 pub mod schedule;
 pub mod trainer;
 
+pub use experiment::SftExperiment;
+pub use run::{run_sft, DataStream, RunControl, SequenceShards, SequenceSource, StepLog};
+pub use checkpoint::{restore_checkpoint, save_checkpoint, TrainerState};
 pub use batch::{collate_left, Batch, Sequence};
 pub use loss::{sft_loss, LossMetrics, LossNorm, IGNORE_INDEX};
 pub use optim::{AdamW, AdamWConfig};
