@@ -30,6 +30,8 @@ pub enum Error {
 
     #[error("{path}: {msg}")]
     Data { path: PathBuf, msg: String },
+    #[error("{path}: invalid tokenizer: {msg}")]
+    Tokenizer { path: PathBuf, msg: String },
 
     #[error("invalid input: {0}")]
     Input(String),

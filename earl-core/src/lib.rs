@@ -10,6 +10,8 @@ pub mod kv_cache;
 pub mod model;
 pub mod parity;
 pub mod train;
+pub mod prompt;
+pub mod tokenizer;
 pub mod weights;
 
 pub use config::{ConfigDialect, Emu3Config, RawEmu3Config, RopeScaling};
@@ -17,4 +19,6 @@ pub use error::{Error, Result};
 pub use kv_cache::KvCache;
 pub use model::{Emu3ForCausalLM, ForwardArgs};
 pub use parity::{compare, ParityReport};
+pub use prompt::{ImageGrid, Prefill, PromptBuilder};
+pub use tokenizer::{Emu3Tokenizer, SpecialIds};
 pub use weights::{RandomSource, SafetensorsStore, TensorSource};
