@@ -1,7 +1,10 @@
 //! `earl`: the command-line front of EARL-rs. Thin by design: argument parsing, logging set-up and printing; every
 //! numerical step lives in earl-core.
+mod bench_train;
+mod data;
 mod doctor;
 mod parity;
+mod sft;
 
 use std::path::PathBuf;
 
@@ -37,6 +40,13 @@ enum Command {
     },
     /// Compare this engine with reference outputs computed by the Python model (see fixtures/make_fixtures.py).
     Parity(parity::ParityArgs),
+    /// Supervised fine-tuning from a TOML experiment (see docs/sft.md); resumes from the newest checkpoint.
+    Sft(sft::SftArgs),
+    /// Dataset tools: import EARL's tokenized data, verify a dataset.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// SFT training throughput (tokens/s, peak memory, MFU) of an Emu3-shaped random model.
+    BenchTrain(bench_train::BenchTrainArgs),
 }
 
 fn main() {
@@ -62,6 +72,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Doctor => doctor::run(),
         Command::Forward { model, ids, device, dtype } => forward(&model, &ids, &device, &dtype),
         Command::Parity(args) => parity::run(&args),
+        Command::Sft(args) => sft::run(&args),
+        Command::Data(cmd) => data::run(&cmd),
+        Command::BenchTrain(args) => bench_train::run(&args),
     }
 }
 

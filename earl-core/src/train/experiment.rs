@@ -18,6 +18,9 @@ use crate::error::{Error, Result};
 pub struct RawSftExperiment {
     pub name: String,
     pub model_name_or_path: String,
+    /// Tokenizer directory for `edits` data; default: `model_name_or_path` (as the reference loads it).
+    #[serde(default)]
+    pub tokenizer_path: Option<String>,
     pub data_paths: Vec<String>,
     /// `sequences` (pre-tokenized ids + labels) or `edits` (tokenized edit records, laid out by the prompt module).
     #[serde(default = "d_format")]
@@ -107,6 +110,7 @@ fn d_device() -> String { "cuda".into() }
 pub struct SftExperiment {
     pub name: String,
     pub model: PathBuf,
+    pub tokenizer: PathBuf,
     pub data_paths: Vec<PathBuf>,
     pub data_format: String,
     pub coefficients: Option<Vec<f64>>,
@@ -203,6 +207,7 @@ impl RawSftExperiment {
         }
         Ok(SftExperiment {
             model: p(&self.model_name_or_path, "model_name_or_path")?,
+            tokenizer: p(self.tokenizer_path.as_deref().unwrap_or(&self.model_name_or_path), "tokenizer_path")?,
             data_paths: self.data_paths.iter().map(|d| p(d, "data_paths")).collect::<std::result::Result<_, _>>()?,
             output_dir: p(&self.output_dir, "output_dir")?,
             name: self.name,

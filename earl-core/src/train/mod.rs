@@ -13,7 +13,7 @@ pub mod schedule;
 pub mod trainer;
 
 pub use experiment::SftExperiment;
-pub use run::{run_sft, DataStream, RunControl, SequenceShards, SequenceSource, StepLog};
+pub use run::{edit_sequence, open_sources, run_sft, DataStream, RunControl, SequenceShards, SequenceSource, StepLog};
 pub use checkpoint::{restore_checkpoint, save_checkpoint, TrainerState};
 pub use batch::{collate_left, Batch, Sequence};
 pub use loss::{sft_loss, LossMetrics, LossNorm, IGNORE_INDEX};

@@ -19,6 +19,8 @@ use crate::data::mixture::{build_mixture, MixItem};
 use crate::data::{DataRng, EditRecord, ShardReader};
 use crate::device::parse_device;
 use crate::error::{Error, Result};
+use crate::prompt::{ImageGrid, PromptBuilder};
+use crate::tokenizer::Emu3Tokenizer;
 use crate::weights::SafetensorsStore;
 
 /// Anything that yields training sequences by index.
@@ -39,13 +41,10 @@ impl SequenceSource for SequenceShards {
     }
 }
 
-/// Turns an edit record into a training sequence (prompt layout + tokenizer), given the CoT keys to include.
-pub type EditLayout = dyn Fn(&EditRecord, &[String]) -> Result<Sequence>;
-
-/// An `edits` dataset laid out by an [`EditLayout`].
+/// An `edits` dataset laid out as EARL's SFT examples by the prompt module.
 pub struct EditSequences<'a> {
     pub reader: ShardReader,
-    pub layout: &'a EditLayout,
+    pub prompts: PromptBuilder<'a>,
     pub cot_keys: Vec<String>,
 }
 
@@ -54,8 +53,50 @@ impl SequenceSource for EditSequences<'_> {
         self.reader.len()
     }
     fn get(&self, i: usize) -> Result<Sequence> {
-        (self.layout)(&self.reader.get::<EditRecord>(i)?, &self.cot_keys)
+        edit_sequence(&self.prompts, &self.reader.get::<EditRecord>(i)?, &self.cot_keys)
     }
+}
+
+/// The SFT sequence of an edit record. As the reference's dataset: with `cot_keys` set and a non-empty CoT map, the
+/// target starts with the reasoning over the listed keys that the record has (missing keys are skipped with a
+/// warning); otherwise it is the edited image block alone.
+pub fn edit_sequence(prompts: &PromptBuilder, r: &EditRecord, cot_keys: &[String]) -> Result<Sequence> {
+    let grid = |g: &crate::data::CodeGrid| ImageGrid::new(g.h, g.w, g.codes.iter().map(|&c| c as u32).collect());
+    let steps: Option<Vec<(String, String)>> = (!cot_keys.is_empty() && !r.cot.is_empty()).then(|| {
+        cot_keys
+            .iter()
+            .filter_map(|k| match r.cot.get(k) {
+                Some(v) => Some((k.clone(), v.clone())),
+                None => {
+                    tracing::warn!(id = %r.id, key = %k, "CoT key missing from record");
+                    None
+                }
+            })
+            .collect()
+    });
+    let ex = prompts.sft_example(&grid(&r.source)?, &r.instruction, &grid(&r.edited)?, steps.as_deref())?;
+    Ok(Sequence { input_ids: ex.input_ids, labels: ex.labels })
+}
+
+/// Opens the experiment's datasets as sequence sources (`tok` is needed for `edits` data).
+pub fn open_sources<'a>(exp: &SftExperiment, tok: Option<&'a Emu3Tokenizer>) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
+    let mut out: Vec<Box<dyn SequenceSource + 'a>> = Vec::new();
+    for dir in &exp.data_paths {
+        let reader = ShardReader::open(dir)?;
+        if reader.manifest.kind != exp.data_format {
+            return Err(Error::Data {
+                path: dir.clone(),
+                msg: format!("holds {:?} records but data_format is {:?}", reader.manifest.kind, exp.data_format),
+            });
+        }
+        if exp.data_format == "edits" {
+            let tok = tok.ok_or_else(|| Error::input("data_format \"edits\" needs a tokenizer"))?;
+            out.push(Box::new(EditSequences { reader, prompts: PromptBuilder::new(tok), cot_keys: exp.cot_keys.clone() }));
+        } else {
+            out.push(Box::new(SequenceShards(reader)));
+        }
+    }
+    Ok(out)
 }
 
 /// The infinite sample stream: epoch `e` is the mixture list in the order of `DataRng::derive(seed, "epoch", e)`.
