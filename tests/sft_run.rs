@@ -98,3 +98,51 @@ fn resuming_under_another_configuration_is_refused() {
     let err = run_sft(&a, &mut stream, RunControl::default(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("different experiment configuration"), "{err}");
 }
+
+#[test]
+fn every_paper_experiment_file_parses() {
+    for (k, v) in [("EARL_BASE", "/m"), ("EARL_DATA", "/d"), ("EARL_STAGE1_STEP", "1200")] {
+        std::env::set_var(k, v);
+    }
+    let dir = fixtures_dir().join("../experiments/sft");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let _ = experiment(Path::new("/r"));
+            let exp = SftExperiment::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!exp.data_paths.is_empty());
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "tiny, s, sc, sc2stage_stage2, think_s");
+}
+
+#[test]
+fn edit_records_become_reference_sft_sequences() {
+    use earl_core::data::{CodeGrid, EditRecord};
+    use earl_core::prompt::PromptBuilder;
+    let tok = earl_core::tokenizer::Emu3Tokenizer::from_dir(fixtures_dir().join("tok-tiny")).unwrap();
+    let p = PromptBuilder::new(&tok);
+    let mut r = EditRecord {
+        id: "a".into(),
+        instruction: "make it red".into(),
+        source: CodeGrid::new(2, 2, vec![0, 1, 2, 3]).unwrap(),
+        edited: CodeGrid::new(2, 2, vec![3, 2, 1, 0]).unwrap(),
+        cot: Default::default(),
+        meta: Default::default(),
+    };
+    let keys = vec!["thinking".to_string()];
+    let plain = earl_core::train::edit_sequence(&p, &r, &keys).unwrap();
+    let prompt_len = plain.labels.iter().take_while(|&&l| l == -100).count();
+    assert!(prompt_len > 4 + 2 * 3 && plain.labels[prompt_len..] == plain.input_ids[prompt_len..]);
+    // With a CoT map and cot_keys, the target starts with the reasoning; the prompt is unchanged.
+    r.cot.insert("thinking".into(), " red ".into());
+    let think = earl_core::train::edit_sequence(&p, &r, &keys).unwrap();
+    assert_eq!(think.input_ids[..prompt_len], plain.input_ids[..prompt_len]);
+    assert!(think.input_ids.len() > plain.input_ids.len());
+    let text = tok.decode(&think.input_ids[prompt_len..].iter().map(|&i| i as u32).collect::<Vec<_>>()).unwrap();
+    assert!(text.contains("thinking: red"), "{text}");
+    // No cot_keys: direct editing even when the record has a CoT.
+    assert_eq!(earl_core::train::edit_sequence(&p, &r, &[]).unwrap(), plain);
+}
