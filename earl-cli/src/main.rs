@@ -1,8 +1,11 @@
 //! `earl`: the command-line front of EARL-rs. Thin by design: argument parsing, logging set-up and printing; every
 //! numerical step lives in earl-core.
 mod bench;
+mod bench_train;
+mod data;
 mod doctor;
 mod parity;
+mod sft;
 
 use std::path::PathBuf;
 
@@ -38,6 +41,11 @@ enum Command {
     },
     /// Compare this engine with reference outputs computed by the Python model (see fixtures/make_fixtures.py).
     Parity(parity::ParityArgs),
+    /// Supervised fine-tuning from a TOML experiment (see docs/sft.md); resumes from the newest checkpoint.
+    Sft(sft::SftArgs),
+    /// Dataset tools: import EARL's tokenized data, verify a dataset.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Speed benchmarks on random-weight models (run next to shared/bench/torch_decode_baseline.py).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -47,6 +55,8 @@ enum Command {
 enum BenchCommand {
     /// Generation speed: prefill + sampled decoding, JSON lines like the PyTorch baseline.
     Decode(bench::DecodeArgs),
+    /// SFT training throughput (tokens/s, peak memory, MFU) of an Emu3-shaped random model.
+    Train(bench_train::BenchTrainArgs),
 }
 
 fn main() {
@@ -73,6 +83,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Forward { model, ids, device, dtype } => forward(&model, &ids, &device, &dtype),
         Command::Parity(args) => parity::run(&args),
         Command::Bench(BenchCommand::Decode(args)) => bench::decode(&args),
+        Command::Sft(args) => sft::run(&args),
+        Command::Data(cmd) => data::run(&cmd),
+        Command::Bench(BenchCommand::Train(args)) => bench_train::run(&args),
     }
 }
 

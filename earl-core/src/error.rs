@@ -28,6 +28,8 @@ pub enum Error {
     #[error("tensor `{name}` in {path}: unsupported dtype {dtype}")]
     Dtype { name: String, path: PathBuf, dtype: String },
 
+    #[error("{path}: {msg}")]
+    Data { path: PathBuf, msg: String },
     #[error("{path}: invalid tokenizer: {msg}")]
     Tokenizer { path: PathBuf, msg: String },
 

@@ -3,12 +3,14 @@
 //! torch 2.11.0). Later issues add the vision tokenizer, text tokenizer, sampling and training here. The library
 //! has no CLI or network dependencies; it reports through `tracing` and returns typed [`Error`]s.
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod generate;
 pub mod kv_cache;
 pub mod model;
 pub mod parity;
+pub mod train;
 pub mod prompt;
 pub mod tokenizer;
 pub mod rl;

@@ -100,6 +100,39 @@ impl Emu3ForCausalLM {
         })
     }
 
+    /// Every trainable tensor with its checkpoint name, in the layout `Emu3ForCausalLM.save_pretrained` of
+    /// transformers writes (`model.…`, `lm_head.weight`), in a stable order (embedding, layers, final norm, head).
+    /// The tensors are shallow handles sharing storage and autograd state with the model: training code sets
+    /// `requires_grad`, reads gradients and updates values in place through them; saving writes them under these
+    /// names. A tied head is not listed (it is the embedding).
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed_tokens.shallow_clone())];
+        let linear = |out: &mut Vec<(String, Tensor)>, name: String, l: &Linear| {
+            out.push((format!("{name}.weight"), l.weight.shallow_clone()));
+            if let Some(b) = &l.bias {
+                out.push((format!("{name}.bias"), b.shallow_clone()));
+            }
+        };
+        for (i, layer) in self.layers.iter().enumerate() {
+            let l = format!("model.layers.{i}");
+            out.push((format!("{l}.input_layernorm.weight"), layer.input_layernorm.weight.shallow_clone()));
+            let a = &layer.self_attn;
+            for (n, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+                linear(&mut out, format!("{l}.self_attn.{n}"), lin);
+            }
+            out.push((format!("{l}.post_attention_layernorm.weight"), layer.post_attention_layernorm.weight.shallow_clone()));
+            let m = &layer.mlp;
+            for (n, lin) in [("gate_proj", &m.gate), ("up_proj", &m.up), ("down_proj", &m.down)] {
+                linear(&mut out, format!("{l}.mlp.{n}"), lin);
+            }
+        }
+        out.push(("model.norm.weight".to_string(), self.norm.weight.shallow_clone()));
+        if let Some(head) = &self.lm_head {
+            linear(&mut out, "lm_head".to_string(), head);
+        }
+        out
+    }
+
     pub fn kind(&self) -> Kind {
         self.kind
     }

@@ -1,0 +1,93 @@
+//! `earl sft --config experiments/sft/….toml`: runs or resumes an SFT experiment (earl-core `train::run_sft`),
+//! writes `run_manifest.json` (config hash, git commit, seed, versions) beside the metrics log and checkpoints, and
+//! shows a progress bar with loss, lr and throughput.
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use earl_core::tokenizer::Emu3Tokenizer;
+use earl_core::train::{open_sources, run_sft, DataStream, RunControl, SftExperiment};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(clap::Args)]
+pub struct SftArgs {
+    /// Experiment file (TOML; `${VAR}` in paths is read from the environment).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override the experiment's device (cpu, cuda, cuda:N).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Override `max_steps` (e.g. a short smoke run).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Override `output_dir`.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+}
+
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub fn run(args: &SftArgs) -> Result<i32> {
+    let mut exp = SftExperiment::from_file(&args.config)?;
+    if let Some(d) = &args.device {
+        exp.device = d.clone();
+    }
+    if let Some(n) = args.max_steps {
+        exp.max_steps = n;
+    }
+    if let Some(o) = &args.output_dir {
+        exp.output_dir = o.clone();
+    }
+    let tok = if exp.data_format == "edits" {
+        Some(Emu3Tokenizer::from_dir(&exp.tokenizer).with_context(|| format!("tokenizer {}", exp.tokenizer.display()))?)
+    } else {
+        None
+    };
+    let sources = open_sources(&exp, tok.as_ref())?;
+    let mut stream = DataStream::new(sources, exp.coefficients.as_deref(), exp.seed)?;
+    std::fs::create_dir_all(&exp.output_dir).with_context(|| format!("creating {}", exp.output_dir.display()))?;
+    let manifest = serde_json::json!({
+        "experiment": exp.name,
+        "config_file": args.config,
+        "config_hash": exp.hash(),
+        "config": exp,
+        "git_commit": git_commit(),
+        "seed": exp.seed,
+        "earl_version": env!("CARGO_PKG_VERSION"),
+        "libtorch_cuda": tch::Cuda::is_available(),
+        "samples_per_epoch": stream.epoch_len(),
+    });
+    let path = exp.output_dir.join("run_manifest.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")?.progress_chars("=> "));
+    bar.set_prefix(exp.name.clone());
+    let summary = run_sft(&exp, &mut stream, RunControl::default(), &mut |log| {
+        bar.set_length(log.total_steps);
+        bar.set_position(log.report.step);
+        bar.set_message(format!(
+            "loss {:.4} lr {:.2e} |g| {:.2} {:.0} tok/s",
+            log.report.loss, log.report.lr, log.report.grad_norm, log.tokens_per_s
+        ));
+    })?;
+    bar.finish();
+    let first = summary.losses.first().copied().unwrap_or(f64::NAN);
+    let last = summary.losses.last().copied().unwrap_or(f64::NAN);
+    println!(
+        "sft {}: steps {}..{} of {}, loss {first:.4} → {last:.4}; checkpoints and metrics.jsonl in {}",
+        exp.name,
+        summary.start_step,
+        summary.final_step,
+        summary.total_steps,
+        exp.output_dir.display()
+    );
+    Ok(0)
+}

@@ -1,0 +1,105 @@
+//! `earl sft`, `earl data` and `earl bench train` as a user runs them: the tiny fixture experiment overfits through
+//! the CLI (metrics log, run manifest, checkpoints), EARL-format data imports (via the Python converter) and
+//! verifies, the training benchmark runs on the CPU, and bad experiment files are one-line errors.
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn earl(args: &[&str], runs: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_earl"))
+        .args(args)
+        .current_dir(root())
+        .env("EARL_FIXTURES", root().join("fixtures"))
+        .env("EARL_RUNS", runs)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn tiny_experiment_overfits_through_the_cli() {
+    let runs = tempfile::tempdir().unwrap();
+    let (code, out, err) = earl(&["sft", "--config", "experiments/sft/tiny.toml"], runs.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let dir = runs.path().join("sft-tiny");
+    let losses: Vec<f64> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 60);
+    assert!(losses[59] < 0.1 * losses[0], "loss {} → {}", losses[0], losses[59]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run_manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["seed"], 42);
+    assert_eq!(manifest["config_hash"].as_str().unwrap().len(), 64);
+    assert!(dir.join("checkpoint-60/config.json").exists());
+    // Rerunning a finished experiment resumes at its last step and trains nothing more.
+    let (code, out, _) = earl(&["sft", "--config", "experiments/sft/tiny.toml"], runs.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("steps 60..60 of 60"), "{out}");
+}
+
+#[test]
+fn bad_experiments_are_one_line_errors() {
+    let runs = tempfile::tempdir().unwrap();
+    let bad = runs.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\nmodel_name_or_path = \"m\"\ndata_paths = [\"${EARL_NOT_SET_ANYWHERE}/d\"]\noutput_dir = \"o\"\n").unwrap();
+    let (code, _, err) = earl(&["sft", "--config", bad.to_str().unwrap()], runs.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("EARL_NOT_SET_ANYWHERE is not set") && err.trim().lines().count() == 1, "{err}");
+}
+
+#[test]
+fn bench_train_runs_tiny_on_cpu() {
+    let runs = tempfile::tempdir().unwrap();
+    let args = ["bench", "train", "--tiny", "--device", "cpu", "--dtype", "bf16", "--seq-len", "24", "--steps", "2", "--warmup", "1"];
+    let (code, out, err) = earl(&args, runs.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["tokens_per_s"].as_f64().unwrap() > 0.0 && v["mfu"].as_f64().unwrap() > 0.0, "{v}");
+}
+
+#[test]
+fn import_earl_then_verify() {
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "the test suite runs after scripts/setup.sh, which creates .venv");
+    let tmp = tempfile::tempdir().unwrap();
+    // Two samples in the reference's layout: <name>/train/list/tokenized_datalist.json + feature/*.pth.
+    let base = tmp.path().join("magicbrush/train");
+    let script = format!(
+        r#"
+import json, os, numpy as np, torch
+base = {base:?}
+os.makedirs(base + "/feature", exist_ok=True); os.makedirs(base + "/list", exist_ok=True)
+for i in range(2):
+    torch.save({{"edit_id": f"{{i}}.pth", "original_image": np.arange(6).reshape(2, 3) + i,
+                "edited_image": np.full((2, 3), 7 + i), "CoT": {{"thinking": f"t{{i}}"}} if i else {{}},
+                "instruction": f"edit {{i}}"}}, f"{{base}}/feature/{{i}}.pth")
+json.dump({{"prefix": base + "/feature", "path_list": ["0.pth", "1.pth"]}}, open(base + "/list/tokenized_datalist.json", "w"))
+"#,
+        base = base.to_str().unwrap()
+    );
+    assert!(Command::new(&python).args(["-c", &script]).status().unwrap().success());
+    let list = base.join("list/tokenized_datalist.json");
+    let out_dir = tmp.path().join("ds");
+    let args = ["data", "import-earl", list.to_str().unwrap(), "--out", out_dir.to_str().unwrap()];
+    let (code, out, err) = earl(&args, tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("imported 2 samples"), "{out}");
+    let (code, out, _) = earl(&args, tmp.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("imported 0 samples (2 already present"), "resumes by id: {out}");
+    let (code, out, err) = earl(&["data", "verify", out_dir.to_str().unwrap()], tmp.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("2 edits records"), "{out}");
+    let reader = earl_core_reader(&out_dir);
+    assert!(reader.contains("\"instruction\":\"edit 1\"") && reader.contains("\"thinking\":\"t1\""), "{reader}");
+}
+
+fn earl_core_reader(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("shard-00000.jsonl")).unwrap()
+}

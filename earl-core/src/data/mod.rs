@@ -1,0 +1,12 @@
+//! Editing data: the tokenized record ([`EditRecord`]: instruction, source and edited code grids, optional chain of
+//! thought and metadata), its sharded on-disk format with manifest and checksums ([`shards`]), mixtures of several
+//! datasets exactly as EARL builds them ([`mixture`]), and the seeded data random stream ([`rng`]).
+pub mod mixture;
+pub mod record;
+pub mod rng;
+pub mod shards;
+
+pub use mixture::build_mixture;
+pub use record::{CodeGrid, EditRecord};
+pub use rng::DataRng;
+pub use shards::{Manifest, ShardReader, ShardWriter};

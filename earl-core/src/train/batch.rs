@@ -1,0 +1,86 @@
+//! Tokenized training sequences and their collation into left-padded batches, as EARL's `Emu3FeatureDataset.
+//! collate_fn` builds them: ids padded with 0, attention mask 0 and labels −100 on the left. Position ids are not
+//! stored: the model derives the reference's `cumsum(mask) − 1` (padding → 1) from the mask.
+use tch::{Device, Tensor};
+
+use super::loss::IGNORE_INDEX;
+use crate::error::{Error, Result};
+
+/// One training example: token ids and labels of equal length (labels −100 where no loss is taken).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Sequence {
+    pub input_ids: Vec<i64>,
+    pub labels: Vec<i64>,
+}
+
+impl Sequence {
+    /// A sequence whose first `prompt_len` tokens carry no loss (the reference's `labels[:ignore_length] = -100`).
+    pub fn with_prompt(input_ids: Vec<i64>, prompt_len: usize) -> Self {
+        let labels = input_ids.iter().enumerate().map(|(i, &t)| if i < prompt_len { IGNORE_INDEX } else { t }).collect();
+        Sequence { input_ids, labels }
+    }
+}
+
+/// A left-padded batch, every tensor [B, T] i64.
+#[derive(Debug)]
+pub struct Batch {
+    pub input_ids: Tensor,
+    pub attention_mask: Tensor,
+    pub labels: Tensor,
+}
+
+impl Batch {
+    /// Real (unpadded) tokens in the batch.
+    pub fn num_tokens(&self) -> i64 {
+        self.attention_mask.sum(tch::Kind::Int64).int64_value(&[])
+    }
+}
+
+/// Left-pads `seqs` to their longest length (ids 0, mask 0, labels −100) on `device`.
+pub fn collate_left(seqs: &[Sequence], device: Device) -> Result<Batch> {
+    if seqs.is_empty() {
+        return Err(Error::input("cannot collate an empty batch"));
+    }
+    for (i, s) in seqs.iter().enumerate() {
+        if s.input_ids.is_empty() || s.input_ids.len() != s.labels.len() {
+            return Err(Error::input(format!(
+                "sequence {i}: {} ids and {} labels (need equal, non-zero lengths)",
+                s.input_ids.len(),
+                s.labels.len()
+            )));
+        }
+    }
+    let t = seqs.iter().map(|s| s.input_ids.len()).max().unwrap_or(0);
+    let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for s in seqs {
+        let pad = t - s.input_ids.len();
+        ids.extend(std::iter::repeat(0).take(pad).chain(s.input_ids.iter().copied()));
+        mask.extend(std::iter::repeat(0i64).take(pad).chain(std::iter::repeat(1).take(s.input_ids.len())));
+        labels.extend(std::iter::repeat(IGNORE_INDEX).take(pad).chain(s.labels.iter().copied()));
+    }
+    let shape = [seqs.len() as i64, t as i64];
+    let mk = |v: Vec<i64>| Tensor::from_slice(&v).view(shape).to_device(device);
+    Ok(Batch { input_ids: mk(ids), attention_mask: mk(mask), labels: mk(labels) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn left_padding_like_the_reference_collator() {
+        let a = Sequence::with_prompt(vec![5, 6, 7], 2);
+        let b = Sequence::with_prompt(vec![8], 0);
+        assert_eq!(a.labels, vec![-100, -100, 7]);
+        let batch = collate_left(&[a, b], Device::Cpu).unwrap();
+        let ids = Vec::<i64>::try_from(batch.input_ids.view([-1])).unwrap();
+        let mask = Vec::<i64>::try_from(batch.attention_mask.view([-1])).unwrap();
+        let labels = Vec::<i64>::try_from(batch.labels.view([-1])).unwrap();
+        assert_eq!(ids, vec![5, 6, 7, 0, 0, 8]);
+        assert_eq!(mask, vec![1, 1, 1, 0, 0, 1]);
+        assert_eq!(labels, vec![-100, -100, 7, -100, -100, 8]);
+        assert_eq!(batch.num_tokens(), 4);
+        assert!(collate_left(&[], Device::Cpu).is_err());
+        assert!(collate_left(&[Sequence { input_ids: vec![1], labels: vec![] }], Device::Cpu).is_err());
+    }
+}

@@ -1,0 +1,200 @@
+//! AdamW with fp32 state and gradient-norm clipping, as EARL's SFT configures them (`--adam_beta1 0.9
+//! --adam_beta2 0.95 --adam_epsilon 1e-6 --weight_decay 0.1 --max_grad_norm 5.0`) and torch implements them:
+//! decoupled weight decay `p ← p·(1 − lr·wd)` first, then `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`,
+//! `p ← p − lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)`. Parameter groups follow transformers' `Trainer`: no decay for biases
+//! and normalisation weights (its name patterns `bias`, `layernorm`, `rmsnorm`, a `norm` path component, `_norm`).
+//! Clipping follows `torch.nn.utils.clip_grad_norm_`: one global L2 norm over all gradients, scale by
+//! `max_norm / (norm + 1e-6)` when that is below 1.
+//!
+//! [`adamw_update`] and [`clip_coefficient`] are pure functions of tensors, tested on hand-sized inputs; the
+//! [`AdamW`] struct only stores the state and applies them to fp32 master weights in place.
+use tch::{Kind, Tensor};
+
+/// Optimizer hyper-parameters (the learning rate comes from the schedule at each step).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    /// The paper's SFT values.
+    fn default() -> Self {
+        AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-6, weight_decay: 0.1 }
+    }
+}
+
+/// Whether transformers' `Trainer` puts a parameter in the weight-decay group (`get_decay_parameter_names`).
+pub fn decays(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let norm_component = lower.split('.').any(|c| c == "norm");
+    let norm_suffix = lower.split('.').any(|c| c.ends_with("_norm"));
+    !(lower.contains("bias") || lower.contains("layernorm") || lower.contains("rmsnorm") || norm_component || norm_suffix)
+}
+
+/// One AdamW step on a parameter: returns the new (param, m, v). `step` is the 1-based step count used for bias
+/// correction; `decay` selects the weight-decay group. All tensors f32 of one shape.
+pub fn adamw_update(
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    step: u64,
+    lr: f64,
+    hp: &AdamWConfig,
+    decay: bool,
+) -> (Tensor, Tensor, Tensor) {
+    let p = if decay && hp.weight_decay != 0.0 { p * (1.0 - lr * hp.weight_decay) } else { p.shallow_clone() };
+    let m = m * hp.beta1 + g * (1.0 - hp.beta1);
+    let v = v * hp.beta2 + g.square() * (1.0 - hp.beta2);
+    let bc1 = 1.0 - hp.beta1.powi(step as i32);
+    let bc2 = 1.0 - hp.beta2.powi(step as i32);
+    let denom = v.sqrt() / bc2.sqrt() + hp.eps;
+    let p = p - (&m / denom) * (lr / bc1);
+    (p, m, v)
+}
+
+/// Global L2 norm of `grads` and the factor `clip_grad_norm_` multiplies them by (1 when no clipping is needed or
+/// `max_norm` ≤ 0, which disables clipping).
+pub fn clip_coefficient(grads: &[Tensor], max_norm: f64) -> (f64, f64) {
+    let sq: f64 = grads.iter().map(|g| g.to_kind(Kind::Double).square().sum(Kind::Double).double_value(&[])).sum();
+    let norm = sq.sqrt();
+    let coef = if max_norm > 0.0 { (max_norm / (norm + 1e-6)).min(1.0) } else { 1.0 };
+    (norm, coef)
+}
+
+/// One trainable tensor: its fp32 master value and AdamW moments.
+#[derive(Debug)]
+pub struct ParamState {
+    pub name: String,
+    /// fp32 master weight, updated in place (shared with the model when it computes in fp32).
+    pub master: Tensor,
+    pub m: Tensor,
+    pub v: Tensor,
+    pub decay: bool,
+}
+
+/// AdamW over named fp32 master weights.
+#[derive(Debug)]
+pub struct AdamW {
+    pub hp: AdamWConfig,
+    pub params: Vec<ParamState>,
+    /// Optimizer steps taken so far (torch's per-parameter `step`, identical for all here).
+    pub step: u64,
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepMetrics {
+    pub grad_norm: f64,
+    pub clip_coef: f64,
+    pub lr: f64,
+}
+
+impl AdamW {
+    /// Zero moments for every (name, fp32 master) pair.
+    pub fn new(hp: AdamWConfig, masters: Vec<(String, Tensor)>) -> Self {
+        let params = masters
+            .into_iter()
+            .map(|(name, master)| ParamState {
+                decay: decays(&name),
+                m: master.zeros_like(),
+                v: master.zeros_like(),
+                name,
+                master,
+            })
+            .collect();
+        AdamW { hp, params, step: 0 }
+    }
+
+    /// Clips `grads` (fp32, same order as the parameters) to `max_norm` and applies one AdamW step at `lr`.
+    pub fn step(&mut self, grads: &[Tensor], lr: f64, max_norm: f64) -> StepMetrics {
+        assert_eq!(grads.len(), self.params.len(), "one gradient per parameter");
+        let (grad_norm, clip_coef) = clip_coefficient(grads, max_norm);
+        self.step += 1;
+        let _guard = tch::no_grad_guard();
+        for (p, g) in self.params.iter_mut().zip(grads) {
+            let g = if clip_coef < 1.0 { g * clip_coef } else { g.shallow_clone() };
+            let (np, nm, nv) = adamw_update(&p.master, &g, &p.m, &p.v, self.step, lr, &self.hp, p.decay);
+            p.master.copy_(&np);
+            p.m = nm;
+            p.v = nv;
+        }
+        StepMetrics { grad_norm, clip_coef, lr }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f32]) -> Tensor {
+        Tensor::from_slice(v)
+    }
+
+    #[test]
+    fn decay_groups_follow_the_trainer() {
+        assert!(decays("model.layers.0.self_attn.q_proj.weight"));
+        assert!(decays("model.embed_tokens.weight") && decays("lm_head.weight"));
+        assert!(!decays("model.layers.3.input_layernorm.weight"));
+        assert!(!decays("model.layers.3.post_attention_layernorm.weight"));
+        assert!(!decays("model.norm.weight"));
+        assert!(!decays("model.layers.0.self_attn.q_proj.bias"));
+        assert!(!decays("model.layers.0.q_norm.weight"));
+    }
+
+    #[test]
+    fn first_adamw_step_by_hand() {
+        // Step 1: m = (1−β1)g, v = (1−β2)g², bias-corrected m̂ = g, v̂ = g² → update = lr·g/(|g| + ε).
+        let hp = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-6, weight_decay: 0.1 };
+        let (p, g) = (t(&[1.0, -2.0]), t(&[0.5, -4.0]));
+        let z = t(&[0.0, 0.0]);
+        let (np, nm, nv) = adamw_update(&p, &g, &z, &z, 1, 0.1, &hp, true);
+        let np = Vec::<f32>::try_from(np).unwrap();
+        let expect0 = 1.0 * (1.0 - 0.01) - 0.1 * 0.5 / (0.5 + 1e-6);
+        let expect1 = -2.0 * (1.0 - 0.01) + 0.1 * 4.0 / (4.0 + 1e-6);
+        assert!((np[0] as f64 - expect0).abs() < 1e-6 && (np[1] as f64 - expect1).abs() < 1e-6, "{np:?}");
+        assert!((Vec::<f32>::try_from(nm).unwrap()[1] + 0.4).abs() < 1e-7);
+        assert!((Vec::<f32>::try_from(nv).unwrap()[1] - 0.8).abs() < 1e-6);
+        // No-decay group leaves the weight-decay factor out.
+        let (np, _, _) = adamw_update(&p, &g, &z, &z, 1, 0.1, &hp, false);
+        assert!((Vec::<f32>::try_from(np).unwrap()[0] as f64 - (1.0 - 0.1 * 0.5 / (0.5 + 1e-6))).abs() < 1e-6);
+    }
+
+    #[test]
+    fn second_step_uses_bias_correction() {
+        let hp = AdamWConfig { beta1: 0.5, beta2: 0.5, eps: 0.0, weight_decay: 0.0 };
+        let (p, g) = (t(&[0.0]), t(&[2.0]));
+        let (m, v) = (t(&[1.0]), t(&[2.0])); // after step 1 with g = 2
+        let (np, nm, nv) = adamw_update(&p, &g, &m, &v, 2, 1.0, &hp, true);
+        // m = 0.5 + 1 = 1.5, v = 1 + 2 = 3; m̂ = 1.5/0.75 = 2, v̂ = 3/0.75 = 4 → Δ = −2/2 = −1.
+        assert_eq!(Vec::<f32>::try_from(nm).unwrap(), vec![1.5]);
+        assert_eq!(Vec::<f32>::try_from(nv).unwrap(), vec![3.0]);
+        assert!((Vec::<f32>::try_from(np).unwrap()[0] + 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn clipping_uses_the_global_norm() {
+        let grads = [t(&[3.0]), t(&[0.0, 4.0])];
+        let (norm, coef) = clip_coefficient(&grads, 1.0);
+        assert!((norm - 5.0).abs() < 1e-12);
+        assert!((coef - 1.0 / (5.0 + 1e-6)).abs() < 1e-12);
+        assert_eq!(clip_coefficient(&grads, 10.0).1, 1.0);
+        assert_eq!(clip_coefficient(&grads, 0.0).1, 1.0);
+    }
+
+    #[test]
+    fn optimizer_updates_masters_in_place() {
+        let w = t(&[1.0, 1.0]);
+        let shared = w.shallow_clone();
+        let mut opt = AdamW::new(AdamWConfig::default(), vec![("lm_head.weight".into(), w)]);
+        let m = opt.step(&[t(&[30.0, 40.0])], 0.1, 5.0);
+        assert!((m.grad_norm - 50.0).abs() < 1e-9 && m.clip_coef < 0.11);
+        // The update direction is sign(g) for the first step whatever the clipping.
+        let now = Vec::<f32>::try_from(shared).unwrap();
+        assert!(now.iter().all(|&x| (x as f64 - (1.0 * 0.99 - 0.1)).abs() < 1e-5), "{now:?}");
+        assert_eq!(opt.step, 1);
+    }
+}

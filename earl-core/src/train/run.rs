@@ -1,0 +1,303 @@
+//! The SFT run loop behind `earl sft`: datasets → reference mixture → per-epoch seeded shuffle → left-padded
+//! micro-batches → [`SftTrainer::step`] → JSONL metrics and atomic checkpoints, resuming from the newest checkpoint
+//! in `output_dir`. Everything random derives from the experiment's one seed: the mixture, each epoch's order
+//! (`DataRng::derive(seed, "epoch", e)`) and dropout (re-seeded per step), so the data position is just the number
+//! of samples consumed and a resumed run continues bit for bit.
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use tch::Kind;
+
+use super::batch::{collate_left, Sequence};
+use super::checkpoint::{list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint, TrainerState};
+use super::experiment::SftExperiment;
+use super::schedule::CosineSchedule;
+use super::trainer::{Recipe, SftTrainer, StepReport};
+use crate::config::Emu3Config;
+use crate::data::mixture::{build_mixture, MixItem};
+use crate::data::{DataRng, EditRecord, ShardReader};
+use crate::device::parse_device;
+use crate::error::{Error, Result};
+use crate::prompt::{ImageGrid, PromptBuilder};
+use crate::tokenizer::Emu3Tokenizer;
+use crate::weights::SafetensorsStore;
+
+/// Anything that yields training sequences by index.
+pub trait SequenceSource {
+    fn len(&self) -> usize;
+    fn get(&self, i: usize) -> Result<Sequence>;
+}
+
+/// A `sequences` dataset directory (records `{input_ids, labels}`).
+pub struct SequenceShards(pub ShardReader);
+
+impl SequenceSource for SequenceShards {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn get(&self, i: usize) -> Result<Sequence> {
+        self.0.get(i)
+    }
+}
+
+/// An `edits` dataset laid out as EARL's SFT examples by the prompt module.
+pub struct EditSequences<'a> {
+    pub reader: ShardReader,
+    pub prompts: PromptBuilder<'a>,
+    pub cot_keys: Vec<String>,
+}
+
+impl SequenceSource for EditSequences<'_> {
+    fn len(&self) -> usize {
+        self.reader.len()
+    }
+    fn get(&self, i: usize) -> Result<Sequence> {
+        edit_sequence(&self.prompts, &self.reader.get::<EditRecord>(i)?, &self.cot_keys)
+    }
+}
+
+/// The SFT sequence of an edit record. As the reference's dataset: with `cot_keys` set and a non-empty CoT map, the
+/// target starts with the reasoning over the listed keys that the record has (missing keys are skipped with a
+/// warning); otherwise it is the edited image block alone.
+pub fn edit_sequence(prompts: &PromptBuilder, r: &EditRecord, cot_keys: &[String]) -> Result<Sequence> {
+    let grid = |g: &crate::data::CodeGrid| ImageGrid::new(g.h, g.w, g.codes.iter().map(|&c| c as u32).collect());
+    let steps: Option<Vec<(String, String)>> = (!cot_keys.is_empty() && !r.cot.is_empty()).then(|| {
+        cot_keys
+            .iter()
+            .filter_map(|k| match r.cot.get(k) {
+                Some(v) => Some((k.clone(), v.clone())),
+                None => {
+                    tracing::warn!(id = %r.id, key = %k, "CoT key missing from record");
+                    None
+                }
+            })
+            .collect()
+    });
+    let ex = prompts.sft_example(&grid(&r.source)?, &r.instruction, &grid(&r.edited)?, steps.as_deref())?;
+    Ok(Sequence { input_ids: ex.input_ids, labels: ex.labels })
+}
+
+/// Opens the experiment's datasets as sequence sources (`tok` is needed for `edits` data).
+pub fn open_sources<'a>(exp: &SftExperiment, tok: Option<&'a Emu3Tokenizer>) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
+    let mut out: Vec<Box<dyn SequenceSource + 'a>> = Vec::new();
+    for dir in &exp.data_paths {
+        let reader = ShardReader::open(dir)?;
+        if reader.manifest.kind != exp.data_format {
+            return Err(Error::Data {
+                path: dir.clone(),
+                msg: format!("holds {:?} records but data_format is {:?}", reader.manifest.kind, exp.data_format),
+            });
+        }
+        if exp.data_format == "edits" {
+            let tok = tok.ok_or_else(|| Error::input("data_format \"edits\" needs a tokenizer"))?;
+            out.push(Box::new(EditSequences { reader, prompts: PromptBuilder::new(tok), cot_keys: exp.cot_keys.clone() }));
+        } else {
+            out.push(Box::new(SequenceShards(reader)));
+        }
+    }
+    Ok(out)
+}
+
+/// The infinite sample stream: epoch `e` is the mixture list in the order of `DataRng::derive(seed, "epoch", e)`.
+pub struct DataStream<'a> {
+    sources: Vec<Box<dyn SequenceSource + 'a>>,
+    mixture: Vec<MixItem>,
+    seed: u64,
+    epoch: Option<(u64, Vec<usize>)>,
+}
+
+impl<'a> DataStream<'a> {
+    pub fn new(sources: Vec<Box<dyn SequenceSource + 'a>>, coefficients: Option<&[f64]>, seed: u64) -> Result<Self> {
+        let sizes: Vec<usize> = sources.iter().map(|s| s.len()).collect();
+        let (mixture, counts) = build_mixture(&sizes, coefficients, seed)?;
+        tracing::info!(?sizes, ?counts, "dataset mixture");
+        if mixture.is_empty() {
+            return Err(Error::input("the data mixture is empty"));
+        }
+        Ok(DataStream { sources, mixture, seed, epoch: None })
+    }
+
+    /// Samples per epoch.
+    pub fn epoch_len(&self) -> usize {
+        self.mixture.len()
+    }
+
+    /// The `g`-th sample of the stream.
+    pub fn sample(&mut self, g: u64) -> Result<Sequence> {
+        let n = self.mixture.len() as u64;
+        let (e, pos) = (g / n, (g % n) as usize);
+        if self.epoch.as_ref().map(|x| x.0) != Some(e) {
+            let mut order: Vec<usize> = (0..n as usize).collect();
+            DataRng::derive(self.seed, "epoch", e).shuffle(&mut order);
+            self.epoch = Some((e, order));
+        }
+        let (d, i) = self.mixture[self.epoch.as_ref().expect("set above").1[pos]];
+        self.sources[d].get(i)
+    }
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepLog {
+    #[serde(flatten)]
+    pub report: StepReport,
+    pub total_steps: u64,
+    pub epoch: f64,
+    pub tokens_per_s: f64,
+    pub step_time_s: f64,
+    /// Resident host memory (bytes) after the step; GPU memory is reported by `earl bench train`.
+    pub rss_bytes: u64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub start_step: u64,
+    pub final_step: u64,
+    pub total_steps: u64,
+    pub losses: Vec<f64>,
+}
+
+/// Knobs for tests and tools (a real run uses the defaults).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunControl {
+    /// Stop after this optimizer step as if killed (checkpoints are only those the schedule wrote).
+    pub stop_after: Option<u64>,
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Total optimizer steps: `max_steps`, else `num_train_epochs` over the mixture (at least one).
+pub fn total_steps(exp: &SftExperiment, epoch_len: usize) -> u64 {
+    if exp.max_steps > 0 {
+        return exp.max_steps;
+    }
+    let per_step = (exp.micro_batch * exp.grad_accum) as f64;
+    ((exp.num_train_epochs * epoch_len as f64 / per_step).floor() as u64).max(1)
+}
+
+/// Runs (or resumes) an experiment; `on_step` sees every step's log line.
+pub fn run_sft(
+    exp: &SftExperiment,
+    stream: &mut DataStream,
+    control: RunControl,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<RunSummary> {
+    if exp.gradient_checkpointing {
+        return Err(Error::input("gradient_checkpointing is not implemented yet; set it to false"));
+    }
+    let device = parse_device(&exp.device)?;
+    let kind = if exp.bf16 { Kind::BFloat16 } else { Kind::Float };
+    let mut cfg = Emu3Config::from_dir(&exp.model)?;
+    if let Some(d) = exp.attention_dropout {
+        cfg.attention_dropout = d;
+    }
+    let total = total_steps(exp, stream.epoch_len());
+    let recipe = Recipe {
+        adamw: exp.adamw,
+        schedule: CosineSchedule { lr: exp.lr, min_lr: exp.min_lr, warmup_steps: exp.warmup_steps, total_steps: total },
+        max_grad_norm: exp.max_grad_norm,
+        loss_norm: exp.loss_norm,
+        seed: exp.seed,
+    };
+    let store = SafetensorsStore::open(&exp.model, Kind::Float, device)?;
+    let mut trainer = SftTrainer::new(&store, &cfg, kind, recipe)?;
+    drop(store);
+    std::fs::create_dir_all(&exp.output_dir).map_err(|e| Error::io(&exp.output_dir, e))?;
+    let hash = exp.hash();
+    let mut state = TrainerState { global_step: 0, samples_seen: 0, seed: exp.seed, config_hash: hash.clone() };
+    if let Some((_, dir)) = list_checkpoints(&exp.output_dir).pop() {
+        state = restore_checkpoint(&dir, &mut trainer)?;
+        if state.config_hash != hash {
+            return Err(Error::Data {
+                path: dir,
+                msg: "was written by a different experiment configuration; use a new output_dir".into(),
+            });
+        }
+        tracing::info!(step = state.global_step, dir = %dir.display(), "resuming");
+    }
+    let metrics_path = exp.output_dir.join("metrics.jsonl");
+    truncate_metrics(&metrics_path, state.global_step)?;
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(|e| Error::io(&metrics_path, e))?;
+    let save_kind = kind;
+    let start = state.global_step;
+    let mut losses = Vec::new();
+    let per_step = (exp.micro_batch * exp.grad_accum) as u64;
+    while state.global_step < total {
+        let t0 = Instant::now();
+        let mut micro = Vec::with_capacity(exp.grad_accum);
+        for a in 0..exp.grad_accum {
+            let mut seqs = Vec::with_capacity(exp.micro_batch);
+            for j in 0..exp.micro_batch {
+                let g = state.samples_seen + (a * exp.micro_batch + j) as u64;
+                let s = stream.sample(g)?;
+                if let Some(max) = exp.max_len {
+                    if s.input_ids.len() as i64 > max {
+                        return Err(Error::input(format!(
+                            "sample {g} has {} tokens, more than max_position_embeddings = {max}",
+                            s.input_ids.len()
+                        )));
+                    }
+                }
+                seqs.push(s);
+            }
+            micro.push(collate_left(&seqs, device)?);
+        }
+        let report = trainer.step(&micro)?;
+        state.global_step = report.step;
+        state.samples_seen += per_step;
+        let dt = t0.elapsed().as_secs_f64();
+        let log = StepLog {
+            report,
+            total_steps: total,
+            epoch: state.samples_seen as f64 / stream.epoch_len() as f64,
+            tokens_per_s: report.tokens as f64 / dt.max(1e-9),
+            step_time_s: dt,
+            rss_bytes: rss_bytes(),
+        };
+        losses.push(report.loss);
+        if state.global_step % exp.logging_steps == 0 || state.global_step == total {
+            let line = serde_json::to_string(&log).expect("json");
+            writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
+        }
+        on_step(&log);
+        let last = state.global_step == total;
+        if (exp.save_steps > 0 && state.global_step % exp.save_steps == 0) || last {
+            save_checkpoint(&exp.output_dir, &trainer, &state, save_kind)?;
+            prune_checkpoints(&exp.output_dir, exp.save_total_limit)?;
+        }
+        if control.stop_after == Some(state.global_step) {
+            break;
+        }
+    }
+    Ok(RunSummary { start_step: start, final_step: state.global_step, total_steps: total, losses })
+}
+
+/// Drops metric lines of steps after `step` (a resumed run rewrites them).
+fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step")?.as_u64())
+                .is_some_and(|s| s <= step)
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,223 @@
+//! One optimizer step of SFT: forward/backward over the micro-batches of a global batch (gradient accumulation),
+//! the loss normalised as configured, fp32 gradient accumulation, global-norm clipping, AdamW on fp32 master
+//! weights, and the updated masters copied back into the compute model (bf16 compute with fp32 masters, or fp32
+//! throughout, where model and masters share storage). Dropout is re-seeded from (seed, step) at every step, so a
+//! resumed run draws the same masks as an uninterrupted one without saving generator state.
+use std::collections::HashMap;
+
+use tch::{Device, Kind, Tensor};
+
+use super::batch::Batch;
+use super::loss::{count_targets, sft_loss, LossNorm};
+use super::optim::{AdamW, AdamWConfig};
+use super::schedule::CosineSchedule;
+use crate::config::Emu3Config;
+use crate::error::{guard, Error, Result};
+use crate::model::{Emu3ForCausalLM, ForwardArgs};
+use crate::weights::TensorSource;
+
+/// Numerical recipe of a run (everything except data and logging).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recipe {
+    pub adamw: AdamWConfig,
+    pub schedule: CosineSchedule,
+    /// `max_grad_norm`; ≤ 0 disables clipping.
+    pub max_grad_norm: f64,
+    pub loss_norm: LossNorm,
+    pub seed: u64,
+}
+
+/// Metrics of one optimizer step.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct StepReport {
+    pub step: u64,
+    /// The loss of the step as it was back-propagated (sum over micro-batches).
+    pub loss: f64,
+    /// Mean cross-entropy per target token over the whole global batch.
+    pub token_loss: f64,
+    pub accuracy: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub clip_coef: f64,
+    pub target_tokens: i64,
+    /// Real (unpadded) input tokens processed.
+    pub tokens: i64,
+}
+
+/// Model, fp32 masters and optimizer state.
+pub struct SftTrainer {
+    pub model: Emu3ForCausalLM,
+    /// Handles of the compute model's parameters, in optimizer order.
+    compute: Vec<Tensor>,
+    pub opt: AdamW,
+    pub recipe: Recipe,
+    /// The compute model holds the masters themselves (fp32 compute).
+    shared: bool,
+}
+
+/// fp32 tensors by checkpoint name, served to `Emu3ForCausalLM::load` in another dtype (the bf16 compute copy).
+struct NamedTensors {
+    map: HashMap<String, Tensor>,
+    kind: Kind,
+    device: Device,
+}
+
+impl TensorSource for NamedTensors {
+    fn tensor(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        let t = self.map.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.into(),
+            searched: "the trainer's master weights".into(),
+        })?;
+        if t.size() != shape {
+            return Err(Error::input(format!("master `{name}` has shape {:?}, expected {shape:?}", t.size())));
+        }
+        Ok(t.to_kind(self.kind).to_device(self.device).detach())
+    }
+    fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+}
+
+impl SftTrainer {
+    /// Loads fp32 master weights from `src` (which must produce f32 tensors) and a compute model of `kind`;
+    /// `cfg.attention_dropout` is the training dropout.
+    pub fn new(src: &dyn TensorSource, cfg: &Emu3Config, kind: Kind, recipe: Recipe) -> Result<Self> {
+        if src.kind() != Kind::Float {
+            return Err(Error::input(format!("master weights must load as f32, the source gives {:?}", src.kind())));
+        }
+        let master_model = Emu3ForCausalLM::load(src, cfg)?;
+        let masters = master_model.named_parameters();
+        let (model, shared) = if kind == Kind::Float {
+            (master_model, true)
+        } else {
+            let map = masters.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect();
+            let named = NamedTensors { map, kind, device: src.device() };
+            (Emu3ForCausalLM::load(&named, cfg)?, false)
+        };
+        let compute: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t).collect();
+        for t in &compute {
+            let _ = t.set_requires_grad(true);
+        }
+        let masters = masters.into_iter().map(|(n, t)| (n, t.detach())).collect();
+        Ok(SftTrainer { model, compute, opt: AdamW::new(recipe.adamw, masters), recipe, shared })
+    }
+
+    /// Optimizer steps taken.
+    pub fn step_count(&self) -> u64 {
+        self.opt.step
+    }
+
+    /// Loss and gradients of one micro-batch without updating anything (used by parity tests): returns the loss
+    /// with `denominator` and leaves gradients in the compute parameters' `.grad()`.
+    pub fn loss_and_backward(&self, batch: &Batch, denominator: f64, train: bool) -> Result<(f64, super::loss::LossMetrics)> {
+        guard("the SFT forward/backward pass", || {
+            let args = ForwardArgs { attention_mask: Some(&batch.attention_mask), train, ..Default::default() };
+            let logits = self.model.forward(&batch.input_ids, &args, None)?; // [B, T, V]
+            let (loss, m) = sft_loss(&logits, &batch.labels, denominator)?;
+            loss.backward();
+            Ok((loss.double_value(&[]), m))
+        })
+    }
+
+    /// Gradients currently held by the compute parameters, as f32 (zeros where none), by name.
+    pub fn gradients(&self) -> Vec<(String, Tensor)> {
+        self.opt
+            .params
+            .iter()
+            .zip(&self.compute)
+            .map(|(p, c)| {
+                let g = c.grad();
+                let g = if g.defined() { g.to_kind(Kind::Float) } else { p.master.zeros_like() };
+                (p.name.clone(), g)
+            })
+            .collect()
+    }
+
+    fn zero_grads(&self) {
+        for c in &self.compute {
+            let mut g = c.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+    }
+
+    /// One optimizer step over `micro` (the micro-batches of one global batch).
+    pub fn step(&mut self, micro: &[Batch]) -> Result<StepReport> {
+        if micro.is_empty() {
+            return Err(Error::input("an optimizer step needs at least one micro-batch"));
+        }
+        let step = self.opt.step;
+        let _span = tracing::debug_span!("sft_step", step).entered();
+        tch::manual_seed(dropout_seed(self.recipe.seed, step));
+        let targets: i64 = micro.iter().map(|b| count_targets(&b.labels)).sum();
+        let mut acc: Option<Vec<Tensor>> = None;
+        let (mut loss, mut ce_sum, mut correct, mut tokens) = (0.0, 0.0, 0.0, 0);
+        self.zero_grads();
+        for b in micro {
+            let denom = match self.recipe.loss_norm {
+                LossNorm::GlobalTokens => targets.max(1) as f64,
+                LossNorm::MicroBatchMean => (count_targets(&b.labels).max(1) * micro.len() as i64) as f64,
+            };
+            let (l, m) = self.loss_and_backward(b, denom, true)?;
+            loss += l;
+            ce_sum += m.sum;
+            correct += m.accuracy * m.tokens as f64;
+            tokens += b.num_tokens();
+            if !self.shared {
+                // bf16 gradients are summed in f32, not in the compute dtype.
+                let g: Vec<Tensor> = self.gradients().into_iter().map(|(_, g)| g).collect();
+                acc = Some(match acc {
+                    None => g,
+                    Some(a) => a.iter().zip(&g).map(|(x, y)| x + y).collect(),
+                });
+                self.zero_grads();
+            }
+        }
+        let grads = match acc {
+            Some(a) => a,
+            None => self.gradients().into_iter().map(|(_, g)| g).collect(),
+        };
+        let (lr, _) = self.recipe.schedule.lr_at(step);
+        let sm = guard("the optimizer step", || Ok(self.opt.step(&grads, lr, self.recipe.max_grad_norm)))?;
+        self.zero_grads();
+        self.sync_compute();
+        Ok(StepReport {
+            step: step + 1,
+            loss,
+            token_loss: if targets > 0 { ce_sum / targets as f64 } else { 0.0 },
+            accuracy: if targets > 0 { correct / targets as f64 } else { 0.0 },
+            lr,
+            grad_norm: sm.grad_norm,
+            clip_coef: sm.clip_coef,
+            target_tokens: targets,
+            tokens,
+        })
+    }
+
+    /// Copies the fp32 masters into the compute model (a no-op when they are the same tensors).
+    pub fn sync_compute(&self) {
+        if self.shared {
+            return;
+        }
+        let _g = tch::no_grad_guard();
+        for (c, p) in self.compute.iter().zip(&self.opt.params) {
+            let mut c = c.shallow_clone();
+            c.copy_(&p.master);
+        }
+    }
+}
+
+/// Seed of the dropout generator at an optimizer step: a SplitMix64 mix of the run seed and the step.
+pub fn dropout_seed(seed: u64, step: u64) -> i64 {
+    let mut z = seed ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(0xd1b5_4a32_d192_ed03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) >> 1) as i64
+}

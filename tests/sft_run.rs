@@ -1,0 +1,148 @@
+//! The SFT run loop on fixture data (experiments/sft/tiny.toml): the tiny model overfits 16 examples, one seed gives
+//! bitwise-identical loss curves, and a run killed after step k and resumed equals an uninterrupted run — losses and
+//! final weights bit for bit (dropout on, so the per-step RNG re-seeding is exercised too).
+use std::path::Path;
+
+use earl_core::data::ShardReader;
+use earl_core::train::{run_sft, DataStream, RunControl, SequenceShards, SequenceSource, SftExperiment};
+use earl_tests::fixtures_dir;
+
+/// libtorch's dropout generator is process-global: runs in concurrently executing tests would draw from each other's
+/// stream, so the tests of this file take turns.
+static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn experiment(runs: &Path) -> SftExperiment {
+    std::env::set_var("EARL_FIXTURES", fixtures_dir());
+    std::env::set_var("EARL_RUNS", runs);
+    let path = fixtures_dir().join("../experiments/sft/tiny.toml");
+    SftExperiment::from_file(&path).unwrap()
+}
+
+fn run(exp: &SftExperiment, control: RunControl) -> Vec<f64> {
+    let reader = ShardReader::open(&exp.data_paths[0]).unwrap();
+    let sources: Vec<Box<dyn SequenceSource>> = vec![Box::new(SequenceShards(reader))];
+    let mut stream = DataStream::new(sources, exp.coefficients.as_deref(), exp.seed).unwrap();
+    run_sft(exp, &mut stream, control, &mut |_| {}).unwrap().losses
+}
+
+fn logged_losses(dir: &Path) -> Vec<(u64, u64)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap().to_bits())
+        })
+        .collect()
+}
+
+#[test]
+fn tiny_experiment_overfits() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = experiment(tmp.path());
+    let losses = run(&exp, RunControl::default());
+    assert_eq!(losses.len(), 60);
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    eprintln!("tiny overfit: loss {first:.4} → {last:.4}");
+    assert!(last < 0.1 * first, "loss fell only from {first} to {last}");
+    // The final checkpoint is a loadable model directory.
+    let ckpt = exp.output_dir.join("checkpoint-60");
+    let m = earl_core::Emu3ForCausalLM::from_dir(&ckpt, tch::Kind::Float, tch::Device::Cpu).unwrap();
+    assert_eq!(m.named_parameters().len(), 21);
+    assert_eq!(earl_core::train::checkpoint::list_checkpoints(&exp.output_dir).len(), 2, "save_total_limit = 2");
+}
+
+#[test]
+fn one_seed_gives_identical_curves_and_resume_is_exact() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = experiment(&tmp.path().join("a"));
+    a.max_steps = 12;
+    a.save_steps = 5;
+    a.output_dir = tmp.path().join("a");
+    let mut b = a.clone();
+    b.output_dir = tmp.path().join("b");
+    let mut c = a.clone();
+    c.output_dir = tmp.path().join("c");
+
+    let la = run(&a, RunControl::default());
+    let lb = run(&b, RunControl::default());
+    assert_eq!(la.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), lb.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+
+    // Killed after step 7 (last checkpoint: step 5), then rerun: it resumes at 5 and redoes 6..12.
+    let first = run(&c, RunControl { stop_after: Some(7) });
+    assert_eq!(first.len(), 7);
+    let rest = run(&c, RunControl::default());
+    assert_eq!(rest.len(), 7, "steps 6..=12 after resuming from checkpoint-5");
+    assert_eq!(logged_losses(&a.output_dir), logged_losses(&c.output_dir));
+    let wa = std::fs::read(a.output_dir.join("checkpoint-12/model.safetensors")).unwrap();
+    let wc = std::fs::read(c.output_dir.join("checkpoint-12/model.safetensors")).unwrap();
+    assert!(wa == wc, "resumed weights differ from the uninterrupted run");
+    let oa = std::fs::read(a.output_dir.join("checkpoint-12/optimizer.safetensors")).unwrap();
+    let oc = std::fs::read(c.output_dir.join("checkpoint-12/optimizer.safetensors")).unwrap();
+    assert!(oa == oc, "resumed optimizer state differs");
+}
+
+#[test]
+fn resuming_under_another_configuration_is_refused() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = experiment(tmp.path());
+    a.max_steps = 2;
+    a.save_steps = 1;
+    run(&a, RunControl { stop_after: Some(1) });
+    a.lr *= 2.0;
+    let reader = ShardReader::open(&a.data_paths[0]).unwrap();
+    let mut stream = DataStream::new(vec![Box::new(SequenceShards(reader))], None, a.seed).unwrap();
+    let err = run_sft(&a, &mut stream, RunControl::default(), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("different experiment configuration"), "{err}");
+}
+
+#[test]
+fn every_paper_experiment_file_parses() {
+    for (k, v) in [("EARL_BASE", "/m"), ("EARL_DATA", "/d"), ("EARL_STAGE1_STEP", "1200")] {
+        std::env::set_var(k, v);
+    }
+    let dir = fixtures_dir().join("../experiments/sft");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let _ = experiment(Path::new("/r"));
+            let exp = SftExperiment::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(!exp.data_paths.is_empty());
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "tiny, s, sc, sc2stage_stage2, think_s");
+}
+
+#[test]
+fn edit_records_become_reference_sft_sequences() {
+    use earl_core::data::{CodeGrid, EditRecord};
+    use earl_core::prompt::PromptBuilder;
+    let tok = earl_core::tokenizer::Emu3Tokenizer::from_dir(fixtures_dir().join("tok-tiny")).unwrap();
+    let p = PromptBuilder::new(&tok);
+    let mut r = EditRecord {
+        id: "a".into(),
+        instruction: "make it red".into(),
+        source: CodeGrid::new(2, 2, vec![0, 1, 2, 3]).unwrap(),
+        edited: CodeGrid::new(2, 2, vec![3, 2, 1, 0]).unwrap(),
+        cot: Default::default(),
+        meta: Default::default(),
+    };
+    let keys = vec!["thinking".to_string()];
+    let plain = earl_core::train::edit_sequence(&p, &r, &keys).unwrap();
+    let prompt_len = plain.labels.iter().take_while(|&&l| l == -100).count();
+    assert!(prompt_len > 4 + 2 * 3 && plain.labels[prompt_len..] == plain.input_ids[prompt_len..]);
+    // With a CoT map and cot_keys, the target starts with the reasoning; the prompt is unchanged.
+    r.cot.insert("thinking".into(), " red ".into());
+    let think = earl_core::train::edit_sequence(&p, &r, &keys).unwrap();
+    assert_eq!(think.input_ids[..prompt_len], plain.input_ids[..prompt_len]);
+    assert!(think.input_ids.len() > plain.input_ids.len());
+    let text = tok.decode(&think.input_ids[prompt_len..].iter().map(|&i| i as u32).collect::<Vec<_>>()).unwrap();
+    assert!(text.contains("thinking: red"), "{text}");
+    // No cot_keys: direct editing even when the record has a CoT.
+    assert_eq!(earl_core::train::edit_sequence(&p, &r, &[]).unwrap(), plain);
+}
