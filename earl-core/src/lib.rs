@@ -8,6 +8,7 @@ pub mod error;
 pub mod kv_cache;
 pub mod model;
 pub mod parity;
+pub mod vq;
 pub mod weights;
 
 pub use config::{ConfigDialect, Emu3Config, RawEmu3Config, RopeScaling};
@@ -15,4 +16,5 @@ pub use error::{Error, Result};
 pub use kv_cache::KvCache;
 pub use model::{Emu3ForCausalLM, ForwardArgs};
 pub use parity::{compare, ParityReport};
+pub use vq::{Emu3VqModel, VqConfig, VqLayout, VqRandomSource};
 pub use weights::{RandomSource, SafetensorsStore, TensorSource};
