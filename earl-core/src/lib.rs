@@ -5,6 +5,7 @@
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod imageproc;
 pub mod kv_cache;
 pub mod model;
 pub mod parity;
