@@ -2,6 +2,8 @@
 //! numerical step lives in earl-core.
 mod doctor;
 mod parity;
+mod vq_cmd;
+mod vq_parity;
 
 use std::path::PathBuf;
 
@@ -37,6 +39,12 @@ enum Command {
     },
     /// Compare this engine with reference outputs computed by the Python model (see fixtures/make_fixtures.py).
     Parity(parity::ParityArgs),
+    /// Encode an image to a grid of vision-tokenizer codes (codes.json).
+    Encode(vq_cmd::EncodeArgs),
+    /// Decode a grid of codes (codes.json) to an image.
+    Decode(vq_cmd::DecodeArgs),
+    /// Time VQ encode and decode on random weights (JSON lines; compare with bench/vq_baseline.py).
+    BenchVq(vq_cmd::BenchArgs),
 }
 
 fn main() {
@@ -62,6 +70,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Doctor => doctor::run(),
         Command::Forward { model, ids, device, dtype } => forward(&model, &ids, &device, &dtype),
         Command::Parity(args) => parity::run(&args),
+        Command::Encode(args) => vq_cmd::encode(&args),
+        Command::Decode(args) => vq_cmd::decode(&args),
+        Command::BenchVq(args) => vq_cmd::bench(&args),
     }
 }
 

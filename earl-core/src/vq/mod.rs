@@ -9,6 +9,7 @@ mod blocks;
 pub mod config;
 mod decoder;
 mod encoder;
+pub mod grid;
 mod names;
 mod quantizer;
 
@@ -17,6 +18,7 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 pub use config::{is_vq_checkpoint, RawVqConfig, VqConfig, VqLayout};
+pub use grid::CodeGrid;
 use decoder::Decoder;
 use encoder::Encoder;
 use names::Names;
