@@ -50,9 +50,9 @@ fn alpha_and_gray_conversion_match_pillow() {
     let g = golden();
     let (max, n) = diff(&image("gray.png"), &g.tensor_any("gray_to_rgb").unwrap());
     assert_eq!((max, n), (0, 0));
-    // Pillow composites in 8-bit fixed point; ours rounds c·a + 255·(255 − a) over 255. Measured: see docs/vq.md.
+    // Pillow composites in fixed point; ours rounds (c·a + 255·(255 − a)) / 255. Identical on the golden image.
     let (max, n) = diff(&image("rgba.png"), &g.tensor_any("rgba_to_rgb").unwrap());
-    assert!(max <= 1, "RGBA over white: max |Δ| {max} over {n} values");
+    assert_eq!((max, n), (0, 0), "RGBA over white");
 }
 
 #[test]

@@ -12,6 +12,15 @@ use earl_core::vq::CodeGrid;
 use earl_core::{Emu3VqModel, VqConfig, VqRandomSource};
 use tch::{Device, Kind, Tensor};
 
+/// Where and in which precision the tokenizer runs.
+#[derive(clap::Args)]
+pub struct DeviceArgs {
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
 #[derive(clap::Args)]
 pub struct EncodeArgs {
     /// Vision-tokenizer directory (config.json + safetensors; either checkpoint layout).
@@ -31,10 +40,8 @@ pub struct EncodeArgs {
     /// Output grid (JSON: {"height", "width", "codes"}).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    on: DeviceArgs,
 }
 
 #[derive(clap::Args)]
@@ -47,10 +54,8 @@ pub struct DecodeArgs {
     /// Output image; the format follows the extension (png, jpg, webp).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    on: DeviceArgs,
 }
 
 #[derive(clap::Args)]
@@ -73,14 +78,14 @@ pub struct BenchArgs {
     iters: usize,
 }
 
-fn load(dir: &PathBuf, device: &str, dtype: &str) -> Result<Emu3VqModel> {
-    let device = parse_device(device)?;
-    let kind = parse_dtype(dtype)?;
+fn load(dir: &PathBuf, on: &DeviceArgs) -> Result<Emu3VqModel> {
+    let device = parse_device(&on.device)?;
+    let kind = parse_dtype(&on.dtype)?;
     Emu3VqModel::from_dir(dir, kind, device).with_context(|| format!("loading {}", dir.display()))
 }
 
 pub fn encode(a: &EncodeArgs) -> Result<i32> {
-    let model = load(&a.vq, &a.device, &a.dtype)?;
+    let model = load(&a.vq, &a.on)?;
     let factor = model.cfg.spatial_factor() as u32;
     let mut cfg = ImageProcessConfig::from_dir(&a.vq, factor)?;
     cfg.area = a.area;
@@ -111,7 +116,7 @@ pub fn encode(a: &EncodeArgs) -> Result<i32> {
 pub fn decode(a: &DecodeArgs) -> Result<i32> {
     let text = std::fs::read_to_string(&a.codes).with_context(|| format!("reading {}", a.codes.display()))?;
     let grid = CodeGrid::from_json(&text, &a.codes.display().to_string())?;
-    let model = load(&a.vq, &a.device, &a.dtype)?;
+    let model = load(&a.vq, &a.on)?;
     let cfg = ImageProcessConfig::from_dir(&a.vq, model.cfg.spatial_factor() as u32)?;
     let t0 = Instant::now();
     let pixels = tch::no_grad(|| model.decode(&grid.to_tensor()?))?;
