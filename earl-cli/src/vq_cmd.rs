@@ -78,7 +78,7 @@ pub struct BenchArgs {
     iters: usize,
 }
 
-fn load(dir: &PathBuf, on: &DeviceArgs) -> Result<Emu3VqModel> {
+fn load(dir: &std::path::Path, on: &DeviceArgs) -> Result<Emu3VqModel> {
     let device = parse_device(&on.device)?;
     let kind = parse_dtype(&on.dtype)?;
     Emu3VqModel::from_dir(dir, kind, device).with_context(|| format!("loading {}", dir.display()))
