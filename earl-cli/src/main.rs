@@ -6,6 +6,8 @@ mod data;
 mod doctor;
 mod parity;
 mod sft;
+mod vq_cmd;
+mod vq_parity;
 
 use std::path::PathBuf;
 
@@ -41,6 +43,10 @@ enum Command {
     },
     /// Compare this engine with reference outputs computed by the Python model (see fixtures/make_fixtures.py).
     Parity(parity::ParityArgs),
+    /// Encode an image to a grid of vision-tokenizer codes (codes.json).
+    Encode(vq_cmd::EncodeArgs),
+    /// Decode a grid of codes (codes.json) to an image.
+    Decode(vq_cmd::DecodeArgs),
     /// Supervised fine-tuning from a TOML experiment (see docs/sft.md); resumes from the newest checkpoint.
     Sft(sft::SftArgs),
     /// Dataset tools: import EARL's tokenized data, verify a dataset.
@@ -57,6 +63,8 @@ enum BenchCommand {
     Decode(bench::DecodeArgs),
     /// SFT training throughput (tokens/s, peak memory, MFU) of an Emu3-shaped random model.
     Train(bench_train::BenchTrainArgs),
+    /// VQ encode and decode throughput on random weights (compare with bench/vq_baseline.py).
+    Vq(vq_cmd::BenchArgs),
 }
 
 fn main() {
@@ -86,6 +94,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Sft(args) => sft::run(&args),
         Command::Data(cmd) => data::run(&cmd),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(&args),
+        Command::Encode(args) => vq_cmd::encode(&args),
+        Command::Decode(args) => vq_cmd::decode(&args),
+        Command::Bench(BenchCommand::Vq(args)) => vq_cmd::bench(&args),
     }
 }
 

@@ -11,9 +11,9 @@ use tch::{Device, Kind};
 
 #[derive(clap::Args)]
 pub struct ParityArgs {
-    /// Checkpoint directory.
+    /// Checkpoint directory (language model or vision tokenizer, detected from config.json).
     #[arg(long)]
-    model: PathBuf,
+    pub model: PathBuf,
     /// Reference outputs (.safetensors) computed by the Python model.
     #[arg(long)]
     reference: PathBuf,
@@ -27,6 +27,9 @@ pub struct ParityArgs {
     /// Maximum absolute error; default 1e-4 for f32, unbounded otherwise (low precision is judged relatively).
     #[arg(long)]
     abs_tol: Option<f64>,
+    /// Vision tokenizers only: minimum fraction of codes equal to the reference; default 1.0 for f32, 0.99 else.
+    #[arg(long)]
+    pub min_code_agreement: Option<f64>,
 }
 
 pub fn run(a: &ParityArgs) -> Result<i32> {
@@ -37,6 +40,9 @@ pub fn run(a: &ParityArgs) -> Result<i32> {
     let abs_tol = a.abs_tol.unwrap_or(if f32 { 1e-4 } else { f64::INFINITY });
     let reference = SafetensorsStore::open(&a.reference, Kind::Float, Device::Cpu)
         .with_context(|| format!("reading reference {}", a.reference.display()))?;
+    if earl_core::vq::is_vq_checkpoint(&a.model)? {
+        return crate::vq_parity::run(a, &reference, kind, device, tol, abs_tol);
+    }
     let t0 = std::time::Instant::now();
     let model = Emu3ForCausalLM::from_dir(&a.model, kind, device)
         .with_context(|| format!("loading {}", a.model.display()))?;

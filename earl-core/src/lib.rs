@@ -1,19 +1,22 @@
 //! earl-core: the numerical core of EARL-rs — Emu3 configuration, checkpoint loading, the decoder with its
 //! preallocated KV cache, and parity tooling against the reference implementation (transformers 5.17.0 /
-//! torch 2.11.0). Later issues add the vision tokenizer, text tokenizer, sampling and training here. The library
+//! torch 2.11.0), the VQ vision tokenizer and image processing, the text tokenizer and EARL prompt layouts,
+//! grid-constrained seeded generation, SFT and GRPO building blocks. The library
 //! has no CLI or network dependencies; it reports through `tracing` and returns typed [`Error`]s.
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod generate;
+pub mod imageproc;
 pub mod kv_cache;
 pub mod model;
 pub mod parity;
-pub mod train;
 pub mod prompt;
-pub mod tokenizer;
 pub mod rl;
+pub mod tokenizer;
+pub mod train;
+pub mod vq;
 pub mod weights;
 
 pub use config::{ConfigDialect, Emu3Config, RawEmu3Config, RopeScaling};
@@ -23,4 +26,5 @@ pub use model::{Emu3ForCausalLM, ForwardArgs};
 pub use parity::{compare, ParityReport};
 pub use prompt::{ImageGrid, Prefill, PromptBuilder};
 pub use tokenizer::{Emu3Tokenizer, SpecialIds};
+pub use vq::{Emu3VqModel, VqConfig, VqLayout, VqRandomSource};
 pub use weights::{RandomSource, SafetensorsStore, TensorSource};

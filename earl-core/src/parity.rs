@@ -125,3 +125,40 @@ pub fn check_lm_reference(
     }
     Ok(checks)
 }
+
+/// Result of [`check_vq_reference`].
+#[derive(Debug, Clone)]
+pub struct VqParity {
+    /// Codes of `pixel_values` equal to the reference's.
+    pub codes_equal: i64,
+    pub codes_total: i64,
+    /// Our decoding of the reference codes against the reference's `decoded`.
+    pub decoded: ParityReport,
+}
+
+impl VqParity {
+    /// Fraction of codes equal to the reference's, in [0, 1].
+    pub fn code_agreement(&self) -> f64 {
+        self.codes_equal as f64 / self.codes_total.max(1) as f64
+    }
+}
+
+/// Runs the vision tokenizer on a reference file: encodes `pixel_values` (f32 [B,3,H,W]) and compares with `codes`
+/// (i64 [B,h,w]); decodes the reference `codes` (so a code mismatch does not leak into the pixel comparison) and
+/// compares with `decoded` (f32 [B,3,H,W]).
+pub fn check_vq_reference(model: &crate::Emu3VqModel, reference: &crate::SafetensorsStore) -> Result<VqParity> {
+    let pixels = reference.tensor_any("pixel_values")?;
+    let want_codes = reference.tensor_any("codes")?;
+    let want = reference.tensor_any("decoded")?;
+    let got_codes = model.encode(&pixels)?.to_device(tch::Device::Cpu);
+    if got_codes.size() != want_codes.size() {
+        return Err(Error::input(format!(
+            "codes: shape {:?} vs reference {:?}",
+            got_codes.size(),
+            want_codes.size()
+        )));
+    }
+    let codes_equal = got_codes.eq_tensor(&want_codes.to_kind(Kind::Int64)).sum(Kind::Int64).int64_value(&[]);
+    let decoded = compare(&model.decode(&want_codes)?, &want, None)?;
+    Ok(VqParity { codes_equal, codes_total: want_codes.numel() as i64, decoded })
+}

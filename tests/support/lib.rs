@@ -30,3 +30,6 @@ pub fn scratch_copy(name: &str) -> tempfile::TempDir {
     }
     dir
 }
+
+/// The tiny vision tokenizers written by `fixtures/gen_vq.py` (transformers and original BAAI layouts).
+pub const VQ_FIXTURES: [&str; 2] = ["vq-tiny", "vq-tiny-orig"];

@@ -1,0 +1,99 @@
+//! `earl encode`, `earl decode` and VQ `earl parity` as a user runs them: a round trip of a photo-like, non-square
+//! image on the CPU, both checkpoint layouts giving the same codes, and one-line errors for bad inputs.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use earl_core::imageproc::{load_rgb, save, LoadLimits, RgbImage};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn earl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_earl")).args(args).current_dir(root()).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn encode_then_decode_round_trips_a_non_square_photo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (codes, orig_codes, out) = (tmp.path().join("c.json"), tmp.path().join("o.json"), tmp.path().join("out.png"));
+    // fixtures/images/photo.png is 113×75; area 128² → 156.6×103.9 → snapped to 160×104 → 20×13 codes.
+    let enc = |vq: &str, to: &Path| {
+        earl(&["encode", "--vq", vq, "--image", "fixtures/images/photo.png", "--area", "16384", "--out", s(to)])
+    };
+    let (code, stdout, err) = enc("fixtures/vq-tiny", &codes);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(stdout.contains("(113×75) → resized 160×104 → 20×13 codes"), "{stdout}");
+    let grid: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&codes).unwrap()).unwrap();
+    assert_eq!((grid["height"].as_i64(), grid["width"].as_i64()), (Some(13), Some(20)));
+    let rows = grid["codes"].as_array().unwrap();
+    assert_eq!(rows.len(), 13);
+    assert!(rows.iter().all(|r| r.as_array().unwrap().iter().all(|c| (0..64).contains(&c.as_i64().unwrap()))));
+
+    // The original-layout checkpoint holds the same weights: the same codes, byte for byte.
+    let (code, _, err) = enc("fixtures/vq-tiny-orig", &orig_codes);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&codes).unwrap(), std::fs::read(&orig_codes).unwrap());
+
+    let (code, stdout, err) = earl(&["decode", "--vq", "fixtures/vq-tiny", "--codes", s(&codes), "--out", s(&out)]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    let img = load_rgb(&out, &LoadLimits::default()).unwrap();
+    assert_eq!(img.dimensions(), (160, 104));
+    let first = img.get_pixel(0, 0);
+    assert!(img.pixels().any(|p| p != first), "decoded image is constant");
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n);
+    std::fs::write(p("junk.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    save(&RgbImage::new(4, 30), &p("thin.png")).unwrap();
+    std::fs::write(p("ragged.json"), r#"{"height": 2, "width": 2, "codes": [[1, 2], [3]]}"#).unwrap();
+    std::fs::write(p("big.json"), r#"{"height": 1, "width": 2, "codes": [[1, 64]]}"#).unwrap();
+    let out = p("x.json");
+    let (junk, thin, none, ragged, big, o) =
+        (p("junk.png"), p("thin.png"), p("none.png"), p("ragged.json"), p("big.json"), p("o.png"));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["encode", "--vq", "fixtures/vq-tiny", "--image", s(&junk), "--out", s(&out)], "junk.png"),
+        (vec!["encode", "--vq", "fixtures/vq-tiny", "--image", s(&thin), "--out", s(&out)], "smaller than the spatial factor 8"),
+        (vec!["encode", "--vq", "fixtures/vq-tiny", "--image", s(&none), "--out", s(&out)], "none.png"),
+        (vec!["decode", "--vq", "fixtures/vq-tiny", "--codes", s(&ragged), "--out", s(&o)], "ragged grid: row 1"),
+        (vec!["decode", "--vq", "fixtures/vq-tiny", "--codes", s(&big), "--out", s(&o)], "code 64 is outside the codebook"),
+        (vec!["decode", "--vq", "fixtures/lm-tiny-gqa", "--codes", s(&big), "--out", s(&o)], "not an Emu3 vision tokenizer"),
+    ];
+    for (args, want) in cases {
+        let (code, stdout, err) = earl(&args);
+        assert_eq!(code, 2, "{args:?}: {stdout}{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn vq_parity_passes_on_both_layouts_and_fails_on_a_different_model() {
+    for name in ["vq-tiny", "vq-tiny-orig"] {
+        let dir = format!("fixtures/{name}");
+        let (code, out, err) = earl(&["parity", "--model", &dir, "--reference", &format!("{dir}/reference.safetensors")]);
+        assert_eq!(code, 0, "{out}{err}");
+        let last = out.trim_end().lines().last().unwrap();
+        assert!(last.starts_with("parity ok: codes 100.00% equal"), "{out}");
+    }
+    // Same weights, one temporal downsampling fewer: loads (the extra tensors are unused) and computes otherwise.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = root().join("fixtures/vq-tiny");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    let cfg = tmp.path().join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"temporal_downsample_factor\": 4", "\"temporal_downsample_factor\": 2");
+    std::fs::write(&cfg, text).unwrap();
+    let (code, out, _) = earl(&["parity", "--model", s(tmp.path()), "--reference", "fixtures/vq-tiny/reference.safetensors"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.trim_end().lines().last().unwrap().starts_with("parity FAILED:"), "{out}");
+}
