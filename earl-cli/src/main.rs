@@ -4,6 +4,7 @@ mod bench;
 mod bench_train;
 mod data;
 mod doctor;
+mod edit_cmd;
 mod parity;
 mod sft;
 mod vq_cmd;
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Report libtorch, CUDA/cuDNN, GPUs and where models are looked for.
     Doctor,
+    /// Edit an image from a text instruction (EARL prompt, grid-constrained seeded sampling).
+    Edit(edit_cmd::EditArgs),
     /// Run one forward pass of an Emu3 checkpoint and print the top next-token predictions.
     Forward {
         /// Checkpoint directory (config.json + safetensors).
@@ -88,6 +91,7 @@ fn main() {
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Doctor => doctor::run(),
+        Command::Edit(args) => edit_cmd::run(&args),
         Command::Forward { model, ids, device, dtype } => forward(&model, &ids, &device, &dtype),
         Command::Parity(args) => parity::run(&args),
         Command::Bench(BenchCommand::Decode(args)) => bench::decode(&args),

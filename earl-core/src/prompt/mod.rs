@@ -86,7 +86,8 @@ pub enum Prefill {
     CE,
     /// Nothing: the model decides whether to reason (mode mixed).
     Mixed,
-    /// Any literal text (tokenized with special tokens recognised, like the reference).
+    /// Any literal text (tokenized with special tokens recognised, like the reference); `{h}`/`{w}` are replaced by
+    /// the source grid size.
     Literal(String),
 }
 
@@ -98,7 +99,8 @@ impl Prefill {
             Prefill::ELegacy => "<|image start|>".into(),
             Prefill::CE => THINK_PREFIX.into(),
             Prefill::Mixed => String::new(),
-            Prefill::Literal(s) => s.clone(),
+            // `{h}` and `{w}` stand for the source grid size, e.g. `text:<|image start|>{h}*{w}<|image token|>`.
+            Prefill::Literal(s) => s.replace("{h}", &h.to_string()).replace("{w}", &w.to_string()),
         }
     }
 }

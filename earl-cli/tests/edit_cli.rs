@@ -1,0 +1,78 @@
+//! `earl edit` end to end on the tiny fixture bundle: an image comes out, the same seed reproduces it byte for
+//! byte, another seed changes it, and the JSON sidecar records what a rerun needs.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+const HEADER_PREFILL: &str = "text:<|image start|>{h}*{w}<|image token|>";
+
+fn edit(out: &Path, seed: u64, extra: &[&str]) -> (i32, String, String) {
+    let seed = seed.to_string();
+    let mut args = vec![
+        "edit", "--image", "fixtures/bundle-tiny/example.png", "--instruction", "Make the roof blue",
+        "--out", out.to_str().unwrap(), "--seed", &seed, "--area", "16384",
+    ];
+    if !extra.contains(&"--mode") {
+        args.extend_from_slice(&["--mode", HEADER_PREFILL]);
+    }
+    args.extend_from_slice(extra);
+    let o = Command::new(env!("CARGO_BIN_EXE_earl")).args(&args).current_dir(root()).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (tmp.path().join("a.png"), tmp.path().join("b.png"), tmp.path().join("c.png"));
+    for (p, seed) in [(&a, 3), (&b, 3), (&c, 4)] {
+        let (code, out, err) = edit(p, seed, &[]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("tiny random fixture bundle"), "{out}");
+    }
+    let read = |p: &Path| std::fs::read(p).unwrap();
+    assert_eq!(read(&a), read(&b));
+    assert_ne!(read(&a), read(&c));
+    // 96×64 source at area 16384 → 157×104 px (aspect kept) → snapped to the factor 8: 160×104 → 20×13 codes.
+    let img = image::open(&a).unwrap();
+    assert_eq!((img.width(), img.height()), (160, 104));
+    let side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(side["seed"], 3);
+    assert_eq!(side["finish_reason"], "stop");
+    assert_eq!(side["source_grid"], serde_json::json!([13, 20]));
+    assert_eq!(side["token_ids"].as_array().unwrap().len(), 13 * 21 + 3);
+    assert!(side["timings_s"]["generate"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn several_samples_and_invalid_results_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("e.png");
+    let (code, stdout, err) = edit(&out, 0, &["--samples", "2"]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(out.exists() && tmp.path().join("e-1.png").exists() && tmp.path().join("e-1.json").exists());
+    // E mode: the random model never writes the image token itself within a few tokens → no image, exit 2.
+    let (code, stdout, err) = edit(&tmp.path().join("x.png"), 0, &["--mode", "E", "--max-new-tokens", "8"]);
+    assert_eq!(code, 2, "{stdout}{err}");
+    assert!(stdout.contains("no image: no <|image token|>"), "{stdout}");
+    assert!(err.contains("no sample produced a valid image"), "{err}");
+    let side = std::fs::read_to_string(tmp.path().join("x.json")).unwrap();
+    assert!(side.contains("\"finish_reason\": \"length\""), "{side}");
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, _, err) = edit(&tmp.path().join("y.png"), 0, &["--mode", "XYZ"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown prefill") && err.trim_end().lines().count() == 1, "{err}");
+    let o = Command::new(env!("CARGO_BIN_EXE_earl"))
+        .args(["edit", "--image", "nope.png", "--instruction", "x", "--out", "/tmp/z.png"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope.png"));
+}

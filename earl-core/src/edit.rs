@@ -1,0 +1,195 @@
+//! The editing pipeline EARL runs for `earl edit`, RL rollouts and evaluation: source image → VQ codes → EARL edit
+//! prompt (with the chosen assistant prefill) → grid-constrained seeded generation → parsed response (reasoning text,
+//! the h×w grid or why it is invalid) → decoded RGB image. One [`Editor`] holds the three models; it is immutable.
+use std::path::Path;
+use std::time::Instant;
+
+use image::RgbImage;
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{Error, Result};
+use crate::generate::{generate, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
+use crate::imageproc::{self, ImageProcessConfig};
+use crate::model::Emu3ForCausalLM;
+use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
+use crate::tokenizer::Emu3Tokenizer;
+use crate::vq::Emu3VqModel;
+
+/// Language model, vision tokenizer and text tokenizer of one Emu3 checkpoint.
+pub struct Editor {
+    pub lm: Emu3ForCausalLM,
+    pub vq: Emu3VqModel,
+    pub tok: Emu3Tokenizer,
+    pub image_cfg: ImageProcessConfig,
+}
+
+/// Generation settings of an edit.
+#[derive(Debug, Clone)]
+pub struct EditOptions {
+    pub prefill: Prefill,
+    pub samples: usize,
+    /// `None`: the image block plus a margin (1024 more tokens when the prefill lets the model reason first).
+    pub max_new_tokens: Option<usize>,
+    pub sampling: SamplingParams,
+    pub seed: u64,
+    /// The grid constraint (EARL's default); off lets the model write anything.
+    pub constrain: bool,
+}
+
+impl Default for EditOptions {
+    fn default() -> Self {
+        EditOptions {
+            prefill: Prefill::E,
+            samples: 1,
+            max_new_tokens: None,
+            sampling: SamplingParams::reference_eval(),
+            seed: 0,
+            constrain: true,
+        }
+    }
+}
+
+/// One edit request: a source grid (already encoded) and the instruction.
+#[derive(Debug, Clone)]
+pub struct EditInput {
+    pub source: ImageGrid,
+    pub instruction: String,
+}
+
+/// One sampled edit.
+#[derive(Debug, Clone)]
+pub struct EditOutput {
+    pub request: usize,
+    pub sample: usize,
+    pub prompt_ids: Vec<i64>,
+    /// Generated ids (prefill excluded).
+    pub tokens: Vec<i64>,
+    pub finish: FinishReason,
+    pub reasoning: String,
+    /// The edited grid, or why the response holds none.
+    pub grid: std::result::Result<ImageGrid, String>,
+}
+
+/// Wall-clock split of one [`Editor::edit`] call.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct EditTimings {
+    pub generate_s: f64,
+    pub new_tokens: usize,
+    pub steps: usize,
+}
+
+impl Editor {
+    /// Loads the LM from `model`, the tokenizer from `tokenizer` and the vision tokenizer (with its
+    /// `preprocessor_config.json`, if any) from `vq_dir`. Set `image_cfg.area` afterwards to change the target area.
+    pub fn load(model: &Path, vq_dir: &Path, tokenizer: &Path, kind: Kind, device: Device) -> Result<Self> {
+        let tok = Emu3Tokenizer::from_dir(tokenizer)?;
+        let lm = Emu3ForCausalLM::from_dir(model, kind, device)?;
+        let vq = Emu3VqModel::from_dir(vq_dir, kind, device)?;
+        if lm.cfg.vocab_size < tok.vocab_size() as i64 {
+            return Err(Error::input(format!(
+                "the tokenizer in {} has {} ids but the model in {} only {}",
+                tokenizer.display(),
+                tok.vocab_size(),
+                model.display(),
+                lm.cfg.vocab_size
+            )));
+        }
+        if vq.cfg.codebook_size as u32 != tok.codebook_size() {
+            return Err(Error::input(format!(
+                "the vision tokenizer has {} codes but the text tokenizer {} visual tokens",
+                vq.cfg.codebook_size,
+                tok.codebook_size()
+            )));
+        }
+        let image_cfg = ImageProcessConfig::from_dir(vq_dir, vq.cfg.spatial_factor() as u32)?;
+        Ok(Editor { lm, vq, tok, image_cfg })
+    }
+
+    /// EARL's preprocessing then VQ encoding of one image.
+    pub fn encode_image(&self, img: &RgbImage) -> Result<ImageGrid> {
+        let pixels = imageproc::preprocess(img, &self.image_cfg)?; // [1, 3, H, W]
+        let codes = tch::no_grad(|| self.vq.encode(&pixels))?; // [1, h, w]
+        grid_of(&codes.get(0))
+    }
+
+    /// Decodes a grid to an RGB image.
+    pub fn decode_grid(&self, grid: &ImageGrid) -> Result<RgbImage> {
+        let codes: Vec<i64> = grid.codes().iter().map(|&c| c as i64).collect();
+        let t = Tensor::from_slice(&codes).view([1, grid.h() as i64, grid.w() as i64]);
+        let pixels = tch::no_grad(|| self.vq.decode(&t))?;
+        Ok(imageproc::to_rgb8(&pixels, &self.image_cfg)?.remove(0))
+    }
+
+    /// Samples `opts.samples` edits for every input.
+    pub fn edit(
+        &self,
+        inputs: &[EditInput],
+        opts: &EditOptions,
+        on_step: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Vec<EditOutput>, EditTimings)> {
+        let pb = PromptBuilder::new(&self.tok);
+        let mut requests = Vec::with_capacity(inputs.len());
+        let mut max_new = 0;
+        for inp in inputs {
+            let (h, w) = (inp.source.h(), inp.source.w());
+            let prompt: Vec<i64> =
+                pb.edit_prompt(&inp.source, &inp.instruction, &opts.prefill)?.into_iter().map(i64::from).collect();
+            let prefill_text = opts.prefill.text(h, w);
+            let prefill_len = if prefill_text.is_empty() { 0 } else { self.tok.encode(&prefill_text)?.len() };
+            let reasoning_budget = match opts.prefill {
+                Prefill::CE | Prefill::Mixed | Prefill::Literal(_) => 1024,
+                Prefill::E | Prefill::ELegacy => 16,
+            };
+            max_new = max_new.max(opts.max_new_tokens.unwrap_or((w + 1) * h + 3 + reasoning_budget));
+            requests.push(GenerationRequest { prompt, prefill_len, grid: Some((h as i64, w as i64)) });
+        }
+        let s = *self.tok.special();
+        let cfg = GenerationConfig {
+            max_new_tokens: max_new,
+            samples_per_request: opts.samples,
+            sampling: opts.sampling,
+            seed: opts.seed,
+            eos_ids: vec![s.eos as i64],
+            image_tokens: opts.constrain.then(|| ImageTokens::from_tokenizer(&self.tok)),
+            pad_id: s.pad as i64,
+        };
+        let t0 = Instant::now();
+        let mut steps = 0;
+        let samples = generate(&self.lm, &requests, &cfg, &mut |step, live| {
+            steps = step;
+            on_step(step, live)
+        })?;
+        let timings = EditTimings {
+            generate_s: t0.elapsed().as_secs_f64(),
+            new_tokens: samples.iter().map(|s| s.tokens.len()).sum(),
+            steps,
+        };
+        let outputs = samples
+            .into_iter()
+            .map(|g| {
+                let src = &inputs[g.request].source;
+                // The response starts with the assistant prefill: a literal prefill may already hold the header.
+                let req = &requests[g.request];
+                let mut response = req.prompt[req.prompt.len() - req.prefill_len..].to_vec();
+                response.extend_from_slice(&g.tokens);
+                let parsed = pb.parse_response(&response, Some((src.h(), src.w())));
+                EditOutput {
+                    request: g.request,
+                    sample: g.sample,
+                    prompt_ids: requests[g.request].prompt.clone(),
+                    finish: g.finish,
+                    reasoning: parsed.reasoning,
+                    grid: parsed.image.map_err(|e| e.to_string()),
+                    tokens: g.tokens,
+                }
+            })
+            .collect();
+        Ok((outputs, timings))
+    }
+}
+
+fn grid_of(codes: &Tensor) -> Result<ImageGrid> {
+    let (h, w) = (codes.size()[0] as usize, codes.size()[1] as usize);
+    let v = Vec::<i64>::try_from(codes.flatten(0, -1).to_device(Device::Cpu))?;
+    ImageGrid::new(h, w, v.into_iter().map(|c| c as u32).collect())
+}
