@@ -6,6 +6,7 @@ mod data;
 mod doctor;
 mod edit_cmd;
 mod parity;
+mod rl_cmd;
 mod sft;
 mod vq_cmd;
 mod vq_parity;
@@ -50,6 +51,8 @@ enum Command {
     Encode(vq_cmd::EncodeArgs),
     /// Decode a grid of codes (codes.json) to an image.
     Decode(vq_cmd::DecodeArgs),
+    /// GRPO reinforcement learning from a TOML experiment (see docs/rl.md); resumes from the newest checkpoint.
+    Rl(rl_cmd::RlArgs),
     /// Supervised fine-tuning from a TOML experiment (see docs/sft.md); resumes from the newest checkpoint.
     Sft(sft::SftArgs),
     /// Dataset tools: import EARL's tokenized data, verify a dataset.
@@ -96,6 +99,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Parity(args) => parity::run(&args),
         Command::Bench(BenchCommand::Decode(args)) => bench::decode(&args),
         Command::Sft(args) => sft::run(&args),
+        Command::Rl(args) => rl_cmd::run(&args),
         Command::Data(cmd) => data::run(&cmd),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(&args),
         Command::Encode(args) => vq_cmd::encode(&args),

@@ -5,6 +5,7 @@ pub mod config;
 pub mod grpo;
 pub mod offline;
 pub mod reward;
+pub mod run;
 
 pub use offline::{PixelSimilarity, TokenAgreement};
 pub use reward::{CodeGrid, FinalReward, Reward, RewardInput, RewardOutput, RewardSet};

@@ -116,13 +116,7 @@ impl SftTrainer {
     /// Loss and gradients of one micro-batch without updating anything (used by parity tests): returns the loss
     /// with `denominator` and leaves gradients in the compute parameters' `.grad()`.
     pub fn loss_and_backward(&self, batch: &Batch, denominator: f64, train: bool) -> Result<(f64, super::loss::LossMetrics)> {
-        guard("the SFT forward/backward pass", || {
-            let args = ForwardArgs { attention_mask: Some(&batch.attention_mask), train, ..Default::default() };
-            let logits = self.model.forward(&batch.input_ids, &args, None)?; // [B, T, V]
-            let (loss, m) = sft_loss(&logits, &batch.labels, denominator)?;
-            loss.backward();
-            Ok((loss.double_value(&[]), m))
-        })
+        sft_backward(&self.model, batch, denominator, train)
     }
 
     /// Gradients currently held by the compute parameters, as f32 (zeros where none), by name.
@@ -157,19 +151,49 @@ impl SftTrainer {
         let _span = tracing::debug_span!("sft_step", step).entered();
         tch::manual_seed(dropout_seed(self.recipe.seed, step));
         let targets: i64 = micro.iter().map(|b| count_targets(&b.labels)).sum();
-        let mut acc: Option<Vec<Tensor>> = None;
         let (mut loss, mut ce_sum, mut correct, mut tokens) = (0.0, 0.0, 0.0, 0);
-        self.zero_grads();
-        for b in micro {
-            let denom = match self.recipe.loss_norm {
+        let (lr, _) = self.recipe.schedule.lr_at(step);
+        let norm = self.recipe.loss_norm;
+        let sm = self.step_with(micro.len(), lr, |model, i| {
+            let b = &micro[i];
+            let denom = match norm {
                 LossNorm::GlobalTokens => targets.max(1) as f64,
                 LossNorm::MicroBatchMean => (count_targets(&b.labels).max(1) * micro.len() as i64) as f64,
             };
-            let (l, m) = self.loss_and_backward(b, denom, true)?;
+            let (l, m) = sft_backward(model, b, denom, true)?;
             loss += l;
             ce_sum += m.sum;
             correct += m.accuracy * m.tokens as f64;
             tokens += b.num_tokens();
+            Ok(())
+        })?;
+        Ok(StepReport {
+            step: step + 1,
+            loss,
+            token_loss: if targets > 0 { ce_sum / targets as f64 } else { 0.0 },
+            accuracy: if targets > 0 { correct / targets as f64 } else { 0.0 },
+            lr,
+            grad_norm: sm.grad_norm,
+            clip_coef: sm.clip_coef,
+            target_tokens: targets,
+            tokens,
+        })
+    }
+
+    /// One optimizer step with any loss: `backward(model, i)` runs the forward and `backward()` of micro-batch `i`
+    /// (of `n_micro`); gradients are accumulated in f32 (bf16 compute), clipped at the recipe's `max_grad_norm`,
+    /// and AdamW is applied at `lr` to the fp32 masters, which are then copied into the compute model. SFT and
+    /// GRPO both step through here.
+    pub fn step_with(
+        &mut self,
+        n_micro: usize,
+        lr: f64,
+        mut backward: impl FnMut(&Emu3ForCausalLM, usize) -> Result<()>,
+    ) -> Result<super::optim::StepMetrics> {
+        let mut acc: Option<Vec<Tensor>> = None;
+        self.zero_grads();
+        for i in 0..n_micro {
+            backward(&self.model, i)?;
             if !self.shared {
                 // bf16 gradients are summed in f32, not in the compute dtype.
                 let g: Vec<Tensor> = self.gradients().into_iter().map(|(_, g)| g).collect();
@@ -184,21 +208,11 @@ impl SftTrainer {
             Some(a) => a,
             None => self.gradients().into_iter().map(|(_, g)| g).collect(),
         };
-        let (lr, _) = self.recipe.schedule.lr_at(step);
-        let sm = guard("the optimizer step", || Ok(self.opt.step(&grads, lr, self.recipe.max_grad_norm)))?;
+        let max_norm = self.recipe.max_grad_norm;
+        let sm = guard("the optimizer step", || Ok(self.opt.step(&grads, lr, max_norm)))?;
         self.zero_grads();
         self.sync_compute();
-        Ok(StepReport {
-            step: step + 1,
-            loss,
-            token_loss: if targets > 0 { ce_sum / targets as f64 } else { 0.0 },
-            accuracy: if targets > 0 { correct / targets as f64 } else { 0.0 },
-            lr,
-            grad_norm: sm.grad_norm,
-            clip_coef: sm.clip_coef,
-            target_tokens: targets,
-            tokens,
-        })
+        Ok(sm)
     }
 
     /// Copies the fp32 masters into the compute model (a no-op when they are the same tensors).
@@ -212,6 +226,17 @@ impl SftTrainer {
             c.copy_(&p.master);
         }
     }
+}
+
+/// SFT loss of one micro-batch with `denominator`, back-propagated into the model's parameters.
+fn sft_backward(model: &Emu3ForCausalLM, batch: &Batch, denominator: f64, train: bool) -> Result<(f64, super::loss::LossMetrics)> {
+    guard("the SFT forward/backward pass", || {
+        let args = ForwardArgs { attention_mask: Some(&batch.attention_mask), train, ..Default::default() };
+        let logits = model.forward(&batch.input_ids, &args, None)?; // [B, T, V]
+        let (loss, m) = sft_loss(&logits, &batch.labels, denominator)?;
+        loss.backward();
+        Ok((loss.double_value(&[]), m))
+    })
 }
 
 /// Seed of the dropout generator at an optimizer step: a SplitMix64 mix of the run seed and the step.

@@ -1,0 +1,48 @@
+//! `earl rl --config experiments/rl/….toml`: the GRPO loop (earl-core `rl::run`) with the rewards the config
+//! enables (offline ones, or the verifier through earl-eval). Metrics go to `<run>/metrics.jsonl`, episodes to
+//! `<run>/episodes/`, checkpoints to `<run>/checkpoints/`; rerunning the command resumes.
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use earl_core::device::{dtype_name, parse_device, parse_dtype};
+use earl_core::rl::config::RlConfig;
+use earl_core::rl::run::{RlOptions, RlRunner};
+
+#[derive(clap::Args)]
+pub struct RlArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Compute dtype (masters and optimizer state stay f32). Default: bf16 on CUDA, f32 on CPU.
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Vision tokenizer (needed by pixel and verifier rewards, and for episode images).
+    #[arg(long)]
+    vq: Option<PathBuf>,
+    /// Run directory (default: base_exp_dir/run_name of the config).
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Stop after this many iterations in total.
+    #[arg(long)]
+    max_iterations: Option<u64>,
+}
+
+pub fn run(a: &RlArgs) -> Result<i32> {
+    let cfg = RlConfig::load(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
+    let device = parse_device(&a.device)?;
+    let kind = parse_dtype(a.dtype.as_deref().unwrap_or(if device.is_cuda() { "bf16" } else { "f32" }))?;
+    let rewards = earl_eval::rewards::reward_set(&cfg.reward)?;
+    let opts = RlOptions { device, kind, vq_dir: a.vq.clone(), out_dir: a.out_dir.clone(), max_iterations: a.max_iterations };
+    let mut runner = RlRunner::new(cfg, rewards, &opts)?;
+    println!("GRPO run in {} ({} on {device:?})", runner.out_dir().display(), dtype_name(kind));
+    runner.run(&mut |r| {
+        println!(
+            "iter {:>4}  reward {:.4} ± {:.4}  kl {:.2e}  loss {:+.4e}  len {:.1}  non-stop {:.2}  \
+             gen {:.2}s  reward {:.2}s  ref {:.2}s  train {:.2}s",
+            r.iteration, r.reward_mean, r.reward_std, r.kl, r.loss, r.response_len_mean, r.non_stop_rate,
+            r.time_generation_s, r.time_rewards_s, r.time_reference_s, r.time_training_s
+        );
+    })?;
+    Ok(0)
+}

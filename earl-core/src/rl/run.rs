@@ -1,0 +1,453 @@
+//! The GRPO loop of EARL (`earl rl`). One iteration: draw `episodes_per_iteration / generations_per_sample` prompts
+//! (seeded, without replacement inside the iteration, with replacement across iterations), sample
+//! `generations_per_sample` completions each from the *current* policy through the generation engine (grid
+//! constraint and assistant prefill from the config), score them (completions that did not stop get 0), compute
+//! group advantages, then take one optimizer step: the KL-regularised policy-gradient loss over every completion
+//! token, normalised by the iteration's completion tokens, accumulated over micro-batches of
+//! `per_device_batch_size`, AdamW (no decay by default), clipping. Log-probs come from temperature-scaled logits of
+//! the policy and of a frozen copy of the initial policy; dropout is off. Every random choice derives from
+//! (seed, iteration), so a run resumed from a checkpoint continues exactly as the uninterrupted one.
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use image::RgbImage;
+use tch::{Device, Kind, Tensor};
+
+use super::config::{RlConfig, TopK};
+use super::grpo::{self, LogProbOptions, VocabSplit};
+use super::reward::{CodeGrid as RewardGrid, RewardInput, RewardSet};
+use crate::data::{build_mixture, DataRng, EditRecord, ShardReader};
+use crate::error::{guard, Error, Result};
+use crate::generate::{generate, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
+use crate::imageproc::{self, ImageProcessConfig};
+use crate::model::{Emu3ForCausalLM, ForwardArgs};
+use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
+use crate::tokenizer::Emu3Tokenizer;
+use crate::train::checkpoint::{list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint, TrainerState};
+use crate::train::{AdamWConfig, CosineSchedule, LossNorm, Recipe, SftTrainer};
+use crate::vq::Emu3VqModel;
+use crate::weights::SafetensorsStore;
+
+/// Where and how to run (what the TOML file does not say).
+#[derive(Debug, Clone)]
+pub struct RlOptions {
+    pub device: Device,
+    /// Compute dtype of policy and reference (masters and optimizer state are f32).
+    pub kind: Kind,
+    /// Vision tokenizer, needed by pixel-space and verifier rewards and for episode images.
+    pub vq_dir: Option<PathBuf>,
+    /// Run directory (default: `base_exp_dir/run_name`).
+    pub out_dir: Option<PathBuf>,
+    /// Stop after this many iterations in total (default: the config's `num_iterations`).
+    pub max_iterations: Option<u64>,
+}
+
+/// Metrics of one iteration (one line of `metrics.jsonl`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct IterationReport {
+    pub iteration: u64,
+    pub reward_mean: f64,
+    pub reward_std: f64,
+    /// Mean of every reward component over the iteration's completions.
+    pub components: BTreeMap<String, f64>,
+    pub response_len_mean: f64,
+    pub non_stop_rate: f64,
+    pub valid_image_rate: f64,
+    pub loss: f64,
+    pub policy_loss: f64,
+    pub kl: f64,
+    pub entropy: f64,
+    pub near_zero_advantage_share: f64,
+    pub grad_norm: f64,
+    pub completion_tokens: f64,
+    /// Seconds per phase: generation, rewards, reference log-probs, training (policy forward/backward + step).
+    pub time_generation_s: f64,
+    pub time_rewards_s: f64,
+    pub time_reference_s: f64,
+    pub time_training_s: f64,
+}
+
+/// One sampled completion of an iteration.
+struct Episode {
+    record: usize,
+    prompt: Vec<i64>,
+    prefill_len: usize,
+    tokens: Vec<i64>,
+    finish: FinishReason,
+    grid: Option<ImageGrid>,
+}
+
+pub struct RlRunner {
+    pub cfg: RlConfig,
+    pub trainer: SftTrainer,
+    reference: Emu3ForCausalLM,
+    tok: Emu3Tokenizer,
+    vq: Option<(Emu3VqModel, ImageProcessConfig)>,
+    rewards: RewardSet,
+    records: Vec<EditRecord>,
+    /// The training mixture: indices into `records`.
+    pool: Vec<usize>,
+    out_dir: PathBuf,
+    max_iterations: u64,
+    prefill: Prefill,
+}
+
+fn grid_u32(g: &crate::data::CodeGrid) -> Result<ImageGrid> {
+    ImageGrid::new(g.h, g.w, g.codes.iter().map(|&c| c as u32).collect())
+}
+
+impl RlRunner {
+    pub fn new(cfg: RlConfig, rewards: RewardSet, opts: &RlOptions) -> Result<Self> {
+        let model_dir = PathBuf::from(&cfg.model_path);
+        let tok = Emu3Tokenizer::from_dir(Path::new(&cfg.tokenizer_path))?;
+        let lm_cfg = crate::config::Emu3Config::from_dir(&model_dir)?;
+        let o = &cfg.optim;
+        let recipe = Recipe {
+            adamw: AdamWConfig { beta1: o.adam_beta1, beta2: o.adam_beta2, eps: o.adam_epsilon, weight_decay: o.weight_decay },
+            // EARL's GRPO uses a constant learning rate.
+            schedule: CosineSchedule { lr: o.learning_rate, min_lr: o.learning_rate, warmup_steps: 0, total_steps: o.num_iterations.max(1) },
+            max_grad_norm: o.max_grad_norm,
+            loss_norm: LossNorm::GlobalTokens,
+            seed: cfg.random_seed,
+        };
+        let masters = SafetensorsStore::open(&model_dir, Kind::Float, opts.device)?;
+        let trainer = SftTrainer::new(&masters, &lm_cfg, opts.kind, recipe)?;
+        let reference = Emu3ForCausalLM::from_dir(&model_dir, opts.kind, opts.device)?;
+        let vq = match &opts.vq_dir {
+            Some(d) => {
+                let m = Emu3VqModel::from_dir(d, opts.kind, opts.device)?;
+                let ic = ImageProcessConfig::from_dir(d, m.cfg.spatial_factor() as u32)?;
+                Some((m, ic))
+            }
+            None => None,
+        };
+        let mut records = Vec::new();
+        let mut sizes = Vec::new();
+        for p in &cfg.data.train_paths {
+            let reader = ShardReader::open(p)?;
+            sizes.push(reader.len());
+            for i in 0..reader.len() {
+                records.push(reader.get::<EditRecord>(i)?);
+            }
+        }
+        let coefs = match &cfg.data.train_mixture {
+            super::config::Mixture::UpsampleToLargest => None,
+            super::config::Mixture::Coefficients(c) => Some(c.clone()),
+        };
+        let (mix, _) = build_mixture(&sizes, coefs.as_deref(), cfg.random_seed)?;
+        let offsets: Vec<usize> = sizes.iter().scan(0, |acc, &n| { let o = *acc; *acc += n; Some(o) }).collect();
+        let pool: Vec<usize> = mix.into_iter().map(|(d, i)| offsets[d] + i).collect();
+        if pool.len() < cfg.generation.prompts_per_iteration {
+            return Err(Error::input(format!(
+                "the training mixture has {} prompts, fewer than the {} drawn per iteration",
+                pool.len(),
+                cfg.generation.prompts_per_iteration
+            )));
+        }
+        let prefill = Prefill::Literal(cfg.generation.assistant_prefill.clone());
+        let out_dir = opts.out_dir.clone().unwrap_or_else(|| cfg.base_exp_dir.join(&cfg.run_name));
+        let max_iterations = opts.max_iterations.unwrap_or(cfg.optim.num_iterations);
+        Ok(RlRunner { cfg, trainer, reference, tok, vq, rewards, records, pool, out_dir, max_iterations, prefill })
+    }
+
+    pub fn out_dir(&self) -> &Path {
+        &self.out_dir
+    }
+
+    /// Runs (or resumes, from the newest checkpoint in `out_dir/checkpoints`) up to the last iteration.
+    pub fn run(&mut self, on_iteration: &mut dyn FnMut(&IterationReport)) -> Result<Vec<IterationReport>> {
+        let ckpts = self.out_dir.join("checkpoints");
+        let mut start = 0;
+        if let Some((_, dir)) = list_checkpoints(&ckpts).last() {
+            let state = restore_checkpoint(dir, &mut self.trainer)?;
+            start = state.global_step;
+            tracing::info!(iteration = start, dir = %dir.display(), "resuming GRPO run");
+        }
+        std::fs::create_dir_all(&self.out_dir).map_err(|e| Error::io(&self.out_dir, e))?;
+        let metrics_path = self.out_dir.join("metrics.jsonl");
+        let mut reports = Vec::new();
+        for it in start..self.max_iterations {
+            let report = self.iteration(it)?;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+            writeln!(f, "{}", serde_json::to_string(&report).unwrap_or_default()).map_err(|e| Error::io(&metrics_path, e))?;
+            on_iteration(&report);
+            let every = self.cfg.logging.save_checkpoints_every_n_iterations;
+            if every > 0 && (it + 1) % every == 0 {
+                let state = TrainerState { global_step: it + 1, samples_seen: (it + 1) * self.cfg.generation.prompts_per_iteration as u64, seed: self.cfg.random_seed, config_hash: String::new() };
+                save_checkpoint(&ckpts, &self.trainer, &state, Kind::Float)?;
+                prune_checkpoints(&ckpts, 2)?;
+            }
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    /// The prompts of iteration `it`: distinct pool entries, drawn from the (seed, iteration) stream.
+    pub fn prompts_of(&self, it: u64) -> Vec<usize> {
+        let mut rng = DataRng::derive(self.cfg.random_seed, "rl-prompts", it);
+        rng.sample(&self.pool, self.cfg.generation.prompts_per_iteration)
+    }
+
+    /// One GRPO iteration (generation, rewards, one optimizer step).
+    pub fn iteration(&mut self, it: u64) -> Result<IterationReport> {
+        let _span = tracing::info_span!("grpo_iteration", it).entered();
+        let g = self.cfg.generation.clone();
+        let t0 = Instant::now();
+        let episodes = self.rollout(it, &g)?;
+        let time_generation_s = t0.elapsed().as_secs_f64();
+
+        let t1 = Instant::now();
+        let (scores, components, valid) = self.score(&episodes)?;
+        let time_rewards_s = t1.elapsed().as_secs_f64();
+        let (adv, adv_m) = grpo::group_advantages(&scores, g.generations_per_sample)?;
+
+        let mut report = self.train_step(it, &episodes, &adv)?;
+        report.time_generation_s = time_generation_s;
+        report.time_rewards_s = time_rewards_s;
+        let n = episodes.len() as f64;
+        report.reward_mean = adv_m.reward_mean;
+        report.reward_std = adv_m.reward_std;
+        report.components = components;
+        report.response_len_mean = episodes.iter().map(|e| e.tokens.len() as f64).sum::<f64>() / n;
+        report.non_stop_rate = episodes.iter().filter(|e| e.finish != FinishReason::Stop).count() as f64 / n;
+        report.valid_image_rate = valid as f64 / n;
+        let every = self.cfg.logging.log_episodes_every_n_iterations;
+        if every > 0 && it % every == 0 {
+            self.dump_episodes(it, &episodes, &scores)?;
+        }
+        Ok(report)
+    }
+
+    fn rollout(&self, it: u64, g: &super::config::GenerationConfig) -> Result<Vec<Episode>> {
+        let pb = PromptBuilder::new(&self.tok);
+        let picked = self.prompts_of(it);
+        let mut requests = Vec::with_capacity(picked.len());
+        for &r in &picked {
+            let rec = &self.records[r];
+            let src = grid_u32(&rec.source)?;
+            let prompt: Vec<i64> = pb.edit_prompt(&src, &rec.instruction, &self.prefill)?.into_iter().map(i64::from).collect();
+            let pre = self.prefill.text(src.h(), src.w());
+            let prefill_len = if pre.is_empty() { 0 } else { self.tok.encode(&pre)?.len() };
+            requests.push(GenerationRequest { prompt, prefill_len, grid: Some((src.h() as i64, src.w() as i64)) });
+        }
+        let s = *self.tok.special();
+        let cfg = GenerationConfig {
+            max_new_tokens: g.max_response_tokens,
+            samples_per_request: g.generations_per_sample,
+            sampling: SamplingParams {
+                temperature: g.temperature,
+                top_k: match g.top_k { TopK::Off => 0, TopK::K(k) => k as i64 },
+                top_p: g.top_p,
+            },
+            seed: DataRng::derive(self.cfg.random_seed, "rl-generation", it).next_u64(),
+            eos_ids: vec![s.eos as i64],
+            image_tokens: g.grid_constraint.then(|| ImageTokens::from_tokenizer(&self.tok)),
+            pad_id: s.pad as i64,
+        };
+        let samples = generate(&self.trainer.model, &requests, &cfg, &mut |_, _| {})?;
+        Ok(samples
+            .into_iter()
+            .map(|smp| {
+                let req = &requests[smp.request];
+                let mut response = req.prompt[req.prompt.len() - req.prefill_len..].to_vec();
+                response.extend_from_slice(&smp.tokens);
+                let (h, w) = req.grid.map(|(h, w)| (h as usize, w as usize)).unwrap_or((0, 0));
+                let grid = pb.parse_response(&response, Some((h, w))).image.ok();
+                Episode { record: picked[smp.request], prompt: req.prompt.clone(), prefill_len: req.prefill_len, tokens: smp.tokens, finish: smp.finish, grid }
+            })
+            .collect())
+    }
+
+    fn decode(&self, grid: &ImageGrid) -> Result<Option<RgbImage>> {
+        let Some((vq, ic)) = &self.vq else { return Ok(None) };
+        let codes: Vec<i64> = grid.codes().iter().map(|&c| c as i64).collect();
+        let t = Tensor::from_slice(&codes).view([1, grid.h() as i64, grid.w() as i64]);
+        let px = tch::no_grad(|| vq.decode(&t))?;
+        Ok(Some(imageproc::to_rgb8(&px, ic)?.remove(0)))
+    }
+
+    /// Scores every episode; returns the final rewards, the mean of each component and the count of valid images.
+    fn score(&self, eps: &[Episode]) -> Result<(Vec<f64>, BTreeMap<String, f64>, usize)> {
+        let blank = RgbImage::new(1, 1); // stands in for images when no VQ is loaded (code-only rewards)
+        let mut owned = Vec::with_capacity(eps.len());
+        for e in eps {
+            let rec = &self.records[e.record];
+            let src = grid_u32(&rec.source)?;
+            let gt = grid_u32(&rec.edited)?;
+            let pred_img = match &e.grid { Some(gr) => self.decode(gr)?, None => None };
+            let pred_codes = e.grid.as_ref().map(|gr| RewardGrid::new(gr.h(), gr.w(), gr.codes().to_vec())).transpose()?;
+            owned.push((self.decode(&src)?, pred_img, self.decode(&gt)?, pred_codes, RewardGrid::new(gt.h(), gt.w(), gt.codes().to_vec())?));
+        }
+        let inputs: Vec<RewardInput> = eps
+            .iter()
+            .zip(&owned)
+            .map(|(e, (src, pred, gt, pc, gc))| RewardInput {
+                instruction: &self.records[e.record].instruction,
+                source: src.as_ref().unwrap_or(&blank),
+                predicted: if e.grid.is_some() { Some(pred.as_ref().unwrap_or(&blank)) } else { None },
+                ground_truth: gt.as_ref(),
+                predicted_codes: pc.as_ref(),
+                ground_truth_codes: Some(gc),
+            })
+            .collect();
+        let stopped: Vec<bool> = eps.iter().map(|e| e.finish == FinishReason::Stop).collect();
+        let outs = self.rewards.score(&inputs, &stopped)?;
+        let mut comps: BTreeMap<String, f64> = BTreeMap::new();
+        for o in &outs {
+            for (k, v) in &o.components {
+                *comps.entry(k.to_string()).or_default() += v / outs.len() as f64;
+            }
+        }
+        let valid = eps.iter().filter(|e| e.grid.is_some()).count();
+        Ok((outs.iter().map(|o| o.score).collect(), comps, valid))
+    }
+
+    fn train_step(&mut self, it: u64, eps: &[Episode], adv: &[f64]) -> Result<IterationReport> {
+        let device = self.trainer.model.device();
+        let g = &self.cfg.generation;
+        let vocab = if self.cfg.grpo.separate_language_and_vision_vocabs {
+            VocabSplit::Separate { first_visual_id: self.tok.first_visual_id() as i64 }
+        } else {
+            VocabSplit::Joint
+        };
+        let lp_opts = LogProbOptions { temperature: g.temperature.max(1e-6), vocab, compute_entropy: true };
+        let total_tokens: f64 = eps.iter().map(|e| e.tokens.len() as f64).sum::<f64>().max(1.0);
+        let mb = self.cfg.optim.per_device_batch_size.max(1);
+        let chunks: Vec<Vec<usize>> = (0..eps.len()).collect::<Vec<_>>().chunks(mb).map(|c| c.to_vec()).collect();
+        let (first_visual, n_visual) = (self.tok.first_visual_id() as i64, self.tok.codebook_size() as i64);
+        let (kl_coeff, schedule, pad) = (self.cfg.grpo.kl_coeff, self.cfg.grpo.token_schedule, self.tok.special().pad as i64);
+        let lr = self.cfg.optim.learning_rate;
+        let mut acc = grpo::GrpoLossMetrics::default();
+        let (mut loss_sum, mut entropy_sum, mut ref_s) = (0.0, 0.0, 0.0);
+        let reference = &self.reference;
+        let t_train = Instant::now();
+        let sm = self.trainer.step_with(chunks.len(), lr, |policy, c| {
+            let idx = &chunks[c];
+            // Left-padded [B, T] of prompt + completion; `cmask` marks the completion tokens as targets.
+            let t_max = idx.iter().map(|&i| eps[i].prompt.len() + eps[i].tokens.len()).max().unwrap_or(1);
+            let (mut ids, mut mask, mut cmask) = (Vec::new(), Vec::new(), Vec::new());
+            for &i in idx {
+                let e = &eps[i];
+                let n = e.prompt.len() + e.tokens.len();
+                let pad_n = t_max - n;
+                ids.extend(std::iter::repeat(pad).take(pad_n).chain(e.prompt.iter().copied()).chain(e.tokens.iter().copied()));
+                mask.extend(std::iter::repeat(0i64).take(pad_n).chain(std::iter::repeat(1).take(n)));
+                cmask.extend(std::iter::repeat(0i64).take(pad_n + e.prompt.len()).chain(std::iter::repeat(1).take(e.tokens.len())));
+            }
+            let b = idx.len() as i64;
+            let shape = [b, t_max as i64];
+            let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
+            let mask = Tensor::from_slice(&mask).view(shape).to_device(device);
+            let cmask = Tensor::from_slice(&cmask).view(shape).to_device(device);
+            // Position t predicts token t+1.
+            let t = t_max as i64 - 1;
+            let targets = ids.narrow(1, 1, t); // [B, T-1]
+            let tmask = cmask.narrow(1, 1, t); // [B, T-1]
+            let image = grpo::visual_token_mask(&targets, first_visual, n_visual); // [B, T-1]
+            let (train_mask, _) = grpo::training_token_mask(&tmask, &image, &schedule, it)?;
+            let args = ForwardArgs { attention_mask: Some(&mask), ..Default::default() };
+            let tr = Instant::now();
+            let ref_lp = tch::no_grad(|| -> Result<Tensor> {
+                let logits = reference.forward(&ids, &args, None)?.narrow(1, 0, t); // [B, T-1, V]
+                Ok(grpo::token_log_probs(&logits, &targets, &tmask, &image, &LogProbOptions { compute_entropy: false, ..lp_opts })?.0)
+            })?;
+            ref_s += tr.elapsed().as_secs_f64();
+            let logits = policy.forward(&ids, &args, None)?.narrow(1, 0, t); // [B, T-1, V]
+            let (lp, lpm) = grpo::token_log_probs(&logits, &targets, &tmask, &image, &lp_opts)?;
+            let a: Vec<f64> = idx.iter().map(|&i| adv[i]).collect();
+            let a = Tensor::from_slice(&a).to_device(device).to_kind(lp.kind()); // [B]
+            let (loss, m) = grpo::grpo_loss(&lp, &ref_lp, &a, &train_mask, kl_coeff, total_tokens)?;
+            guard("the GRPO backward pass", || {
+                loss.backward();
+                Ok(())
+            })?;
+            loss_sum += loss.double_value(&[]);
+            entropy_sum += lpm.entropy.unwrap_or(0.0) * lpm.tokens;
+            acc.add(&m);
+            Ok(())
+        })?;
+        let time_training_s = t_train.elapsed().as_secs_f64() - ref_s;
+        Ok(IterationReport {
+            iteration: it,
+            reward_mean: 0.0,
+            reward_std: 0.0,
+            components: BTreeMap::new(),
+            response_len_mean: 0.0,
+            non_stop_rate: 0.0,
+            valid_image_rate: 0.0,
+            loss: loss_sum,
+            policy_loss: acc.policy_loss,
+            kl: acc.kl_penalty,
+            entropy: entropy_sum / total_tokens,
+            near_zero_advantage_share: acc.near_zero_advantage_share,
+            grad_norm: sm.grad_norm,
+            completion_tokens: total_tokens,
+            time_generation_s: 0.0,
+            time_rewards_s: 0.0,
+            time_reference_s: ref_s,
+            time_training_s,
+        })
+    }
+
+    /// `episodes/iter_NNNNN/`: one JSON line per completion (prompt with visual tokens elided, completion, reward)
+    /// and, with a VQ, source / ground-truth / predicted PNGs a person can browse.
+    fn dump_episodes(&self, it: u64, eps: &[Episode], scores: &[f64]) -> Result<()> {
+        let dir = self.out_dir.join("episodes").join(format!("iter_{it:05}"));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let elide = |ids: &[i64]| -> String {
+            let mut out = String::new();
+            let mut run = 0usize;
+            let mut text: Vec<u32> = Vec::new();
+            let flush = |text: &mut Vec<u32>, out: &mut String| {
+                out.push_str(&self.tok.decode(text).unwrap_or_default());
+                text.clear();
+            };
+            for &t in ids {
+                if self.tok.is_visual(t as u32) {
+                    flush(&mut text, &mut out);
+                    run += 1;
+                } else {
+                    if run > 0 {
+                        out.push_str(&format!("<|{run} visual tokens|>"));
+                        run = 0;
+                    }
+                    text.push(t as u32);
+                }
+            }
+            flush(&mut text, &mut out);
+            if run > 0 {
+                out.push_str(&format!("<|{run} visual tokens|>"));
+            }
+            out
+        };
+        let path = dir.join("episodes.jsonl");
+        let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        for (k, (e, s)) in eps.iter().zip(scores).enumerate() {
+            let rec = &self.records[e.record];
+            let mut line = serde_json::json!({
+                "episode": k, "record": rec.id, "instruction": rec.instruction, "reward": s,
+                "finish": e.finish.as_str(), "valid_image": e.grid.is_some(),
+                "prompt": elide(&e.prompt[..e.prompt.len() - e.prefill_len]),
+                "completion": elide(&[&e.prompt[e.prompt.len() - e.prefill_len..], &e.tokens[..]].concat()),
+            });
+            if self.vq.is_some() {
+                let save = |grid: &ImageGrid, name: &str| -> Result<()> {
+                    if let Some(img) = self.decode(grid)? {
+                        imageproc::save(&img, &dir.join(name))?;
+                    }
+                    Ok(())
+                };
+                save(&grid_u32(&rec.source)?, &format!("{k:03}_source.png"))?;
+                save(&grid_u32(&rec.edited)?, &format!("{k:03}_ground_truth.png"))?;
+                if let Some(gr) = &e.grid {
+                    save(gr, &format!("{k:03}_predicted.png"))?;
+                }
+                line["images"] = serde_json::json!(format!("{k:03}_*.png"));
+            }
+            writeln!(f, "{line}").map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
+    }
+}
