@@ -106,3 +106,112 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
     }
     Ok(0)
 }
+
+#[derive(clap::Args)]
+pub struct RlBenchArgs {
+    /// Hidden size and layers of the Emu3-shaped random policy (default ≈ 120M parameters + embeddings).
+    #[arg(long, default_value_t = 1024)]
+    hidden: i64,
+    #[arg(long, default_value_t = 8)]
+    layers: i64,
+    /// Source/target grid side (32 = a 256×256 image).
+    #[arg(long, default_value_t = 32)]
+    grid: usize,
+    #[arg(long, default_value_t = 2)]
+    prompts: usize,
+    #[arg(long, default_value_t = 8)]
+    generations: usize,
+    #[arg(long, default_value_t = 8)]
+    micro_batch: usize,
+    #[arg(long, default_value_t = 2)]
+    iterations: u64,
+    #[arg(long, default_value = "cuda")]
+    device: String,
+    #[arg(long, default_value = "bf16")]
+    dtype: String,
+}
+
+/// `earl bench rl`: GRPO iterations of an Emu3-shaped random model (the tiny bundle's tokenizer, random `grid`²
+/// sources) with an offline reward; prints the per-phase time split of each iteration as JSON lines.
+pub fn rl(a: &RlBenchArgs) -> Result<i32> {
+    use earl_core::data::{CodeGrid, DataRng, EditRecord, ShardWriter};
+    use earl_core::rl::config::RlConfig;
+    use earl_core::rl::run::{RlOptions, RlRunner};
+    use earl_core::train::checkpoint::{hf_config_json, write_safetensors};
+    let device = parse_device(&a.device)?;
+    let kind = parse_dtype(&a.dtype)?;
+    let root = std::env::current_dir()?;
+    let tok_dir = root.join("fixtures/bundle-tiny");
+    let tok = earl_core::Emu3Tokenizer::from_dir(&tok_dir)?;
+    let tmp = std::env::temp_dir().join(format!("earl-bench-rl-{}", std::process::id()));
+    let (model_dir, data_dir) = (tmp.join("model"), tmp.join("data"));
+    std::fs::create_dir_all(&model_dir)?;
+    let mut cfg = Emu3Config::emu3_shaped(a.hidden, a.layers);
+    let s = tok.special();
+    cfg.vocab_size = tok.vocab_size() as i64;
+    (cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_ids) = (s.pad as i64, s.bos as i64, vec![s.eos as i64]);
+    let model = Emu3ForCausalLM::load(&RandomSource { seed: 1, std: 0.02, kind: Kind::Float, device: tch::Device::Cpu }, &cfg)?;
+    write_safetensors(&model_dir.join("model.safetensors"), &model.named_parameters(), Kind::Float)?;
+    std::fs::write(model_dir.join("config.json"), serde_json::to_string_pretty(&hf_config_json(&cfg, Kind::Float))?)?;
+    drop(model);
+    let mut w = ShardWriter::create_or_resume(&data_dir, "edits", 1024)?;
+    let mut rng = DataRng::new(5);
+    let n = a.grid * a.grid;
+    let k = tok.codebook_size() as u64;
+    for i in 0..(a.prompts * 4) {
+        let src: Vec<u16> = (0..n).map(|_| rng.below(k) as u16).collect();
+        let rec = EditRecord {
+            id: format!("bench-{i}"),
+            instruction: "Paint everything red.".into(),
+            source: CodeGrid::new(a.grid, a.grid, src).map_err(anyhow::Error::msg)?,
+            edited: CodeGrid::new(a.grid, a.grid, vec![5; n]).map_err(anyhow::Error::msg)?,
+            cot: Default::default(),
+            meta: Default::default(),
+        };
+        w.push(Some(&rec.id), &rec)?;
+    }
+    w.finish()?;
+    let toml_path = tmp.join("bench.toml");
+    std::fs::write(
+        &toml_path,
+        format!(
+            "train_paths_file = [{data:?}]\nbase_exp_dir = {out:?}\nrandom_seed = 1\nmodel_path = {model:?}\n\
+             tokenizer_path = {tok:?}\nassistant_prefill = \"<|image start|>{{h}}*{{w}}<|image token|>\"\n\
+             learning_rate = 3e-6\nnum_iterations = {it}\nkl_coeff = 0.0003\ntemperature = 1.0\n\
+             per_device_batch_size = {mb}\nepisodes_per_iteration = {eps}\ngenerations_per_sample = {g}\n\
+             max_response_tokens = {max_new}\ntop_p = 1.0\ntop_k = -1\nmodel_context_size = 4096\n\
+             emu3_use_logit_processor = true\nseparate_language_and_vision_vocabs = true\n\
+             reward_compute_viescore = false\nreward_compute_ground_score = false\n\
+             reward_compute_token_agreement = true\nreward_final_reward = \"token_agreement\"\n\
+             log_episodes_every_n_iterations = 0\nsave_checkpoints_every_n_iterations = 0\n",
+            data = data_dir.display().to_string(),
+            out = tmp.join("runs").display().to_string(),
+            model = model_dir.display().to_string(),
+            tok = tok_dir.display().to_string(),
+            it = a.iterations,
+            mb = a.micro_batch,
+            eps = a.prompts * a.generations,
+            g = a.generations,
+            max_new = (a.grid + 1) * a.grid + 8,
+        ),
+    )?;
+    let rl_cfg = RlConfig::load_with_env(&toml_path, &|_| None)?;
+    let rewards = earl_eval::reward_set(&rl_cfg.reward)?;
+    let opts = RlOptions { device, kind, vq_dir: None, out_dir: Some(tmp.join("runs")), max_iterations: None };
+    let mut runner = RlRunner::new(rl_cfg, rewards, &opts)?;
+    let gpu = crate::doctor::gpu_names().first().cloned().unwrap_or_else(|| format!("{device:?}"));
+    let params = cfg.num_parameters();
+    runner.run(&mut |r| {
+        println!(
+            "{}",
+            serde_json::json!({
+                "impl": "earl-rs GRPO iteration", "gpu": gpu, "params": params, "iteration": r.iteration,
+                "prompts": a.prompts, "generations_per_prompt": a.generations, "completion_tokens": r.completion_tokens,
+                "generation_s": r.time_generation_s, "rewards_s": r.time_rewards_s,
+                "reference_logprobs_s": r.time_reference_s, "training_s": r.time_training_s,
+            })
+        );
+    })?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(0)
+}

@@ -71,6 +71,8 @@ enum BenchCommand {
     Train(bench_train::BenchTrainArgs),
     /// VQ encode and decode throughput on random weights (compare with bench/vq_baseline.py).
     Vq(vq_cmd::BenchArgs),
+    /// Time split of GRPO iterations (generation / rewards / reference log-probs / training) on a random model.
+    Rl(bench::RlBenchArgs),
 }
 
 fn main() {
@@ -105,6 +107,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Encode(args) => vq_cmd::encode(&args),
         Command::Decode(args) => vq_cmd::decode(&args),
         Command::Bench(BenchCommand::Vq(args)) => vq_cmd::bench(&args),
+        Command::Bench(BenchCommand::Rl(args)) => bench::rl(&args),
     }
 }
 
