@@ -70,7 +70,7 @@ impl KvCache {
 
     /// Starts a step of `mask.size(1)` new tokens: records which are real and returns their position ids [B, T]
     /// (continuing each row's count; padding positions get 1, as the reference does) and the validity of every
-    /// slot up to the end of the step [B, len + T].
+    /// slot [B, T_max] (false for slots not written yet).
     pub(crate) fn begin_step(&mut self, mask: &Tensor) -> Result<(Tensor, Tensor)> {
         let (b, t) = (mask.size()[0], mask.size()[1]);
         if b != self.batch() {
@@ -86,16 +86,16 @@ impl KvCache {
         self.valid.narrow(1, self.len, t).copy_(&mask);
         let m = mask.to_kind(Kind::Int64);
         let pos = (self.next_pos.unsqueeze(1) + m.cumsum(1, Kind::Int64) - 1).masked_fill(&mask.logical_not(), 1);
-        Ok((pos, self.valid.narrow(1, 0, self.len + t)))
+        Ok((pos, self.valid.shallow_clone()))
     }
 
-    /// Writes a layer's new keys/values [B, H_kv, T, D] at the current step and returns views of everything
-    /// cached for that layer, [B, H_kv, len + T, D].
+    /// Writes a layer's new keys/values [B, H_kv, T, D] at the current step and returns the layer's whole
+    /// buffers, [B, H_kv, T_max, D] (slots after the step are masked by the caller).
     pub(crate) fn write(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> (Tensor, Tensor) {
         let t = k.size()[2];
         self.keys[layer].narrow(2, self.len, t).copy_(k);
         self.values[layer].narrow(2, self.len, t).copy_(v);
-        (self.keys[layer].narrow(2, 0, self.len + t), self.values[layer].narrow(2, 0, self.len + t))
+        (self.keys[layer].shallow_clone(), self.values[layer].shallow_clone())
     }
 
     /// Ends a step started by [`begin_step`](Self::begin_step).
@@ -152,12 +152,14 @@ mod tests {
         let m0 = Tensor::from_slice2(&[[1i64, 1, 1], [0, 0, 1]]);
         let (p0, valid) = c.begin_step(&m0).unwrap();
         assert_eq!(vec_i64(&p0), vec![0, 1, 2, 1, 1, 0]);
-        assert_eq!(vec_i64(&valid), vec![1, 1, 1, 0, 0, 1]);
+        assert_eq!(vec_i64(&valid.narrow(1, 0, 3)), vec![1, 1, 1, 0, 0, 1]);
         c.end_step(&m0);
         let m1 = Tensor::from_slice2(&[[1i64], [1]]);
         let (p1, valid) = c.begin_step(&m1).unwrap();
         assert_eq!(vec_i64(&p1), vec![3, 1]);
-        assert_eq!(valid.size(), vec![2, 4]);
+        assert_eq!(valid.size(), vec![2, 8]);
+        assert_eq!(vec_i64(&valid.narrow(1, 3, 1)), vec![1, 1]);
+        assert_eq!(vec_i64(&valid.narrow(1, 4, 4)), vec![0; 8]);
         c.end_step(&m1);
         assert_eq!(c.len(), 4);
     }
@@ -170,13 +172,13 @@ mod tests {
         let k = Tensor::from_slice(&[1f32, 2., 3., 4.]).view([1, 1, 2, 2]);
         let (kk, vv) = c.write(0, &k, &(&k * 10.0));
         c.end_step(&m);
-        assert_eq!(kk.size(), vec![1, 1, 2, 2]);
-        assert!(kk.equal(&k) && vv.equal(&(&k * 10.0)));
+        assert_eq!(kk.size(), vec![1, 1, 4, 2]);
+        assert!(kk.narrow(2, 0, 2).equal(&k) && vv.narrow(2, 0, 2).equal(&(&k * 10.0)));
         let m = Tensor::from_slice2(&[[1i64]]);
         let _ = c.begin_step(&m).unwrap();
         let k2 = Tensor::from_slice(&[5f32, 6.]).view([1, 1, 1, 2]);
         let (kk, _) = c.write(0, &k2, &k2);
-        assert_eq!(Vec::<f32>::try_from(kk.flatten(0, -1)).unwrap(), vec![1., 2., 3., 4., 5., 6.]);
+        assert_eq!(Vec::<f32>::try_from(kk.flatten(0, -1)).unwrap(), vec![1., 2., 3., 4., 5., 6., 0., 0.]);
     }
 
     #[test]
