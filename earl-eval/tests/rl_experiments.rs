@@ -83,6 +83,6 @@ fn the_tiny_experiment_is_offline() {
     let tiny = load("tiny");
     assert_eq!(tiny.reward.enabled(), vec!["token_agreement"]);
     assert_eq!(tiny.reward.verifier.api_base, "");
-    assert!(tiny.model_path.ends_with("fixtures/lm-tiny-gqa"));
+    assert!(tiny.model_path.ends_with("fixtures/bundle-tiny"));
     assert!(Path::new(&tiny.model_path).join("config.json").exists());
 }
