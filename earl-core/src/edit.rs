@@ -132,16 +132,12 @@ impl Editor {
         let mut max_new = 0;
         for inp in inputs {
             let (h, w) = (inp.source.h(), inp.source.w());
-            let prompt: Vec<i64> =
-                pb.edit_prompt(&inp.source, &inp.instruction, &opts.prefill)?.into_iter().map(i64::from).collect();
-            let prefill_text = opts.prefill.text(h, w);
-            let prefill_len = if prefill_text.is_empty() { 0 } else { self.tok.encode(&prefill_text)?.len() };
             let reasoning_budget = match opts.prefill {
                 Prefill::CE | Prefill::Mixed | Prefill::Literal(_) => 1024,
                 Prefill::E | Prefill::ELegacy => 16,
             };
             max_new = max_new.max(opts.max_new_tokens.unwrap_or((w + 1) * h + 3 + reasoning_budget));
-            requests.push(GenerationRequest { prompt, prefill_len, grid: Some((h as i64, w as i64)) });
+            requests.push(edit_request(&self.tok, &inp.source, &inp.instruction, &opts.prefill)?);
         }
         let s = *self.tok.special();
         let cfg = GenerationConfig {
@@ -168,11 +164,7 @@ impl Editor {
             .into_iter()
             .map(|g| {
                 let src = &inputs[g.request].source;
-                // The response starts with the assistant prefill: a literal prefill may already hold the header.
-                let req = &requests[g.request];
-                let mut response = req.prompt[req.prompt.len() - req.prefill_len..].to_vec();
-                response.extend_from_slice(&g.tokens);
-                let parsed = pb.parse_response(&response, Some((src.h(), src.w())));
+                let parsed = pb.parse_response(&response_ids(&requests[g.request], &g.tokens), Some((src.h(), src.w())));
                 EditOutput {
                     request: g.request,
                     sample: g.sample,
@@ -186,6 +178,24 @@ impl Editor {
             .collect();
         Ok((outputs, timings))
     }
+}
+
+/// The generation request of an EARL edit: the edit prompt ending in the assistant prefill, how many of its ids
+/// are that prefill (the grid constraint counts them as response), and the source grid the edit must keep.
+pub fn edit_request(tok: &Emu3Tokenizer, source: &ImageGrid, instruction: &str, prefill: &Prefill) -> Result<GenerationRequest> {
+    let prompt: Vec<i64> =
+        PromptBuilder::new(tok).edit_prompt(source, instruction, prefill)?.into_iter().map(i64::from).collect();
+    let text = prefill.text(source.h(), source.w());
+    let prefill_len = if text.is_empty() { 0 } else { tok.encode(&text)?.len() };
+    Ok(GenerationRequest { prompt, prefill_len, grid: Some((source.h() as i64, source.w() as i64)) })
+}
+
+/// The response as the parser sees it: the assistant prefill (a literal one may already hold the image header)
+/// followed by the generated ids.
+pub fn response_ids(req: &GenerationRequest, generated: &[i64]) -> Vec<i64> {
+    let mut r = req.prompt[req.prompt.len() - req.prefill_len..].to_vec();
+    r.extend_from_slice(generated);
+    r
 }
 
 fn grid_of(codes: &Tensor) -> Result<ImageGrid> {

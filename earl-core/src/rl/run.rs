@@ -19,8 +19,9 @@ use super::config::{RlConfig, TopK};
 use super::grpo::{self, LogProbOptions, VocabSplit};
 use super::reward::{CodeGrid as RewardGrid, RewardInput, RewardSet};
 use crate::data::{build_mixture, DataRng, EditRecord, ShardReader};
+use crate::edit::{edit_request, response_ids};
 use crate::error::{guard, Error, Result};
-use crate::generate::{generate, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
+use crate::generate::{generate, FinishReason, GenerationConfig, ImageTokens, SamplingParams};
 use crate::imageproc::{self, ImageProcessConfig};
 use crate::model::{Emu3ForCausalLM, ForwardArgs};
 use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
@@ -226,11 +227,7 @@ impl RlRunner {
         let mut requests = Vec::with_capacity(picked.len());
         for &r in &picked {
             let rec = &self.records[r];
-            let src = grid_u32(&rec.source)?;
-            let prompt: Vec<i64> = pb.edit_prompt(&src, &rec.instruction, &self.prefill)?.into_iter().map(i64::from).collect();
-            let pre = self.prefill.text(src.h(), src.w());
-            let prefill_len = if pre.is_empty() { 0 } else { self.tok.encode(&pre)?.len() };
-            requests.push(GenerationRequest { prompt, prefill_len, grid: Some((src.h() as i64, src.w() as i64)) });
+            requests.push(edit_request(&self.tok, &grid_u32(&rec.source)?, &rec.instruction, &self.prefill)?);
         }
         let s = *self.tok.special();
         let cfg = GenerationConfig {
@@ -251,10 +248,8 @@ impl RlRunner {
             .into_iter()
             .map(|smp| {
                 let req = &requests[smp.request];
-                let mut response = req.prompt[req.prompt.len() - req.prefill_len..].to_vec();
-                response.extend_from_slice(&smp.tokens);
                 let (h, w) = req.grid.map(|(h, w)| (h as usize, w as usize)).unwrap_or((0, 0));
-                let grid = pb.parse_response(&response, Some((h, w))).image.ok();
+                let grid = pb.parse_response(&response_ids(req, &smp.tokens), Some((h, w))).image.ok();
                 Episode { record: picked[smp.request], prompt: req.prompt.clone(), prefill_len: req.prefill_len, tokens: smp.tokens, finish: smp.finish, grid }
             })
             .collect())
