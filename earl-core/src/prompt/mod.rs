@@ -71,6 +71,20 @@ impl ImageGrid {
     pub fn rows(&self) -> impl Iterator<Item = &[u32]> {
         self.codes.chunks(self.w)
     }
+
+    /// From rows of codes; ragged rows (a generation that broke the grid) are an error.
+    pub fn from_rows(rows: &[Vec<u32>]) -> Result<Self> {
+        let w = rows.first().map_or(0, Vec::len);
+        if let Some(i) = rows.iter().position(|r| r.len() != w) {
+            return Err(Error::input(format!("code grid row {i} has {} codes, row 0 has {w}", rows[i].len())));
+        }
+        Self::new(rows.len(), w, rows.concat())
+    }
+
+    /// The code at (row, col), if inside the grid.
+    pub fn get(&self, row: usize, col: usize) -> Option<u32> {
+        (row < self.h && col < self.w).then(|| self.codes[row * self.w + col])
+    }
 }
 
 /// What follows the instruction in an edit prompt (EARL calls it the assistant prefill).

@@ -39,10 +39,10 @@ impl Reward for TokenAgreement {
                 let (Some(_), Some(pred)) = (inp.predicted, inp.predicted_codes) else {
                     return Ok(RewardOutput::zeros(&Self::COMPONENTS));
                 };
-                let (h, w) = (gt.height().min(pred.height()), gt.width().min(pred.width()));
+                let (h, w) = (gt.h().min(pred.h()), gt.w().min(pred.w()));
                 let matched = (0..h).flat_map(|r| (0..w).map(move |c| (r, c))).filter(|&(r, c)| gt.get(r, c) == pred.get(r, c)).count();
                 let rate = matched as f64 / gt.codes().len() as f64;
-                let same_shape = (gt.height(), gt.width()) == (pred.height(), pred.width());
+                let same_shape = (gt.h(), gt.w()) == (pred.h(), pred.w());
                 Ok(RewardOutput::from_components([
                     ("match_rate", rate),
                     ("shape_match", f64::from(u8::from(same_shape))),

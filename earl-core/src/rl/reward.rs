@@ -10,47 +10,9 @@ use image::RgbImage;
 
 use crate::error::{Error, Result};
 
-/// A rectangular grid of visual codes, row-major (`height` rows of `width` codes), as the VQ tokenizer writes them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CodeGrid {
-    height: usize,
-    width: usize,
-    codes: Vec<u32>,
-}
-
-impl CodeGrid {
-    pub fn new(height: usize, width: usize, codes: Vec<u32>) -> Result<Self> {
-        if height * width != codes.len() || codes.is_empty() {
-            return Err(Error::input(format!("code grid {height}x{width} cannot hold {} codes", codes.len())));
-        }
-        Ok(Self { height, width, codes })
-    }
-
-    /// From rows of codes; ragged rows (a generation that broke the grid) are an error.
-    pub fn from_rows(rows: &[Vec<u32>]) -> Result<Self> {
-        let width = rows.first().map_or(0, Vec::len);
-        if let Some(i) = rows.iter().position(|r| r.len() != width) {
-            return Err(Error::input(format!("code grid row {i} has {} codes, row 0 has {width}", rows[i].len())));
-        }
-        Self::new(rows.len(), width, rows.concat())
-    }
-
-    pub fn height(&self) -> usize {
-        self.height
-    }
-
-    pub fn width(&self) -> usize {
-        self.width
-    }
-
-    pub fn codes(&self) -> &[u32] {
-        &self.codes
-    }
-
-    pub fn get(&self, row: usize, col: usize) -> Option<u32> {
-        (row < self.height && col < self.width).then(|| self.codes[row * self.width + col])
-    }
-}
+/// Visual codes of a prediction or a ground truth: the prompt module's grid type, re-exported under the name the
+/// reward code uses.
+pub use crate::prompt::ImageGrid as CodeGrid;
 
 /// One completion to score.
 #[derive(Debug, Clone, Copy)]
@@ -278,6 +240,6 @@ mod tests {
     fn code_grids_reject_ragged_rows() {
         assert!(CodeGrid::from_rows(&[vec![1, 2], vec![3]]).is_err());
         let g = CodeGrid::from_rows(&[vec![1, 2], vec![3, 4]]).unwrap();
-        assert_eq!((g.height(), g.width(), g.get(1, 0), g.get(2, 0)), (2, 2, Some(3), None));
+        assert_eq!((g.h(), g.w(), g.get(1, 0), g.get(2, 0)), (2, 2, Some(3), None));
     }
 }

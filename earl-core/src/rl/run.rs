@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{RlConfig, TopK};
 use super::grpo::{self, LogProbOptions, VocabSplit};
-use super::reward::{CodeGrid as RewardGrid, RewardInput, RewardSet};
+use super::reward::{RewardInput, RewardSet};
 use crate::data::{build_mixture, DataRng, EditRecord, ShardReader};
 use crate::edit::{edit_request, response_ids};
 use crate::error::{guard, Error, Result};
@@ -272,8 +272,9 @@ impl RlRunner {
             let src = grid_u32(&rec.source)?;
             let gt = grid_u32(&rec.edited)?;
             let pred_img = match &e.grid { Some(gr) => self.decode(gr)?, None => None };
-            let pred_codes = e.grid.as_ref().map(|gr| RewardGrid::new(gr.h(), gr.w(), gr.codes().to_vec())).transpose()?;
-            owned.push((self.decode(&src)?, pred_img, self.decode(&gt)?, pred_codes, RewardGrid::new(gt.h(), gt.w(), gt.codes().to_vec())?));
+            let pred_codes = e.grid.clone();
+            let gt_img = self.decode(&gt)?;
+            owned.push((self.decode(&src)?, pred_img, gt_img, pred_codes, gt));
         }
         let inputs: Vec<RewardInput> = eps
             .iter()
