@@ -50,19 +50,25 @@ fn reruns_repeat_and_seeds_differ() {
     assert_ne!(tokens(&a), tokens(&c));
 }
 
-#[test]
-fn stopped_samples_are_well_formed_grids() {
-    let m = model();
-    for seed in 0..6 {
-        let out = generate(&m, &requests()[..1], &cfg(seed, 4, SamplingParams::reference_eval()), &mut |_, _| {}).unwrap();
-        for s in out.iter().filter(|s| s.finish == FinishReason::Stop) {
-            let (h, w) = (2usize, 3usize);
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+    /// Whatever the seed, grid size and sampling setting, a sample that stops is exactly an h×w grid of visual
+    /// tokens with an eol after each row, then eof, eoi, eos (the grid constraint cannot be escaped).
+    #[test]
+    fn every_stopped_sample_is_a_well_formed_grid(seed in 0u64..1_000, h in 1usize..4, w in 1usize..5, top_k in 0i64..40) {
+        let m = model();
+        let req = GenerationRequest { prompt: vec![1, 40, 41, 10], prefill_len: 1, grid: Some((h as i64, w as i64)) };
+        let sampling = SamplingParams { temperature: 1.0, top_k, top_p: 1.0 };
+        let c = GenerationConfig { max_new_tokens: (w + 1) * h + 3, ..cfg(seed, 2, sampling) };
+        for s in generate(&m, &[req], &c, &mut |_, _| {}).unwrap() {
+            proptest::prop_assert_eq!(s.finish, FinishReason::Stop);
             let grid = &s.tokens[..h * (w + 1)];
-            for (i, row) in grid.chunks(w + 1).enumerate() {
-                assert!(row[..w].iter().all(|&t| (288..320).contains(&t)), "row {i}: {row:?}");
-                assert_eq!(row[w], T.eol);
+            for row in grid.chunks(w + 1) {
+                proptest::prop_assert!(row[..w].iter().all(|&t| (288..320).contains(&t)), "{:?}", row);
+                proptest::prop_assert_eq!(row[w], T.eol);
             }
-            assert_eq!(&s.tokens[h * (w + 1)..], &[T.eof, T.eoi, T.eos]);
+            proptest::prop_assert_eq!(&s.tokens[h * (w + 1)..], &[T.eof, T.eoi, T.eos][..]);
         }
     }
 }
