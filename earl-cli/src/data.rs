@@ -29,6 +29,26 @@ pub enum DataCommand {
     },
     /// Check a dataset directory: manifest, record counts, SHA-256 of every shard, and that every record parses.
     Verify { dir: PathBuf },
+    /// Tokenize raw image pairs through the vision tokenizer: a JSONL list with `source`, `target` (or `edited`),
+    /// `instruction`, optional `id`, `cot` and `meta` per line (paths relative to the list). Resumable.
+    Tokenize {
+        list: PathBuf,
+        #[arg(long)]
+        vq: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Target pixel area of every image (EARL: 256×256).
+        #[arg(long, default_value_t = 256 * 256)]
+        area: u64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value_t = 10_000)]
+        shard_records: u64,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
 }
 
 #[derive(serde::Deserialize)]
@@ -70,6 +90,23 @@ fn python(explicit: &Option<PathBuf>) -> PathBuf {
 
 pub fn run(cmd: &DataCommand) -> Result<i32> {
     match cmd {
+        DataCommand::Tokenize { list, vq, out, area, seed, shard_records, device, dtype } => {
+            let device = earl_core::device::parse_device(device)?;
+            let kind = earl_core::device::parse_dtype(dtype)?;
+            let model = earl_core::Emu3VqModel::from_dir(vq, kind, device).with_context(|| format!("loading {}", vq.display()))?;
+            let mut cfg = earl_core::imageproc::ImageProcessConfig::from_dir(vq, model.cfg.spatial_factor() as u32)?;
+            cfg.area = *area;
+            let pairs = earl_core::data::tokenize::read_pairs(list)?;
+            let bar = ProgressBar::new(pairs.len() as u64);
+            bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} pairs [{elapsed_precise}<{eta_precise}]")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()));
+            let m = earl_core::data::tokenize::tokenize_pairs(&model, &cfg, pairs, out, *seed, *shard_records, &mut |d, _| {
+                bar.set_position(d as u64)
+            })?;
+            bar.finish_and_clear();
+            println!("{}: {} records in {} shards", out.display(), m.records, m.shards.len());
+            Ok(0)
+        }
         DataCommand::ImportEarl { lists, out, shard_records, python: py } => {
             let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/earl_pth_to_jsonl.py");
             let mut writer = ShardWriter::create_or_resume(out, "edits", *shard_records)?;

@@ -5,6 +5,7 @@ pub mod mixture;
 pub mod record;
 pub mod rng;
 pub mod shards;
+pub mod tokenize;
 
 pub use mixture::build_mixture;
 pub use record::{CodeGrid, EditRecord};
