@@ -231,7 +231,7 @@ impl Emu3Config {
         }
     }
 
-    /// An Emu3-shaped model of about `params_millions` parameters (same head_dim, GQA ratio and vocab as 8.5B),
+    /// An Emu3-shaped decoder of the given width and depth (head_dim 128, GQA 4:1, MLP ratio and vocab of the 8.5B),
     /// for GPU training and RL benchmarks that must fit a session.
     pub fn emu3_shaped(hidden_size: i64, num_layers: i64) -> Self {
         let num_heads = (hidden_size / 128).max(1);
