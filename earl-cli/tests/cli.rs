@@ -1,15 +1,8 @@
 //! The `earl` binary as a user runs it: exit codes, the last line of `earl parity`, one-line errors.
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+use common::{earl, root};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
-fn earl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_earl")).args(args).current_dir(root()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
 
 #[test]
 fn parity_passes_on_every_fixture() {

@@ -1,16 +1,9 @@
 //! `earl data tokenize`: raw image pairs + JSONL → an `edits` dataset through the tiny VQ; resumable, and the
 //! records carry the codes the VQ gives at the requested area.
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+use common::{earl, root};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
-fn earl(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_earl")).args(args).current_dir(root()).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
-}
 
 #[test]
 fn tokenize_pairs_resume_and_verify() {

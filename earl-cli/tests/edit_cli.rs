@@ -1,11 +1,10 @@
 //! `earl edit` end to end on the tiny fixture bundle: an image comes out, the same seed reproduces it byte for
 //! byte, another seed changes it, and the JSON sidecar records what a rerun needs.
-use std::path::{Path, PathBuf};
+mod common;
+use common::root;
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 const HEADER_PREFILL: &str = "text:<|image start|>{h}*{w}<|image token|>";
 

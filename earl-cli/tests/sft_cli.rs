@@ -1,12 +1,10 @@
 //! `earl sft`, `earl data` and `earl bench train` as a user runs them: the tiny fixture experiment overfits through
 //! the CLI (metrics log, run manifest, checkpoints), EARL-format data imports (via the Python converter) and
 //! verifies, the training benchmark runs on the CPU, and bad experiment files are one-line errors.
-use std::path::PathBuf;
+mod common;
+use common::root;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
 fn earl(args: &[&str], runs: &std::path::Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_earl"))

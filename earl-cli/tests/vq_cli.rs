@@ -1,18 +1,12 @@
 //! `earl encode`, `earl decode` and VQ `earl parity` as a user runs them: a round trip of a photo-like, non-square
 //! image on the CPU, both checkpoint layouts giving the same codes, and one-line errors for bad inputs.
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::{earl, root};
+use std::path::Path;
 
 use earl_core::imageproc::{load_rgb, save, LoadLimits, RgbImage};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
 
-fn earl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_earl")).args(args).current_dir(root()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
