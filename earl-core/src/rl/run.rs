@@ -266,26 +266,35 @@ impl RlRunner {
     /// Scores every episode; returns the final rewards, the mean of each component and the count of valid images.
     fn score(&self, eps: &[Episode]) -> Result<(Vec<f64>, BTreeMap<String, f64>, usize)> {
         let blank = RgbImage::new(1, 1); // stands in for images when no VQ is loaded (code-only rewards)
-        let mut owned = Vec::with_capacity(eps.len());
+        // Source and ground truth are per record: decode them once, not once per generation of the group.
+        let mut per_record: BTreeMap<usize, (Option<RgbImage>, Option<RgbImage>, ImageGrid)> = BTreeMap::new();
         for e in eps {
-            let rec = &self.records[e.record];
-            let src = grid_u32(&rec.source)?;
-            let gt = grid_u32(&rec.edited)?;
-            let pred_img = match &e.grid { Some(gr) => self.decode(gr)?, None => None };
-            let pred_codes = e.grid.clone();
-            let gt_img = self.decode(&gt)?;
-            owned.push((self.decode(&src)?, pred_img, gt_img, pred_codes, gt));
+            if let std::collections::btree_map::Entry::Vacant(slot) = per_record.entry(e.record) {
+                let rec = &self.records[e.record];
+                let gt = grid_u32(&rec.edited)?;
+                slot.insert((self.decode(&grid_u32(&rec.source)?)?, self.decode(&gt)?, gt));
+            }
         }
+        let preds: Vec<Option<RgbImage>> = eps
+            .iter()
+            .map(|e| match &e.grid {
+                Some(gr) => self.decode(gr),
+                None => Ok(None),
+            })
+            .collect::<Result<_>>()?;
         let inputs: Vec<RewardInput> = eps
             .iter()
-            .zip(&owned)
-            .map(|(e, (src, pred, gt, pc, gc))| RewardInput {
-                instruction: &self.records[e.record].instruction,
-                source: src.as_ref().unwrap_or(&blank),
-                predicted: if e.grid.is_some() { Some(pred.as_ref().unwrap_or(&blank)) } else { None },
-                ground_truth: gt.as_ref(),
-                predicted_codes: pc.as_ref(),
-                ground_truth_codes: Some(gc),
+            .zip(&preds)
+            .map(|(e, pred)| {
+                let (src, gt_img, gt) = &per_record[&e.record];
+                RewardInput {
+                    instruction: &self.records[e.record].instruction,
+                    source: src.as_ref().unwrap_or(&blank),
+                    predicted: e.grid.as_ref().map(|_| pred.as_ref().unwrap_or(&blank)),
+                    ground_truth: gt_img.as_ref(),
+                    predicted_codes: e.grid.as_ref(),
+                    ground_truth_codes: Some(gt),
+                }
             })
             .collect();
         let stopped: Vec<bool> = eps.iter().map(|e| e.finish == FinishReason::Stop).collect();
