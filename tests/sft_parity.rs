@@ -9,10 +9,15 @@ use earl_tests::fixtures_dir;
 use tch::{Device, Kind, Tensor};
 
 fn trainer(norm: LossNorm, recipe_json: &serde_json::Value) -> SftTrainer {
+    // The reference ran with dropout off.
+    trainer_on(norm, recipe_json, Device::Cpu, 0.0, false)
+}
+
+fn trainer_on(norm: LossNorm, recipe_json: &serde_json::Value, device: Device, dropout: f64, ckpt: bool) -> SftTrainer {
     let dir = fixtures_dir().join("lm-tiny-gqa");
     let mut cfg = Emu3Config::from_dir(&dir).unwrap();
-    cfg.attention_dropout = 0.0; // the reference ran with dropout off
-    let store = SafetensorsStore::open(&dir, Kind::Float, Device::Cpu).unwrap();
+    cfg.attention_dropout = dropout;
+    let store = SafetensorsStore::open(&dir, Kind::Float, device).unwrap();
     let f = |k: &str| recipe_json[k].as_f64().unwrap();
     let recipe = Recipe {
         adamw: AdamWConfig { beta1: f("beta1"), beta2: f("beta2"), eps: f("eps"), weight_decay: f("weight_decay") },
@@ -25,6 +30,7 @@ fn trainer(norm: LossNorm, recipe_json: &serde_json::Value) -> SftTrainer {
         max_grad_norm: f("max_grad_norm"),
         loss_norm: norm,
         seed: 0,
+        gradient_checkpointing: ckpt,
     };
     SftTrainer::new(&store, &cfg, Kind::Float, recipe).unwrap()
 }
@@ -38,26 +44,59 @@ fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
     d / b.to_kind(Kind::Double).norm().double_value(&[]).max(1e-30)
 }
 
+fn golden_batch(gold: &SafetensorsStore) -> Batch {
+    Batch {
+        input_ids: gold.tensor_any("input_ids").unwrap(),
+        attention_mask: gold.tensor_any("attention_mask").unwrap(),
+        labels: gold.tensor_any("labels").unwrap(),
+    }
+}
+
 #[test]
 fn loss_and_every_gradient_match_transformers() {
     let gold = SafetensorsStore::open(&fixtures_dir().join("sft-tiny/golden_grads.safetensors"), Kind::Float, Device::Cpu)
         .unwrap();
-    let t = trainer(LossNorm::GlobalTokens, &recipe_json());
-    let batch = Batch {
-        input_ids: gold.tensor_any("input_ids").unwrap(),
-        attention_mask: gold.tensor_any("attention_mask").unwrap(),
-        labels: gold.tensor_any("labels").unwrap(),
-    };
+    let batch = golden_batch(&gold);
     let targets = earl_core::train::loss::count_targets(&batch.labels) as f64;
-    let (loss, _) = t.loss_and_backward(&batch, targets, false).unwrap();
-    let ref_loss = gold.tensor_any("loss").unwrap().double_value(&[0]);
-    assert!(((loss - ref_loss) / ref_loss).abs() <= 1e-5, "loss {loss} vs {ref_loss}");
-    let grads = t.gradients();
-    assert_eq!(grads.len() + 4, gold.names().len(), "one golden gradient per parameter");
-    for (name, g) in grads {
-        let r = gold.tensor_any(&format!("grad.{name}")).unwrap();
-        let err = rel_l2(&g, &r);
-        assert!(err <= 1e-5, "grad of {name}: rel L2 {err:.3e}");
+    // Activation checkpointing must not change a single number: both paths against the same goldens.
+    for ckpt in [false, true] {
+        let t = trainer_on(LossNorm::GlobalTokens, &recipe_json(), Device::Cpu, 0.0, ckpt);
+        let (loss, _) = t.loss_and_backward(&batch, targets, false).unwrap();
+        let ref_loss = gold.tensor_any("loss").unwrap().double_value(&[0]);
+        assert!(((loss - ref_loss) / ref_loss).abs() <= 1e-5, "checkpointing {ckpt}: loss {loss} vs {ref_loss}");
+        let grads = t.gradients();
+        assert_eq!(grads.len() + 4, gold.names().len(), "one golden gradient per parameter");
+        for (name, g) in grads {
+            let r = gold.tensor_any(&format!("grad.{name}")).unwrap();
+            let err = rel_l2(&g, &r);
+            assert!(err <= 1e-5, "checkpointing {ckpt}: grad of {name}: rel L2 {err:.3e}");
+        }
+    }
+}
+
+#[test]
+fn checkpointing_redraws_the_dropout_masks_of_the_forward_pass() {
+    let gold = SafetensorsStore::open(&fixtures_dir().join("sft-tiny/golden_grads.safetensors"), Kind::Float, Device::Cpu)
+        .unwrap();
+    let batch = golden_batch(&gold);
+    let targets = earl_core::train::loss::count_targets(&batch.labels) as f64;
+    for device in earl_tests::test_devices() {
+        let run = |dropout: f64, ckpt: bool, train: bool| {
+            let t = trainer_on(LossNorm::GlobalTokens, &recipe_json(), device, dropout, ckpt);
+            let (loss, _) = t.loss_and_backward(&batch, targets, train).unwrap();
+            (loss, t.gradients())
+        };
+        let (plain_loss, plain) = run(0.3, false, true);
+        let (ckpt_loss, ckpt) = run(0.3, true, true);
+        let (eval_loss, _) = run(0.3, false, false);
+        assert_ne!(plain_loss, eval_loss, "{device:?}: dropout must be active in training mode");
+        // CPU f32 is exact; CUDA kernels may reorder sums between the two passes.
+        let tol = if device.is_cuda() { 1e-5 } else { 0.0 };
+        assert!((plain_loss - ckpt_loss).abs() <= tol * plain_loss.abs(), "{device:?}: loss {plain_loss} vs {ckpt_loss}");
+        for ((name, a), (_, b)) in plain.iter().zip(&ckpt) {
+            let err = rel_l2(b, a);
+            assert!(err <= tol, "{device:?}: grad of {name} differs under checkpointing: rel L2 {err:.3e}");
+        }
     }
 }
 

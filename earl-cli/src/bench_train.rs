@@ -38,6 +38,9 @@ pub struct BenchTrainArgs {
     /// Use `Emu3Config::tiny()` (CPU smoke test).
     #[arg(long)]
     pub tiny: bool,
+    /// Activation checkpointing: recompute each layer in the backward pass (less memory, one more forward).
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
 }
 
 /// Training FLOPs per token: 6 per matmul parameter (the embedding lookup excluded) + causal attention scores.
@@ -71,6 +74,7 @@ pub fn run(a: &BenchTrainArgs) -> Result<i32> {
         max_grad_norm: 5.0,
         loss_norm: LossNorm::GlobalTokens,
         seed: 0,
+        gradient_checkpointing: a.gradient_checkpointing,
     };
     let mut trainer = SftTrainer::new(&src, &cfg, kind, recipe)?;
     // Random sequences with a quarter of each as prompt (masked), like an edit whose target is the edited image.
@@ -117,7 +121,7 @@ pub fn run(a: &BenchTrainArgs) -> Result<i32> {
         "engine": "earl-rs", "params": cfg.num_parameters(), "hidden": cfg.hidden_size, "layers": cfg.num_layers,
         "seq_len": a.seq_len, "batch": a.batch, "grad_accum": a.grad_accum, "steps": a.steps, "dtype": a.dtype,
         "device": a.device, "tokens_per_s": tps, "step_time_s": secs / a.steps as f64, "mfu": mfu,
-        "peak_gpu_mib_nvidia_smi": peak_mib, "host_rss_mib": rss,
+        "peak_gpu_mib_nvidia_smi": peak_mib, "host_rss_mib": rss, "gradient_checkpointing": a.gradient_checkpointing,
     });
     println!("{out}");
     Ok(0)

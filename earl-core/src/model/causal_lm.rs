@@ -45,6 +45,22 @@ pub struct ForwardArgs<'a> {
     pub logits_to_keep: i64,
     /// Training mode: dropout (`attention_dropout`) on attention weights and both residual branches.
     pub train: bool,
+    /// In training mode, re-seed libtorch's generators from (this seed, layer index) before each layer, so that a
+    /// layer's dropout masks can be drawn again exactly: activation checkpointing recomputes layers during the
+    /// backward pass and must see the same masks as the forward. `None` draws from the generators as they stand.
+    pub dropout_seed: Option<i64>,
+}
+
+/// What every decoder layer of one forward pass shares: rotary angles, the attention mask and the dropout setting.
+/// Built by [`Emu3ForCausalLM::layer_inputs`]; used by the layer-by-layer API that activation checkpointing needs.
+#[derive(Debug)]
+pub struct LayerInputs {
+    cos: Tensor,       // [B, T, D]
+    sin: Tensor,       // [B, T, D]
+    attn_mask: Tensor, // [B, 1, T, L]
+    dropout: f64,
+    train: bool,
+    dropout_seed: Option<i64>,
 }
 
 /// Checkpoint prefixes of the text decoder: EARL/BAAI and `Emu3ForCausalLM` (`model.`), the in-memory
@@ -210,28 +226,73 @@ impl Emu3ForCausalLM {
             }
         };
         let pos = positions.map(|p| p.shallow_clone()).unwrap_or(derived_pos);
-        let attn_mask = attention_mask(&key_valid, past, t); // [B, 1, T, L]
-        let (cos, sin) = self.rotary.cos_sin(&pos, self.kind); // [B, T, D]
-        let dropout = if args.train { self.cfg.attention_dropout } else { 0.0 };
-
-        let mut x = Tensor::embedding(&self.embed_tokens, ids, self.cfg.pad_token_id, false, false); // [B, T, h]
-        for (i, layer) in self.layers.iter().enumerate() {
+        let ctx = self.shared_inputs(&pos, &key_valid, past, t, args);
+        let mut x = self.embed(ids); // [B, T, h]
+        for i in 0..self.layers.len() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, i));
-            let a = layer.self_attn.forward(&layer.input_layernorm.forward(&x), &cos, &sin, &attn_mask, layer_cache, dropout);
-            x = x + a.dropout(dropout, args.train);
-            let m = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x));
-            x = x + m.dropout(dropout, args.train);
+            x = self.layer_forward(i, &x, &ctx, layer_cache);
         }
         if let Some(c) = cache {
             c.end_step(mask);
         }
         let keep = if args.logits_to_keep == 0 || args.logits_to_keep > t { t } else { args.logits_to_keep };
-        let x = self.norm.forward(&x.narrow(1, t - keep, keep)); // [B, keep, h]
-        Ok(match &self.lm_head {
-            Some(head) => head.forward(&x),
-            None => x.linear::<Tensor>(&self.embed_tokens, None),
+        Ok(self.head(&x.narrow(1, t - keep, keep)))
+    }
+
+    fn shared_inputs(&self, pos: &Tensor, key_valid: &Tensor, past: i64, t: i64, args: &ForwardArgs) -> LayerInputs {
+        let attn_mask = attention_mask(key_valid, past, t); // [B, 1, T, L]
+        let (cos, sin) = self.rotary.cos_sin(pos, self.kind); // [B, T, D]
+        let dropout = if args.train { self.cfg.attention_dropout } else { 0.0 };
+        LayerInputs { cos, sin, attn_mask, dropout, train: args.train, dropout_seed: args.dropout_seed }
+    }
+
+    /// Layer-by-layer API (no cache), for callers that schedule the layers themselves (activation checkpointing):
+    /// validates the inputs like [`Self::forward`] and returns the device-side ids [B, T] with the inputs every layer
+    /// shares. `forward` is exactly `head(layer_forward(…(layer_forward(embed(ids)))))`.
+    pub fn layer_inputs(&self, input_ids: &Tensor, args: &ForwardArgs) -> Result<(Tensor, LayerInputs)> {
+        guard("preparing the Emu3 layer inputs", || {
+            let (ids, mask, positions) = self.check_inputs(input_ids, args)?;
+            let derived = (mask.cumsum(1, Kind::Int64) - 1).masked_fill(&mask.eq(0), 1);
+            let pos = positions.unwrap_or(derived);
+            let ctx = self.shared_inputs(&pos, &mask.to_kind(Kind::Bool), 0, ids.size()[1], args);
+            Ok((ids, ctx))
         })
     }
+
+    /// Token embeddings [B, T, h] of device-side ids [B, T].
+    pub fn embed(&self, ids: &Tensor) -> Tensor {
+        Tensor::embedding(&self.embed_tokens, ids, self.cfg.pad_token_id, false, false)
+    }
+
+    /// Decoder layer `i` on the residual stream `x` [B, T, h].
+    pub fn layer_forward(&self, i: usize, x: &Tensor, ctx: &LayerInputs, cache: Option<(&mut KvCache, usize)>) -> Tensor {
+        if let (true, Some(seed)) = (ctx.train && ctx.dropout > 0.0, ctx.dropout_seed) {
+            tch::manual_seed(layer_seed(seed, i));
+        }
+        let layer = &self.layers[i];
+        let (train, p) = (ctx.train, ctx.dropout);
+        let a = layer.self_attn.forward(&layer.input_layernorm.forward(x), &ctx.cos, &ctx.sin, &ctx.attn_mask, cache, p);
+        let x = x + a.dropout(p, train);
+        let m = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x));
+        x + m.dropout(p, train)
+    }
+
+    /// Final norm and language-model head: logits [B, T, V] of the residual stream `x` [B, T, h].
+    pub fn head(&self, x: &Tensor) -> Tensor {
+        let x = self.norm.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(&x),
+            None => x.linear::<Tensor>(&self.embed_tokens, None),
+        }
+    }
+}
+
+/// Generator seed of layer `layer` under dropout seed `seed` (a SplitMix64 finaliser; non-negative for torch).
+fn layer_seed(seed: i64, layer: usize) -> i64 {
+    let mut z = (seed as u64) ^ (layer as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) >> 1) as i64
 }
 
 /// Boolean attention mask [B, 1, T, L] for T new tokens after `past` cached ones: a query at absolute slot

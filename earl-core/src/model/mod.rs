@@ -6,5 +6,5 @@ mod causal_lm;
 mod layers;
 
 pub use attention::Attention;
-pub use causal_lm::{Emu3ForCausalLM, ForwardArgs};
+pub use causal_lm::{Emu3ForCausalLM, ForwardArgs, LayerInputs};
 pub use layers::{Linear, Mlp, RmsNorm, Rotary};

@@ -112,6 +112,7 @@ impl RlRunner {
             max_grad_norm: o.max_grad_norm,
             loss_norm: LossNorm::GlobalTokens,
             seed: cfg.random_seed,
+            gradient_checkpointing: false,
         };
         let masters = SafetensorsStore::open(&model_dir, Kind::Float, opts.device)?;
         let trainer = SftTrainer::new(&masters, &lm_cfg, opts.kind, recipe)?;

@@ -189,9 +189,6 @@ pub fn run_sft(
     control: RunControl,
     on_step: &mut dyn FnMut(&StepLog),
 ) -> Result<RunSummary> {
-    if exp.gradient_checkpointing {
-        return Err(Error::input("gradient_checkpointing is not implemented yet; set it to false"));
-    }
     let device = parse_device(&exp.device)?;
     let kind = if exp.bf16 { Kind::BFloat16 } else { Kind::Float };
     let mut cfg = Emu3Config::from_dir(&exp.model)?;
@@ -205,6 +202,7 @@ pub fn run_sft(
         max_grad_norm: exp.max_grad_norm,
         loss_norm: exp.loss_norm,
         seed: exp.seed,
+        gradient_checkpointing: exp.gradient_checkpointing,
     };
     let store = SafetensorsStore::open(&exp.model, Kind::Float, device)?;
     let mut trainer = SftTrainer::new(&store, &cfg, kind, recipe)?;

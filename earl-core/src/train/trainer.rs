@@ -1,8 +1,9 @@
 //! One optimizer step of SFT: forward/backward over the micro-batches of a global batch (gradient accumulation),
 //! the loss normalised as configured, fp32 gradient accumulation, global-norm clipping, AdamW on fp32 master
 //! weights, and the updated masters copied back into the compute model (bf16 compute with fp32 masters, or fp32
-//! throughout, where model and masters share storage). Dropout is re-seeded from (seed, step) at every step, so a
-//! resumed run draws the same masks as an uninterrupted one without saving generator state.
+//! throughout, where model and masters share storage). Dropout is re-seeded from (seed, step, micro-batch, layer),
+//! so a resumed run draws the same masks as an uninterrupted one without saving generator state, and activation
+//! checkpointing re-draws exactly the masks of the forward pass.
 use std::collections::HashMap;
 
 use tch::{Device, Kind, Tensor};
@@ -25,6 +26,10 @@ pub struct Recipe {
     pub max_grad_norm: f64,
     pub loss_norm: LossNorm,
     pub seed: u64,
+    /// Activation checkpointing ([`super::recompute`]): recompute each layer in the backward pass instead of
+    /// keeping its activations. Memory only; the gradients are the same.
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
 }
 
 /// Metrics of one optimizer step.
@@ -115,8 +120,10 @@ impl SftTrainer {
 
     /// Loss and gradients of one micro-batch without updating anything (used by parity tests): returns the loss
     /// with `denominator` and leaves gradients in the compute parameters' `.grad()`.
+    /// Dropout (when `train`) is seeded from the recipe's seed as at step 0, micro-batch 0.
     pub fn loss_and_backward(&self, batch: &Batch, denominator: f64, train: bool) -> Result<(f64, super::loss::LossMetrics)> {
-        sft_backward(&self.model, batch, denominator, train)
+        let seed = micro_seed(self.recipe.seed, 0, 0);
+        sft_backward(&self.model, batch, denominator, train.then_some(seed), self.recipe.gradient_checkpointing)
     }
 
     /// Gradients currently held by the compute parameters, as f32 (zeros where none), by name.
@@ -149,18 +156,17 @@ impl SftTrainer {
         }
         let step = self.opt.step;
         let _span = tracing::debug_span!("sft_step", step).entered();
-        tch::manual_seed(dropout_seed(self.recipe.seed, step));
         let targets: i64 = micro.iter().map(|b| count_targets(&b.labels)).sum();
         let (mut loss, mut ce_sum, mut correct, mut tokens) = (0.0, 0.0, 0.0, 0);
         let (lr, _) = self.recipe.schedule.lr_at(step);
-        let norm = self.recipe.loss_norm;
+        let (norm, seed, ckpt) = (self.recipe.loss_norm, self.recipe.seed, self.recipe.gradient_checkpointing);
         let sm = self.step_with(micro.len(), lr, |model, i| {
             let b = &micro[i];
             let denom = match norm {
                 LossNorm::GlobalTokens => targets.max(1) as f64,
                 LossNorm::MicroBatchMean => (count_targets(&b.labels).max(1) * micro.len() as i64) as f64,
             };
-            let (l, m) = sft_backward(model, b, denom, true)?;
+            let (l, m) = sft_backward(model, b, denom, Some(micro_seed(seed, step, i)), ckpt)?;
             loss += l;
             ce_sum += m.sum;
             correct += m.accuracy * m.tokens as f64;
@@ -228,15 +234,38 @@ impl SftTrainer {
     }
 }
 
-/// SFT loss of one micro-batch with `denominator`, back-propagated into the model's parameters.
-fn sft_backward(model: &Emu3ForCausalLM, batch: &Batch, denominator: f64, train: bool) -> Result<(f64, super::loss::LossMetrics)> {
+/// SFT loss of one micro-batch with `denominator`, back-propagated into the model's parameters. `dropout_seed`:
+/// training mode with dropout seeded from it (`None` = evaluation mode); `checkpointing`: recompute the layers in
+/// the backward pass instead of keeping their activations.
+fn sft_backward(
+    model: &Emu3ForCausalLM,
+    batch: &Batch,
+    denominator: f64,
+    dropout_seed: Option<i64>,
+    checkpointing: bool,
+) -> Result<(f64, super::loss::LossMetrics)> {
+    let args = ForwardArgs {
+        attention_mask: Some(&batch.attention_mask),
+        train: dropout_seed.is_some(),
+        dropout_seed,
+        ..Default::default()
+    };
+    let loss = |logits: &Tensor| sft_loss(logits, &batch.labels, denominator);
+    if checkpointing {
+        let (value, m) = super::recompute::checkpointed_backward(model, &batch.input_ids, &args, loss)?;
+        return Ok((value.double_value(&[]), m));
+    }
     guard("the SFT forward/backward pass", || {
-        let args = ForwardArgs { attention_mask: Some(&batch.attention_mask), train, ..Default::default() };
         let logits = model.forward(&batch.input_ids, &args, None)?; // [B, T, V]
-        let (loss, m) = sft_loss(&logits, &batch.labels, denominator)?;
-        loss.backward();
-        Ok((loss.double_value(&[]), m))
+        let (value, m) = loss(&logits)?;
+        value.backward();
+        Ok((value.double_value(&[]), m))
     })
+}
+
+/// Dropout seed of micro-batch `micro` at optimizer step `step`.
+pub fn micro_seed(seed: u64, step: u64, micro: usize) -> i64 {
+    dropout_seed(dropout_seed(seed, step) as u64, micro as u64)
 }
 
 /// Seed of the dropout generator at an optimizer step: a SplitMix64 mix of the run seed and the step.
