@@ -44,6 +44,7 @@ pub struct RawRlConfig {
     pub adam_epsilon: Option<f64>,
     pub weight_decay: Option<f64>,
     pub max_grad_norm: Option<f64>,
+    pub gradient_checkpointing: Option<bool>,
     // Generation.
     pub temperature: Option<f64>,
     pub episodes_per_iteration: Option<usize>,
@@ -154,6 +155,9 @@ pub struct OptimConfig {
     pub adam_epsilon: f64,
     pub weight_decay: f64,
     pub max_grad_norm: f64,
+    /// Recompute each layer in the backward pass (memory only; gradients unchanged). On by default, as the
+    /// reference's `gradient_checkpointing_enable()`.
+    pub gradient_checkpointing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

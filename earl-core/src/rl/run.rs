@@ -27,7 +27,7 @@ use crate::model::{Emu3ForCausalLM, ForwardArgs};
 use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
 use crate::tokenizer::Emu3Tokenizer;
 use crate::train::checkpoint::{list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint, TrainerState};
-use crate::train::{AdamWConfig, CosineSchedule, LossNorm, Recipe, SftTrainer};
+use crate::train::{checkpointed_backward, AdamWConfig, CosineSchedule, LossNorm, Recipe, SftTrainer};
 use crate::vq::Emu3VqModel;
 use crate::weights::SafetensorsStore;
 
@@ -112,7 +112,7 @@ impl RlRunner {
             max_grad_norm: o.max_grad_norm,
             loss_norm: LossNorm::GlobalTokens,
             seed: cfg.random_seed,
-            gradient_checkpointing: false,
+            gradient_checkpointing: o.gradient_checkpointing,
         };
         let masters = SafetensorsStore::open(&model_dir, Kind::Float, opts.device)?;
         let trainer = SftTrainer::new(&masters, &lm_cfg, opts.kind, recipe)?;
@@ -324,7 +324,7 @@ impl RlRunner {
         let chunks: Vec<Vec<usize>> = (0..eps.len()).collect::<Vec<_>>().chunks(mb).map(|c| c.to_vec()).collect();
         let (first_visual, n_visual) = (self.tok.first_visual_id() as i64, self.tok.codebook_size() as i64);
         let (kl_coeff, schedule, pad) = (self.cfg.grpo.kl_coeff, self.cfg.grpo.token_schedule, self.tok.special().pad as i64);
-        let lr = self.cfg.optim.learning_rate;
+        let (lr, checkpointing) = (self.cfg.optim.learning_rate, self.cfg.optim.gradient_checkpointing);
         let mut acc = grpo::GrpoLossMetrics::default();
         let (mut loss_sum, mut entropy_sum, mut ref_s) = (0.0, 0.0, 0.0);
         let reference = &self.reference;
@@ -360,15 +360,24 @@ impl RlRunner {
                 Ok(grpo::token_log_probs(&logits, &targets, &tmask, &image, &LogProbOptions { compute_entropy: false, ..lp_opts })?.0)
             })?;
             ref_s += tr.elapsed().as_secs_f64();
-            let logits = policy.forward(&ids, &args, None)?.narrow(1, 0, t); // [B, T-1, V]
-            let (lp, lpm) = grpo::token_log_probs(&logits, &targets, &tmask, &image, &lp_opts)?;
             let a: Vec<f64> = idx.iter().map(|&i| adv[i]).collect();
-            let a = Tensor::from_slice(&a).to_device(device).to_kind(lp.kind()); // [B]
-            let (loss, m) = grpo::grpo_loss(&lp, &ref_lp, &a, &train_mask, kl_coeff, total_tokens)?;
-            guard("the GRPO backward pass", || {
-                loss.backward();
-                Ok(())
-            })?;
+            let objective = |logits: &Tensor| -> Result<(Tensor, _)> {
+                let logits = logits.narrow(1, 0, t); // [B, T-1, V]
+                let (lp, lpm) = grpo::token_log_probs(&logits, &targets, &tmask, &image, &lp_opts)?;
+                let a = Tensor::from_slice(&a).to_device(device).to_kind(lp.kind()); // [B]
+                let (loss, m) = grpo::grpo_loss(&lp, &ref_lp, &a, &train_mask, kl_coeff, total_tokens)?;
+                Ok((loss, (m, lpm)))
+            };
+            let (loss, (m, lpm)) = if checkpointing {
+                checkpointed_backward(policy, &ids, &args, objective)?
+            } else {
+                let (loss, out) = objective(&policy.forward(&ids, &args, None)?)?;
+                guard("the GRPO backward pass", || {
+                    loss.backward();
+                    Ok(())
+                })?;
+                (loss, out)
+            };
             loss_sum += loss.double_value(&[]);
             entropy_sum += lpm.entropy.unwrap_or(0.0) * lpm.tokens;
             acc.add(&m);

@@ -228,6 +228,7 @@ pub(super) fn validate(path: &Path, merged: Merged, env: &dyn Fn(&str) -> Option
         adam_epsilon: raw.adam_epsilon.unwrap_or(1e-8),
         weight_decay: raw.weight_decay.unwrap_or(0.0),
         max_grad_norm: raw.max_grad_norm.unwrap_or(1.0),
+        gradient_checkpointing: raw.gradient_checkpointing.unwrap_or(true),
     };
     let o = &optim;
     check(&ctx, o.learning_rate.is_finite() && o.learning_rate > 0.0, || "learning_rate must be > 0".into())?;
