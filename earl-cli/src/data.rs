@@ -1,4 +1,5 @@
-//! `earl data …`: dataset tools. `import-earl` converts the reference's tokenized lists (`tokenized_datalist.json` +
+//! `earl data …`: dataset tools. `tokenize` encodes raw image pairs (JSONL + image files, or HF parquet files with
+//! named columns) through the vision tokenizer. `import-earl` converts the reference's tokenized lists (`tokenized_datalist.json` +
 //! one `torch.save` file per sample) into the sharded format through `scripts/earl_pth_to_jsonl.py` (pickle never
 //! enters this process); rerunning it resumes, skipping ids already written. `verify` re-checks a dataset's manifest,
 //! record counts and checksums.
@@ -8,6 +9,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use earl_core::data::parquet::{find_parquet_files, ParquetColumns, ParquetPairs};
+use earl_core::data::tokenize::{self, TokenizeOptions};
 use earl_core::data::{CodeGrid, EditRecord, ShardReader, ShardWriter};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -29,10 +32,41 @@ pub enum DataCommand {
     },
     /// Check a dataset directory: manifest, record counts, SHA-256 of every shard, and that every record parses.
     Verify { dir: PathBuf },
-    /// Tokenize raw image pairs through the vision tokenizer: a JSONL list with `source`, `target` (or `edited`),
-    /// `instruction`, optional `id`, `cot` and `meta` per line (paths relative to the list). Resumable.
+    /// Tokenize raw image pairs through the vision tokenizer, from a JSONL list with `source`, `target` (or
+    /// `edited`), `instruction`, optional `id`, `cot` and `meta` per line (paths relative to the list), or from
+    /// Hugging Face parquet files with the columns named (`--parquet`). Seeded order; resumable (ids already in
+    /// `--out` are skipped).
     Tokenize {
-        list: PathBuf,
+        /// JSONL list of pairs (omit with --parquet).
+        #[arg(required_unless_present = "parquet", conflicts_with = "parquet")]
+        list: Option<PathBuf>,
+        /// Parquet files or directories (searched recursively, like the reference's `**/*{split}*.parquet`).
+        #[arg(long, num_args = 1..)]
+        parquet: Vec<PathBuf>,
+        /// Only parquet files whose name contains this (e.g. `train`).
+        #[arg(long, requires = "parquet")]
+        split: Option<String>,
+        /// Column of the original image (reference: `--original-image-key`).
+        #[arg(long, alias = "original-image-key", default_value = "original_image")]
+        source_column: String,
+        /// Column of the edited image (reference: `--edited-image`).
+        #[arg(long, alias = "edited-image", default_value = "edited_image")]
+        edited_column: String,
+        /// Column of the instruction (reference: `--edit-instruction`).
+        #[arg(long, alias = "edit-instruction", default_value = "instruction")]
+        instruction_column: String,
+        /// Column of the row ids (reference: `--id-key`); default: the row index over all files.
+        #[arg(long, alias = "id-key")]
+        id_column: Option<String>,
+        /// Chain-of-thought columns (reference: `--CoT-keys`).
+        #[arg(long, alias = "CoT-keys", num_args = 1..)]
+        cot_columns: Vec<String>,
+        /// Columns copied into each record's metadata (edit type, …).
+        #[arg(long, num_args = 1..)]
+        meta_columns: Vec<String>,
+        /// Keep CoT bounding boxes as written instead of rescaling them to the resized image (the reference rescales).
+        #[arg(long)]
+        keep_cot_boxes: bool,
         #[arg(long)]
         vq: PathBuf,
         #[arg(long)]
@@ -90,19 +124,60 @@ fn python(explicit: &Option<PathBuf>) -> PathBuf {
 
 pub fn run(cmd: &DataCommand) -> Result<i32> {
     match cmd {
-        DataCommand::Tokenize { list, vq, out, area, seed, shard_records, device, dtype } => {
+        DataCommand::Tokenize {
+            list,
+            parquet,
+            split,
+            source_column,
+            edited_column,
+            instruction_column,
+            id_column,
+            cot_columns,
+            meta_columns,
+            keep_cot_boxes,
+            vq,
+            out,
+            area,
+            seed,
+            shard_records,
+            device,
+            dtype,
+        } => {
             let device = earl_core::device::parse_device(device)?;
             let kind = earl_core::device::parse_dtype(dtype)?;
             let model = earl_core::Emu3VqModel::from_dir(vq, kind, device).with_context(|| format!("loading {}", vq.display()))?;
             let mut cfg = earl_core::imageproc::ImageProcessConfig::from_dir(vq, model.cfg.spatial_factor() as u32)?;
             cfg.area = *area;
-            let pairs = earl_core::data::tokenize::read_pairs(list)?;
-            let bar = ProgressBar::new(pairs.len() as u64);
+            let opts = TokenizeOptions { seed: *seed, shard_records: *shard_records, rescale_cot_boxes: !keep_cot_boxes };
+            let bar = ProgressBar::new(0);
             bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} pairs [{elapsed_precise}<{eta_precise}]")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()));
-            let m = earl_core::data::tokenize::tokenize_pairs(&model, &cfg, pairs, out, *seed, *shard_records, &mut |d, _| {
+            let mut progress = |d: usize, n: usize| {
+                bar.set_length(n as u64);
                 bar.set_position(d as u64)
-            })?;
+            };
+            let m = match list {
+                Some(list) => {
+                    let pairs = tokenize::read_pairs(list)?;
+                    tokenize::tokenize_pairs(&model, &cfg, pairs, out, &opts, &mut progress)?
+                }
+                None => {
+                    let files = find_parquet_files(parquet, split.as_deref())?;
+                    let columns = ParquetColumns {
+                        source: source_column.clone(),
+                        edited: edited_column.clone(),
+                        instruction: instruction_column.clone(),
+                        id: id_column.clone(),
+                        cot: cot_columns.clone(),
+                        meta: meta_columns.clone(),
+                    };
+                    let pairs = ParquetPairs::open(&files, columns, *seed)?;
+                    let total = pairs.len();
+                    let mut meta = serde_json::Map::new();
+                    meta.insert("parquet_files".into(), serde_json::json!(files));
+                    tokenize::tokenize_stream(&model, &cfg, pairs, total, out, &opts, meta, &mut progress)?
+                }
+            };
             bar.finish_and_clear();
             println!("{}: {} records in {} shards", out.display(), m.records, m.shards.len());
             Ok(0)

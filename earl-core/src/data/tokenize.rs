@@ -1,8 +1,9 @@
 //! Raw editing data → tokenized [`EditRecord`]s through the vision tokenizer, as EARL's data preparation does it:
 //! each source and edited image is resized to the target pixel area (aspect kept, snapped to the spatial factor,
-//! bicubic), normalised and VQ-encoded. The input is a JSONL list of pairs (paths relative to the list); the order
-//! is shuffled with the run seed, ids already present in the output are skipped (resume), and records stream into a
-//! sharded dataset.
+//! bicubic), normalised and VQ-encoded; chain-of-thought boxes are rescaled to the resized image ([`super::cot`]).
+//! The input is a JSONL list of pairs (paths relative to the list) or Hugging Face parquet files
+//! ([`super::parquet`]); the order is shuffled with the run seed, ids already present in the output are skipped
+//! (resume), and records stream into a sharded dataset.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -50,45 +51,120 @@ pub fn read_pairs(list: &Path) -> Result<Vec<(String, PairLine)>> {
     Ok(out)
 }
 
-fn encode(vq: &Emu3VqModel, cfg: &ImageProcessConfig, path: &Path) -> Result<CodeGrid> {
-    let img = imageproc::load_rgb(path, &LoadLimits::default())?;
-    let px = imageproc::preprocess(&img, cfg)?; // [1, 3, H, W]
+/// Where an image of a raw pair comes from.
+#[derive(Debug, Clone)]
+pub enum ImageData {
+    Path(PathBuf),
+    /// Encoded image bytes (PNG, JPEG, …) with a description for errors (file, row, column).
+    Bytes { bytes: Vec<u8>, origin: String },
+}
+
+impl ImageData {
+    fn load(&self) -> Result<image::RgbImage> {
+        match self {
+            ImageData::Path(p) => imageproc::load_rgb(p, &LoadLimits::default()),
+            ImageData::Bytes { bytes, origin } => imageproc::decode_rgb(bytes, &LoadLimits::default())
+                .map_err(|e| Error::input(format!("{origin}: {e}"))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            ImageData::Path(p) => p.display().to_string(),
+            ImageData::Bytes { origin, .. } => origin.clone(),
+        }
+    }
+}
+
+/// One raw editing example, from any input format.
+#[derive(Debug, Clone)]
+pub struct RawPair {
+    pub id: String,
+    pub source: ImageData,
+    pub target: ImageData,
+    pub instruction: String,
+    /// Chain of thought, key → text, with boxes in the original image's pixels.
+    pub cot: BTreeMap<String, String>,
+    pub meta: BTreeMap<String, String>,
+}
+
+impl From<(String, PairLine)> for RawPair {
+    fn from((id, p): (String, PairLine)) -> Self {
+        RawPair {
+            id,
+            source: ImageData::Path(p.source),
+            target: ImageData::Path(p.target),
+            instruction: p.instruction,
+            cot: p.cot,
+            meta: p.meta,
+        }
+    }
+}
+
+/// Settings of a tokenization run.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenizeOptions {
+    pub seed: u64,
+    pub shard_records: u64,
+    /// Rescale CoT bounding boxes to the resized source image, as the reference's data preparation does.
+    pub rescale_cot_boxes: bool,
+}
+
+/// VQ codes of one image and its original (width, height).
+fn encode(vq: &Emu3VqModel, cfg: &ImageProcessConfig, img: &ImageData) -> Result<(CodeGrid, (u32, u32))> {
+    let rgb = img.load()?;
+    let px = imageproc::preprocess(&rgb, cfg)?; // [1, 3, H, W]
     let codes = tch::no_grad(|| vq.encode(&px))?.get(0); // [h, w]
     let (h, w) = (codes.size()[0] as usize, codes.size()[1] as usize);
     let v = Vec::<i64>::try_from(codes.flatten(0, -1).to_device(tch::Device::Cpu))?;
-    CodeGrid::new(h, w, v.into_iter().map(|c| c as u16).collect())
-        .map_err(|e| Error::input(format!("{}: {e}", path.display())))
+    let grid = CodeGrid::new(h, w, v.into_iter().map(|c| c as u16).collect())
+        .map_err(|e| Error::input(format!("{}: {e}", img.describe())))?;
+    Ok((grid, rgb.dimensions()))
 }
 
-/// Tokenizes `pairs` (shuffled with `seed`) into the dataset at `out`, skipping ids already there;
-/// `on_record(done, total)` after each. Returns the final manifest.
+/// Tokenizes `pairs` (already in the order wanted) into the dataset at `out`, skipping ids already there (resume);
+/// `on_record(done, total)` after each. `meta` is added to the dataset manifest. Returns the final manifest.
+pub fn tokenize_stream(
+    vq: &Emu3VqModel,
+    cfg: &ImageProcessConfig,
+    pairs: impl Iterator<Item = Result<RawPair>>,
+    total: usize,
+    out: &Path,
+    opts: &TokenizeOptions,
+    meta: serde_json::Map<String, serde_json::Value>,
+    on_record: &mut dyn FnMut(usize, usize),
+) -> Result<Manifest> {
+    let mut w = ShardWriter::create_or_resume(out, "edits", opts.shard_records)?;
+    w.meta_mut().insert("image_area".into(), serde_json::json!(cfg.area));
+    w.meta_mut().insert("seed".into(), serde_json::json!(opts.seed));
+    w.meta_mut().extend(meta);
+    for (k, p) in pairs.enumerate() {
+        let p = p?;
+        if !w.is_done(&p.id) {
+            let (source, (ow, oh)) = encode(vq, cfg, &p.source)?;
+            let (edited, _) = encode(vq, cfg, &p.target)?;
+            // Boxes follow the source image into EARL's resized frame (before the snap to the spatial factor).
+            let (rh, rw) = imageproc::area_size(oh, ow, cfg.area);
+            let cot = super::cot::prepare_cot(p.cot, (ow as f64, oh as f64), (rw, rh), opts.rescale_cot_boxes);
+            let rec = EditRecord { source, edited, id: p.id.clone(), instruction: p.instruction, cot, meta: p.meta };
+            w.push(Some(&p.id), &rec)?;
+        }
+        on_record(k + 1, total);
+    }
+    w.finish()
+}
+
+/// Tokenizes the JSONL `pairs` (shuffled with the seed) into the dataset at `out`; see [`tokenize_stream`].
 pub fn tokenize_pairs(
     vq: &Emu3VqModel,
     cfg: &ImageProcessConfig,
     mut pairs: Vec<(String, PairLine)>,
     out: &Path,
-    seed: u64,
-    shard_records: u64,
+    opts: &TokenizeOptions,
     on_record: &mut dyn FnMut(usize, usize),
 ) -> Result<Manifest> {
-    DataRng::derive(seed, "tokenize-order", 0).shuffle(&mut pairs);
-    let mut w = ShardWriter::create_or_resume(out, "edits", shard_records)?;
-    w.meta_mut().insert("image_area".into(), serde_json::json!(cfg.area));
-    w.meta_mut().insert("seed".into(), serde_json::json!(seed));
+    DataRng::derive(opts.seed, "tokenize-order", 0).shuffle(&mut pairs);
     let total = pairs.len();
-    for (k, (id, p)) in pairs.into_iter().enumerate() {
-        if !w.is_done(&id) {
-            let rec = EditRecord {
-                source: encode(vq, cfg, &p.source)?,
-                edited: encode(vq, cfg, &p.target)?,
-                id: id.clone(),
-                instruction: p.instruction,
-                cot: p.cot,
-                meta: p.meta,
-            };
-            w.push(Some(&id), &rec)?;
-        }
-        on_record(k + 1, total);
-    }
-    w.finish()
+    let items = pairs.into_iter().map(|p| Ok(RawPair::from(p)));
+    tokenize_stream(vq, cfg, items, total, out, opts, serde_json::Map::new(), on_record)
 }

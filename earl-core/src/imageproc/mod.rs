@@ -204,6 +204,13 @@ impl FloatOrList {
     }
 }
 
+/// EARL's area-preserving size (height, width) of an `h × w` image at pixel area `area` (`smart_resize` of its data
+/// preparation: aspect kept, Python's round-half-to-even), before transformers snaps it to the spatial factor.
+pub fn area_size(h: u32, w: u32, area: u64) -> (f64, f64) {
+    let r = (area as f64 / (h as f64 * w as f64)).sqrt();
+    ((h as f64 * r).round_ties_even(), (w as f64 * r).round_ties_even())
+}
+
 /// The size (height, width) an image of `h × w` is resized to: EARL's area-preserving size (Python's
 /// round-half-to-even), snapped to multiples of the factor by transformers' `smart_resize`.
 pub fn target_size(h: u32, w: u32, cfg: &ImageProcessConfig) -> Result<(u32, u32)> {
@@ -215,8 +222,7 @@ pub fn target_size(h: u32, w: u32, cfg: &ImageProcessConfig) -> Result<(u32, u32
     if ratio > 200.0 {
         return Err(Error::input(format!("aspect ratio {ratio:.1} exceeds 200 (as transformers' smart_resize)")));
     }
-    let r = (cfg.area as f64 / (h as f64 * w as f64)).sqrt();
-    let (th, tw) = ((h as f64 * r).round_ties_even(), (w as f64 * r).round_ties_even());
+    let (th, tw) = area_size(h, w, cfg.area);
     // smart_resize (transformers 5.17.0 image_processing_emu3): round to the factor, then fix the pixel budget.
     let (mut hb, mut wb) = ((th / f).round_ties_even() * f, (tw / f).round_ties_even() * f);
     if hb * wb > cfg.max_pixels as f64 {
