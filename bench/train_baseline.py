@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "f32"])
     ap.add_argument("--peak-tflops", type=float, default=989.0)
     ap.add_argument("--sdpa", default="sdpa", help="attn_implementation (sdpa, eager, flash_attention_2)")
+    ap.add_argument("--gradient-checkpointing", action="store_true",
+                    help="transformers' gradient_checkpointing_enable (non-reentrant), as EARL's scripts")
     a = ap.parse_args()
 
     heads = max(a.hidden // 128, 1)
@@ -41,6 +43,8 @@ def main() -> None:
     dev = torch.device(a.device)
     torch.manual_seed(0)
     model = Emu3ForCausalLM(cfg).to(dev).train()
+    if a.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = sum(p.numel() for p in model.parameters())
     decay = set(n for n, _ in model.named_parameters() if not any(s in n for s in ("bias", "norm")))
     groups = [{"params": [p for n, p in model.named_parameters() if n in decay], "weight_decay": 0.1},
@@ -89,7 +93,7 @@ def main() -> None:
     fpt = 6 * matmul + 6 * a.layers * heads * 128 * a.seq_len
     out = {"engine": "pytorch", "params": params, "hidden": a.hidden, "layers": a.layers, "seq_len": a.seq_len,
            "batch": a.batch, "grad_accum": a.grad_accum, "steps": a.steps, "dtype": a.dtype, "device": a.device,
-           "attn": a.sdpa, "tokens_per_s": tps, "step_time_s": secs / a.steps,
+           "attn": a.sdpa, "gradient_checkpointing": a.gradient_checkpointing, "tokens_per_s": tps, "step_time_s": secs / a.steps,
            "mfu": tps * fpt / (a.peak_tflops * 1e12)}
     if dev.type == "cuda":
         out["peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20

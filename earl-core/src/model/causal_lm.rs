@@ -43,7 +43,8 @@ pub struct ForwardArgs<'a> {
     pub position_ids: Option<&'a Tensor>,
     /// Compute logits only for the last k positions (0 = all), like transformers' `logits_to_keep`.
     pub logits_to_keep: i64,
-    /// Training mode: dropout (`attention_dropout`) on attention weights and both residual branches.
+    /// Training mode: dropout (`attention_dropout`) on the input embeddings, attention weights and both residual
+    /// branches, as EARL's remote-code model.
     pub train: bool,
     /// In training mode, re-seed libtorch's generators from (this seed, layer index) before each layer, so that a
     /// layer's dropout masks can be drawn again exactly: activation checkpointing recomputes layers during the
@@ -227,7 +228,7 @@ impl Emu3ForCausalLM {
         };
         let pos = positions.map(|p| p.shallow_clone()).unwrap_or(derived_pos);
         let ctx = self.shared_inputs(&pos, &key_valid, past, t, args);
-        let mut x = self.embed(ids); // [B, T, h]
+        let mut x = self.embed(ids, &ctx); // [B, T, h]
         for i in 0..self.layers.len() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, i));
             x = self.layer_forward(i, &x, &ctx, layer_cache);
@@ -259,9 +260,19 @@ impl Emu3ForCausalLM {
         })
     }
 
-    /// Token embeddings [B, T, h] of device-side ids [B, T].
-    pub fn embed(&self, ids: &Tensor) -> Tensor {
-        Tensor::embedding(&self.embed_tokens, ids, self.cfg.pad_token_id, false, false)
+    /// Token embeddings [B, T, h] of device-side ids [B, T]. In training mode they go through dropout as in EARL's
+    /// remote-code `Emu3Model.forward` (`self.dropout(inputs_embeds)`, p = `attention_dropout`); transformers 5.17's
+    /// Emu3 has no embedding dropout, which only matters when training.
+    pub fn embed(&self, ids: &Tensor, ctx: &LayerInputs) -> Tensor {
+        let x = Tensor::embedding(&self.embed_tokens, ids, self.cfg.pad_token_id, false, false);
+        if !(ctx.train && ctx.dropout > 0.0) {
+            return x;
+        }
+        if let Some(seed) = ctx.dropout_seed {
+            // The index after the last layer: a stream of its own.
+            tch::manual_seed(layer_seed(seed, self.layers.len()));
+        }
+        x.dropout(ctx.dropout, true)
     }
 
     /// Decoder layer `i` on the residual stream `x` [B, T, h].

@@ -33,7 +33,7 @@ pub fn checkpointed_backward<T>(
     let _span = tracing::debug_span!("checkpointed_backward", shape = ?input_ids.size()).entered();
     let (ids, ctx) = model.layer_inputs(input_ids, args)?;
     // The embedding keeps its (cheap) graph: its gradient is the last one applied.
-    let embedded = guard("the embedding", || Ok(model.embed(&ids)))?; // [B, T, h]
+    let embedded = guard("the embedding", || Ok(model.embed(&ids, &ctx)))?; // [B, T, h]
     let n = model.layers.len();
     let mut saved = Vec::with_capacity(n); // n × [B, T, h]
     let top = tch::no_grad(|| {
