@@ -107,7 +107,8 @@ impl KvCache {
     /// Keeps rows `index` [B'] (i64, may repeat): beam/sample bookkeeping and n samples sharing one prefill.
     pub fn select_rows(&mut self, index: &Tensor) -> Result<()> {
         let b = self.batch();
-        let idx = index.to_device(self.device()).to_kind(Kind::Int64);
+        // Checked where the index lives (no device sync for host indices), then moved.
+        let idx = index.to_kind(Kind::Int64);
         if idx.dim() != 1 || idx.numel() == 0 {
             return Err(Error::input("row index must be a non-empty 1-D tensor"));
         }
@@ -115,6 +116,7 @@ impl KvCache {
         if lo < 0 || hi >= b {
             return Err(Error::input(format!("row index out of range [0, {b}): {lo}..={hi}")));
         }
+        let idx = idx.to_device(self.device());
         for t in self.keys.iter_mut().chain(self.values.iter_mut()) {
             *t = t.index_select(0, &idx);
         }

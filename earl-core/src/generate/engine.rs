@@ -164,7 +164,8 @@ pub fn generate(
             next_ids = keep.iter().map(|&b| next_ids[b]).collect();
             live = keep.iter().map(|&b| live[b]).collect();
         }
-        let step_ids = Tensor::from_slice(&next_ids).view([live.len() as i64, 1]).to_device(device);
+        // Host ids: the model validates them on the host and copies them over (no device sync for the check).
+        let step_ids = Tensor::from_slice(&next_ids).view([live.len() as i64, 1]);
         logits = model.forward(&step_ids, &ForwardArgs::default(), Some(&mut cache))?.squeeze_dim(1); // [B, V]
     }
     debug_assert!(out.iter().all(|s| s.tokens.len() <= cfg.max_new_tokens));
