@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use earl_core::data::ShardReader;
-use earl_core::train::{run_sft, DataStream, RunControl, SequenceShards, SequenceSource, SftExperiment};
+use earl_core::train::{run_sft, DataStream, RunControl, SequenceShards, SequenceSource, SftExperiment, ValidationSet};
 use earl_tests::fixtures_dir;
 
 /// libtorch's dropout generator is process-global: runs in concurrently executing tests would draw from each other's
@@ -22,16 +22,22 @@ fn run(exp: &SftExperiment, control: RunControl) -> Vec<f64> {
     let reader = ShardReader::open(&exp.data_paths[0]).unwrap();
     let sources: Vec<Box<dyn SequenceSource>> = vec![Box::new(SequenceShards(reader))];
     let mut stream = DataStream::new(sources, exp.coefficients.as_deref(), exp.seed).unwrap();
-    run_sft(exp, &mut stream, control, &mut |_| {}).unwrap().losses
+    let validation = (!exp.validation_paths.is_empty()).then(|| {
+        let reader = ShardReader::open(&exp.validation_paths[0]).unwrap();
+        let sources: Vec<Box<dyn SequenceSource>> = vec![Box::new(SequenceShards(reader))];
+        ValidationSet::sample(&sources, exp.validation_size, exp.seed).unwrap()
+    });
+    run_sft(exp, &mut stream, validation.as_ref(), control, &mut |_| {}).unwrap().losses
 }
 
-fn logged_losses(dir: &Path) -> Vec<(u64, u64)> {
+/// (step, loss bits, eval_loss bits when the step evaluated) of every metrics line.
+fn logged_losses(dir: &Path) -> Vec<(u64, u64, Option<u64>)> {
     std::fs::read_to_string(dir.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap().to_bits())
+            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap().to_bits(), v["eval_loss"].as_f64().map(f64::to_bits))
         })
         .collect()
 }
@@ -51,6 +57,14 @@ fn tiny_experiment_overfits() {
     let m = earl_core::Emu3ForCausalLM::from_dir(&ckpt, tch::Kind::Float, tch::Device::Cpu).unwrap();
     assert_eq!(m.named_parameters().len(), 21);
     assert_eq!(earl_core::train::checkpoint::list_checkpoints(&exp.output_dir).len(), 2, "save_total_limit = 2");
+    // Validation (tiny.toml: 8 samples of the training data, every 20 steps) falls with the training loss.
+    let evals: Vec<(u64, f64)> = logged_losses(&exp.output_dir)
+        .into_iter()
+        .filter_map(|(s, _, e)| Some((s, f64::from_bits(e?))))
+        .collect();
+    assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), vec![20, 40, 60]);
+    eprintln!("tiny eval_loss: {evals:?}");
+    assert!(evals[2].1 < evals[0].1 && evals[2].1 < 0.5 * first, "eval loss should fall: {evals:?}");
 }
 
 #[test]
@@ -60,6 +74,7 @@ fn one_seed_gives_identical_curves_and_resume_is_exact() {
     let mut a = experiment(&tmp.path().join("a"));
     a.max_steps = 12;
     a.save_steps = 5;
+    a.eval_steps = 4; // evaluations at 4, 8 (after the resume point) and 12
     a.output_dir = tmp.path().join("a");
     let mut b = a.clone();
     b.output_dir = tmp.path().join("b");
@@ -75,7 +90,9 @@ fn one_seed_gives_identical_curves_and_resume_is_exact() {
     assert_eq!(first.len(), 7);
     let rest = run(&c, RunControl::default());
     assert_eq!(rest.len(), 7, "steps 6..=12 after resuming from checkpoint-5");
-    assert_eq!(logged_losses(&a.output_dir), logged_losses(&c.output_dir));
+    let logged = logged_losses(&a.output_dir);
+    assert_eq!(logged.iter().filter(|l| l.2.is_some()).count(), 3);
+    assert_eq!(logged, logged_losses(&c.output_dir));
     let wa = std::fs::read(a.output_dir.join("checkpoint-12/model.safetensors")).unwrap();
     let wc = std::fs::read(c.output_dir.join("checkpoint-12/model.safetensors")).unwrap();
     assert!(wa == wc, "resumed weights differ from the uninterrupted run");
@@ -95,7 +112,7 @@ fn resuming_under_another_configuration_is_refused() {
     a.lr *= 2.0;
     let reader = ShardReader::open(&a.data_paths[0]).unwrap();
     let mut stream = DataStream::new(vec![Box::new(SequenceShards(reader))], None, a.seed).unwrap();
-    let err = run_sft(&a, &mut stream, RunControl::default(), &mut |_| {}).unwrap_err();
+    let err = run_sft(&a, &mut stream, None, RunControl::default(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("different experiment configuration"), "{err}");
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use earl_core::tokenizer::Emu3Tokenizer;
-use earl_core::train::{open_sources, run_sft, DataStream, RunControl, SftExperiment};
+use earl_core::train::{open_sources, open_validation_sources, run_sft, DataStream, RunControl, SftExperiment, ValidationSet};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
@@ -52,6 +52,12 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     };
     let sources = open_sources(&exp, tok.as_ref())?;
     let mut stream = DataStream::new(sources, exp.coefficients.as_deref(), exp.seed)?;
+    let validation = if exp.validation_paths.is_empty() {
+        None
+    } else {
+        let sources = open_validation_sources(&exp, tok.as_ref())?;
+        Some(ValidationSet::sample(&sources, exp.validation_size, exp.seed)?)
+    };
     std::fs::create_dir_all(&exp.output_dir).with_context(|| format!("creating {}", exp.output_dir.display()))?;
     let manifest = serde_json::json!({
         "experiment": exp.name,
@@ -63,6 +69,7 @@ pub fn run(args: &SftArgs) -> Result<i32> {
         "earl_version": env!("CARGO_PKG_VERSION"),
         "libtorch_cuda": tch::Cuda::is_available(),
         "samples_per_epoch": stream.epoch_len(),
+        "validation_samples": validation.as_ref().map_or(0, |v| v.len()),
     });
     let path = exp.output_dir.join("run_manifest.json");
     std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n").with_context(|| format!("writing {}", path.display()))?;
@@ -70,9 +77,14 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")?.progress_chars("=> "));
     bar.set_prefix(exp.name.clone());
-    let summary = run_sft(&exp, &mut stream, RunControl::default(), &mut |log| {
+    let mut last_eval = None;
+    let summary = run_sft(&exp, &mut stream, validation.as_ref(), RunControl::default(), &mut |log| {
         bar.set_length(log.total_steps);
         bar.set_position(log.report.step);
+        if let Some(e) = log.eval {
+            bar.println(format!("step {}: eval_loss {:.4} ({} samples)", log.report.step, e.eval_loss, e.eval_samples));
+            last_eval = Some(e.eval_loss);
+        }
         bar.set_message(format!(
             "loss {:.4} lr {:.2e} |g| {:.2} {:.0} tok/s",
             log.report.loss, log.report.lr, log.report.grad_norm, log.tokens_per_s
@@ -81,8 +93,9 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     bar.finish();
     let first = summary.losses.first().copied().unwrap_or(f64::NAN);
     let last = summary.losses.last().copied().unwrap_or(f64::NAN);
+    let eval = last_eval.map_or(String::new(), |e| format!(", last eval_loss {e:.4}"));
     println!(
-        "sft {}: steps {}..{} of {}, loss {first:.4} → {last:.4}; checkpoints and metrics.jsonl in {}",
+        "sft {}: steps {}..{} of {}, loss {first:.4} → {last:.4}{eval}; checkpoints and metrics.jsonl in {}",
         exp.name,
         summary.start_step,
         summary.final_step,

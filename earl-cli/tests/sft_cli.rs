@@ -33,6 +33,8 @@ fn tiny_experiment_overfits_through_the_cli() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("run_manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["seed"], 42);
+    assert_eq!(manifest["validation_samples"], 8);
+    assert!(out.contains("last eval_loss"), "{out}");
     assert_eq!(manifest["config_hash"].as_str().unwrap().len(), 64);
     assert!(dir.join("checkpoint-60/config.json").exists());
     // Rerunning a finished experiment resumes at its last step and trains nothing more.

@@ -83,8 +83,21 @@ pub struct RawSftExperiment {
     pub loss_normalization: LossNorm,
     #[serde(default = "d_device")]
     pub device: String,
+    /// Validation datasets (the reference's `validation_paths`); empty = no evaluation.
+    #[serde(default)]
+    pub validation_paths: Vec<String>,
+    /// Validation samples in all: `validation_size / len(validation_paths)` drawn from each (the reference's rule).
+    #[serde(default = "d_val_size")]
+    pub validation_size: usize,
+    /// Evaluate every this many optimizer steps (the reference's `eval_steps` with `eval_strategy = "steps"`).
+    #[serde(default = "d_save")]
+    pub eval_steps: u64,
+    #[serde(default = "d_one_usize")]
+    pub per_device_eval_batch_size: usize,
 }
 
+fn d_val_size() -> usize { 50 }
+fn d_one_usize() -> usize { 1 }
 fn d_format() -> String { "edits".into() }
 fn d_seed() -> u64 { 42 }
 fn d_epochs() -> f64 { 10.0 }
@@ -136,6 +149,10 @@ pub struct SftExperiment {
     pub attention_dropout: Option<f64>,
     pub loss_norm: LossNorm,
     pub device: String,
+    pub validation_paths: Vec<PathBuf>,
+    pub validation_size: usize,
+    pub eval_steps: u64,
+    pub eval_batch: usize,
 }
 
 /// Replaces `${VAR}` with the environment's value; `what` names the field in errors.
@@ -200,6 +217,9 @@ impl RawSftExperiment {
         if !(0.0..1.0).contains(&self.adam_beta1) || !(0.0..1.0).contains(&self.adam_beta2) || !(self.adam_epsilon > 0.0) {
             return Err("adam_beta1/adam_beta2 must lie in [0, 1) and adam_epsilon be > 0".into());
         }
+        if !self.validation_paths.is_empty() && (self.eval_steps == 0 || self.per_device_eval_batch_size == 0) {
+            return Err("with validation_paths, eval_steps and per_device_eval_batch_size must be ≥ 1".into());
+        }
         if let Some(d) = self.attention_dropout {
             if !(0.0..1.0).contains(&d) {
                 return Err(format!("attention_dropout {d} is not in [0, 1)"));
@@ -239,6 +259,14 @@ impl RawSftExperiment {
             attention_dropout: self.attention_dropout,
             loss_norm: self.loss_normalization,
             device: self.device,
+            validation_paths: self
+                .validation_paths
+                .iter()
+                .map(|d| p(d, "validation_paths"))
+                .collect::<std::result::Result<_, _>>()?,
+            validation_size: self.validation_size,
+            eval_steps: self.eval_steps,
+            eval_batch: self.per_device_eval_batch_size,
         })
     }
 }

@@ -14,11 +14,14 @@ pub mod schedule;
 pub mod trainer;
 
 pub use experiment::SftExperiment;
-pub use run::{edit_sequence, open_sources, run_sft, DataStream, RunControl, SequenceShards, SequenceSource, StepLog};
+pub use run::{
+    edit_sequence, open_sources, open_validation_sources, run_sft, DataStream, RunControl, SequenceShards, SequenceSource,
+    StepLog, ValidationSet,
+};
 pub use checkpoint::{restore_checkpoint, save_checkpoint, TrainerState};
 pub use batch::{collate_left, Batch, Sequence};
 pub use loss::{sft_loss, LossMetrics, LossNorm, IGNORE_INDEX};
 pub use optim::{AdamW, AdamWConfig};
 pub use recompute::checkpointed_backward;
 pub use schedule::CosineSchedule;
-pub use trainer::{Recipe, SftTrainer, StepReport};
+pub use trainer::{EvalReport, Recipe, SftTrainer, StepReport};

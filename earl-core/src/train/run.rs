@@ -4,7 +4,7 @@
 //! (`DataRng::derive(seed, "epoch", e)`) and dropout (re-seeded per step), so the data position is just the number
 //! of samples consumed and a resumed run continues bit for bit.
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tch::Kind;
@@ -78,10 +78,19 @@ pub fn edit_sequence(prompts: &PromptBuilder, r: &EditRecord, cot_keys: &[String
     Ok(Sequence { input_ids: ex.input_ids, labels: ex.labels })
 }
 
-/// Opens the experiment's datasets as sequence sources (`tok` is needed for `edits` data).
+/// Opens the experiment's training datasets as sequence sources (`tok` is needed for `edits` data).
 pub fn open_sources<'a>(exp: &SftExperiment, tok: Option<&'a Emu3Tokenizer>) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
+    open_dirs(&exp.data_paths, exp, tok)
+}
+
+/// Opens the experiment's validation datasets (`validation_paths`) as sequence sources.
+pub fn open_validation_sources<'a>(exp: &SftExperiment, tok: Option<&'a Emu3Tokenizer>) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
+    open_dirs(&exp.validation_paths, exp, tok)
+}
+
+fn open_dirs<'a>(dirs: &[PathBuf], exp: &SftExperiment, tok: Option<&'a Emu3Tokenizer>) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
     let mut out: Vec<Box<dyn SequenceSource + 'a>> = Vec::new();
-    for dir in &exp.data_paths {
+    for dir in dirs {
         let reader = ShardReader::open(dir)?;
         if reader.manifest.kind != exp.data_format {
             return Err(Error::Data {
@@ -137,6 +146,45 @@ impl<'a> DataStream<'a> {
     }
 }
 
+/// The fixed validation sample, as the reference's validation dataset: `size / n` records drawn without replacement
+/// from each of the n datasets (all of a smaller one), concatenated and shuffled, all from the run seed.
+pub struct ValidationSet {
+    pub sequences: Vec<Sequence>,
+}
+
+impl ValidationSet {
+    pub fn sample(sources: &[Box<dyn SequenceSource + '_>], size: usize, seed: u64) -> Result<Self> {
+        if sources.is_empty() {
+            return Ok(ValidationSet { sequences: Vec::new() });
+        }
+        let per = size / sources.len();
+        let mut picked = Vec::new();
+        for (d, s) in sources.iter().enumerate() {
+            let mut idx: Vec<usize> = (0..s.len()).collect();
+            DataRng::derive(seed, "validation", d as u64).shuffle(&mut idx);
+            idx.truncate(per.min(s.len()));
+            picked.extend(idx.into_iter().map(|i| (d, i)));
+        }
+        DataRng::derive(seed, "validation-order", 0).shuffle(&mut picked);
+        let sequences = picked.into_iter().map(|(d, i)| sources[d].get(i)).collect::<Result<Vec<_>>>()?;
+        tracing::info!(samples = sequences.len(), datasets = sources.len(), "validation set");
+        Ok(ValidationSet { sequences })
+    }
+
+    pub fn len(&self) -> usize {
+        self.sequences.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sequences.is_empty()
+    }
+
+    /// Left-padded evaluation batches of `batch` sequences, in order.
+    pub fn batches(&self, batch: usize, device: tch::Device) -> Result<Vec<super::batch::Batch>> {
+        self.sequences.chunks(batch.max(1)).map(|c| collate_left(c, device)).collect()
+    }
+}
+
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StepLog {
@@ -148,6 +196,9 @@ pub struct StepLog {
     pub step_time_s: f64,
     /// Resident host memory (bytes) after the step; GPU memory is reported by `earl bench train`.
     pub rss_bytes: u64,
+    /// Validation metrics, on steps that evaluate.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<super::trainer::EvalReport>,
 }
 
 /// How a run ended.
@@ -182,10 +233,12 @@ pub fn total_steps(exp: &SftExperiment, epoch_len: usize) -> u64 {
     ((exp.num_train_epochs * epoch_len as f64 / per_step).floor() as u64).max(1)
 }
 
-/// Runs (or resumes) an experiment; `on_step` sees every step's log line.
+/// Runs (or resumes) an experiment; `on_step` sees every step's log line. With a validation set, the model is
+/// evaluated every `eval_steps` optimizer steps.
 pub fn run_sft(
     exp: &SftExperiment,
     stream: &mut DataStream,
+    validation: Option<&ValidationSet>,
     control: RunControl,
     on_step: &mut dyn FnMut(&StepLog),
 ) -> Result<RunSummary> {
@@ -231,6 +284,10 @@ pub fn run_sft(
     let start = state.global_step;
     let mut losses = Vec::new();
     let per_step = (exp.micro_batch * exp.grad_accum) as u64;
+    let eval_batches = match validation {
+        Some(v) if !v.is_empty() && exp.eval_steps > 0 => Some(v.batches(exp.eval_batch, device)?),
+        _ => None,
+    };
     while state.global_step < total {
         let t0 = Instant::now();
         let mut micro = Vec::with_capacity(exp.grad_accum);
@@ -255,6 +312,10 @@ pub fn run_sft(
         state.global_step = report.step;
         state.samples_seen += per_step;
         let dt = t0.elapsed().as_secs_f64();
+        let eval = match &eval_batches {
+            Some(b) if state.global_step % exp.eval_steps == 0 => Some(trainer.evaluate(b)?),
+            _ => None,
+        };
         let log = StepLog {
             report,
             total_steps: total,
@@ -262,9 +323,10 @@ pub fn run_sft(
             tokens_per_s: report.tokens as f64 / dt.max(1e-9),
             step_time_s: dt,
             rss_bytes: rss_bytes(),
+            eval,
         };
         losses.push(report.loss);
-        if state.global_step % exp.logging_steps == 0 || state.global_step == total {
+        if state.global_step % exp.logging_steps == 0 || state.global_step == total || log.eval.is_some() {
             let line = serde_json::to_string(&log).expect("json");
             writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
         }
@@ -298,4 +360,40 @@ fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
         out.push('\n');
     }
     std::fs::write(path, out).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sequences whose single label is (dataset, index), to see what was drawn.
+    struct Tagged(usize, usize);
+    impl SequenceSource for Tagged {
+        fn len(&self) -> usize {
+            self.1
+        }
+        fn get(&self, i: usize) -> Result<Sequence> {
+            Ok(Sequence { input_ids: vec![1, 2], labels: vec![self.0 as i64, i as i64] })
+        }
+    }
+
+    #[test]
+    fn validation_draws_size_over_n_from_each_dataset_without_replacement() {
+        let sources: Vec<Box<dyn SequenceSource>> = vec![Box::new(Tagged(0, 100)), Box::new(Tagged(1, 3)), Box::new(Tagged(2, 40))];
+        let v = ValidationSet::sample(&sources, 30, 7).unwrap();
+        let tags: Vec<(i64, i64)> = v.sequences.iter().map(|s| (s.labels[0], s.labels[1])).collect();
+        // 30 / 3 = 10 per dataset; the second has only 3.
+        for (d, want) in [(0, 10), (1, 3), (2, 10)] {
+            assert_eq!(tags.iter().filter(|t| t.0 == d).count(), want, "dataset {d}");
+        }
+        let mut unique = tags.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), tags.len(), "no record drawn twice");
+        let again = ValidationSet::sample(&sources, 30, 7).unwrap();
+        assert_eq!(again.sequences, v.sequences, "one seed, one sample");
+        let other = ValidationSet::sample(&sources, 30, 8).unwrap();
+        assert_ne!(other.sequences, v.sequences);
+        assert_eq!(v.batches(4, tch::Device::Cpu).unwrap().len(), 6);
+    }
 }

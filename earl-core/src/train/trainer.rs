@@ -49,6 +49,20 @@ pub struct StepReport {
     pub tokens: i64,
 }
 
+/// Validation metrics (`eval_*` fields of `metrics.jsonl`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct EvalReport {
+    /// transformers `Trainer`'s `eval_loss`: the mean over evaluation batches of each batch's mean token
+    /// cross-entropy (batches without targets are skipped).
+    pub eval_loss: f64,
+    /// Mean cross-entropy per target token over the whole validation set.
+    pub eval_token_loss: f64,
+    pub eval_accuracy: f64,
+    pub eval_samples: usize,
+    pub eval_tokens: i64,
+    pub eval_runtime_s: f64,
+}
+
 /// Model, fp32 masters and optimizer state.
 pub struct SftTrainer {
     pub model: Emu3ForCausalLM,
@@ -124,6 +138,37 @@ impl SftTrainer {
     pub fn loss_and_backward(&self, batch: &Batch, denominator: f64, train: bool) -> Result<(f64, super::loss::LossMetrics)> {
         let seed = micro_seed(self.recipe.seed, 0, 0);
         sft_backward(&self.model, batch, denominator, train.then_some(seed), self.recipe.gradient_checkpointing)
+    }
+
+    /// Validation loss over `batches` in evaluation mode (no dropout, no gradients); see [`EvalReport`].
+    pub fn evaluate(&self, batches: &[Batch]) -> Result<EvalReport> {
+        let t0 = std::time::Instant::now();
+        let _span = tracing::debug_span!("sft_eval", batches = batches.len()).entered();
+        let (mut mean_sum, mut counted, mut ce_sum, mut correct, mut tokens, mut samples) = (0.0, 0usize, 0.0, 0.0, 0i64, 0usize);
+        for b in batches {
+            let m = tch::no_grad(|| -> Result<super::loss::LossMetrics> {
+                let args = ForwardArgs { attention_mask: Some(&b.attention_mask), ..Default::default() };
+                let logits = self.model.forward(&b.input_ids, &args, None)?; // [B, T, V]
+                Ok(sft_loss(&logits, &b.labels, 1.0)?.1)
+            })?;
+            samples += b.input_ids.size()[0] as usize;
+            if m.tokens > 0 {
+                mean_sum += m.sum / m.tokens as f64;
+                counted += 1;
+            }
+            ce_sum += m.sum;
+            correct += m.accuracy * m.tokens as f64;
+            tokens += m.tokens;
+        }
+        let per_token = |x: f64| if tokens > 0 { x / tokens as f64 } else { f64::NAN };
+        Ok(EvalReport {
+            eval_loss: if counted > 0 { mean_sum / counted as f64 } else { f64::NAN },
+            eval_token_loss: per_token(ce_sum),
+            eval_accuracy: per_token(correct),
+            eval_samples: samples,
+            eval_tokens: tokens,
+            eval_runtime_s: t0.elapsed().as_secs_f64(),
+        })
     }
 
     /// Gradients currently held by the compute parameters, as f32 (zeros where none), by name.
