@@ -7,7 +7,8 @@
 //! `max_norm / (norm + 1e-6)` when that is below 1.
 //!
 //! [`adamw_update`] and [`clip_coefficient`] are pure functions of tensors, tested on hand-sized inputs; the
-//! [`AdamW`] struct only stores the state and applies them to fp32 master weights in place.
+//! [`AdamW`] struct stores the state and applies the in-place form [`adamw_update_`] (checked against the pure one)
+//! to the fp32 master weights.
 use tch::{Kind, Tensor};
 
 /// Optimizer hyper-parameters (the learning rate comes from the schedule at each step).
@@ -56,11 +57,40 @@ pub fn adamw_update(
     (p, m, v)
 }
 
+/// The same step in place on `p`, `m` and `v`, with torch's single-tensor AdamW operations (`lerp_`, `addcmul_`,
+/// `addcdiv_`): fewer passes over memory and no temporaries of the parameter's size beyond two. This is what
+/// [`AdamW::step`] runs; it equals [`adamw_update`] up to floating-point rounding order (tested).
+#[allow(clippy::too_many_arguments)]
+pub fn adamw_update_(p: &mut Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor, step: u64, lr: f64, hp: &AdamWConfig, decay: bool) {
+    if decay && hp.weight_decay != 0.0 {
+        let _ = p.g_mul_scalar_(1.0 - lr * hp.weight_decay);
+    }
+    let _ = m.lerp_(g, 1.0 - hp.beta1);
+    let _ = v.g_mul_scalar_(hp.beta2);
+    let _ = v.addcmul_(&(g * (1.0 - hp.beta2)), g);
+    if lr == 0.0 {
+        // The moments still move (as torch's); the parameter does not (the scaling below would divide by zero).
+        return;
+    }
+    let bc1 = 1.0 - hp.beta1.powi(step as i32);
+    let bc2 = 1.0 - hp.beta2.powi(step as i32);
+    let mut denom = v.sqrt();
+    let _ = denom.g_div_scalar_(bc2.sqrt());
+    let _ = denom.g_add_scalar_(hp.eps);
+    // p + m / (denom · (−bc1/lr)) = p − (lr/bc1) · m / denom, with addcdiv_'s value fixed at 1 in tch.
+    let _ = denom.g_mul_scalar_(-bc1 / lr);
+    let _ = p.addcdiv_(m, &denom);
+}
+
 /// Global L2 norm of `grads` and the factor `clip_grad_norm_` multiplies them by (1 when no clipping is needed or
-/// `max_norm` ≤ 0, which disables clipping).
+/// `max_norm` ≤ 0, which disables clipping). As torch: the norm of the per-tensor norms, in the gradients' dtype,
+/// with a single device→host read.
 pub fn clip_coefficient(grads: &[Tensor], max_norm: f64) -> (f64, f64) {
-    let sq: f64 = grads.iter().map(|g| g.to_kind(Kind::Double).square().sum(Kind::Double).double_value(&[])).sum();
-    let norm = sq.sqrt();
+    if grads.is_empty() {
+        return (0.0, 1.0);
+    }
+    let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+    let norm = Tensor::stack(&norms, 0).norm().to_kind(Kind::Double).double_value(&[]);
     let coef = if max_norm > 0.0 { (max_norm / (norm + 1e-6)).min(1.0) } else { 1.0 };
     (norm, coef)
 }
@@ -117,10 +147,7 @@ impl AdamW {
         let _guard = tch::no_grad_guard();
         for (p, g) in self.params.iter_mut().zip(grads) {
             let g = if clip_coef < 1.0 { g * clip_coef } else { g.shallow_clone() };
-            let (np, nm, nv) = adamw_update(&p.master, &g, &p.m, &p.v, self.step, lr, &self.hp, p.decay);
-            p.master.copy_(&np);
-            p.m = nm;
-            p.v = nv;
+            adamw_update_(&mut p.master, &g, &mut p.m, &mut p.v, self.step, lr, &self.hp, p.decay);
         }
         StepMetrics { grad_norm, clip_coef, lr }
     }
@@ -173,6 +200,26 @@ mod tests {
         assert_eq!(Vec::<f32>::try_from(nm).unwrap(), vec![1.5]);
         assert_eq!(Vec::<f32>::try_from(nv).unwrap(), vec![3.0]);
         assert!((Vec::<f32>::try_from(np).unwrap()[0] + 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn in_place_step_equals_the_pure_reference() {
+        tch::manual_seed(3);
+        let hp = AdamWConfig { beta1: 0.9, beta2: 0.95, eps: 1e-6, weight_decay: 0.1 };
+        let p0 = Tensor::randn([64], (Kind::Float, tch::Device::Cpu));
+        let (mut p, mut m, mut v) = (p0.copy(), p0.zeros_like(), p0.zeros_like());
+        let (mut rp, mut rm, mut rv) = (p0.copy(), p0.zeros_like(), p0.zeros_like());
+        for step in 1..=5u64 {
+            let g = Tensor::randn([64], (Kind::Float, tch::Device::Cpu));
+            let lr = if step == 1 { 0.0 } else { 1e-2 }; // warm-up's first step runs at lr 0
+            adamw_update_(&mut p, &g, &mut m, &mut v, step, lr, &hp, step % 2 == 0);
+            (rp, rm, rv) = adamw_update(&rp, &g, &rm, &rv, step, lr, &hp, step % 2 == 0);
+        }
+        for (a, b) in [(&p, &rp), (&m, &rm), (&v, &rv)] {
+            let err = (a - b).abs().max().double_value(&[]);
+            assert!(err < 1e-6, "in-place and pure AdamW differ by {err:e}");
+        }
+        assert!((&p - &p0).abs().max().double_value(&[]) > 1e-3, "the parameters moved");
     }
 
     #[test]

@@ -241,24 +241,31 @@ impl SftTrainer {
         lr: f64,
         mut backward: impl FnMut(&Emu3ForCausalLM, usize) -> Result<()>,
     ) -> Result<super::optim::StepMetrics> {
-        let mut acc: Option<Vec<Tensor>> = None;
+        if n_micro == 0 {
+            return Err(Error::input("an optimizer step needs at least one micro-batch"));
+        }
+        // bf16 gradients are summed in f32, not in the compute dtype, one parameter at a time (no second full copy).
+        let mut acc: Vec<Tensor> = Vec::new();
         self.zero_grads();
         for i in 0..n_micro {
             backward(&self.model, i)?;
             if !self.shared {
-                // bf16 gradients are summed in f32, not in the compute dtype.
-                let g: Vec<Tensor> = self.gradients().into_iter().map(|(_, g)| g).collect();
-                acc = Some(match acc {
-                    None => g,
-                    Some(a) => a.iter().zip(&g).map(|(x, y)| x + y).collect(),
-                });
+                let _g = tch::no_grad_guard();
+                for (k, (c, p)) in self.compute.iter().zip(&self.opt.params).enumerate() {
+                    let g = c.grad();
+                    match (acc.get_mut(k), g.defined()) {
+                        (None, true) => acc.push(g.to_kind(Kind::Float)),
+                        (None, false) => acc.push(p.master.zeros_like()),
+                        (Some(a), true) => {
+                            let _ = a.g_add_(&g);
+                        }
+                        (Some(_), false) => {}
+                    }
+                }
                 self.zero_grads();
             }
         }
-        let grads = match acc {
-            Some(a) => a,
-            None => self.gradients().into_iter().map(|(_, g)| g).collect(),
-        };
+        let grads = if self.shared { self.gradients().into_iter().map(|(_, g)| g).collect() } else { acc };
         let max_norm = self.recipe.max_grad_norm;
         let sm = guard("the optimizer step", || Ok(self.opt.step(&grads, lr, max_norm)))?;
         self.zero_grads();
