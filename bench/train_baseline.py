@@ -88,12 +88,28 @@ def main() -> None:
         tokens += step()
         sync()
         secs += time.perf_counter() - t0
+    # Forward + backward alone on the same kind of batches (no optimizer), as `earl bench train` reports it.
+    fb = 0.0
+    for _ in range(a.steps):
+        batches = [micro() for _ in range(a.grad_accum)]
+        targets = sum(int((l[:, 1:] != -100).sum()) for _, _, l in batches)
+        sync()
+        t0 = time.perf_counter()
+        for ids, mask, labels in batches:
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
+                pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+            loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                   ignore_index=-100, reduction="sum") / targets
+            loss.backward()
+        sync()
+        fb += time.perf_counter() - t0
     tps = tokens / secs
     matmul = params - cfg.vocab_size * a.hidden
     fpt = 6 * matmul + 6 * a.layers * heads * 128 * a.seq_len
     out = {"engine": "pytorch", "params": params, "hidden": a.hidden, "layers": a.layers, "seq_len": a.seq_len,
            "batch": a.batch, "grad_accum": a.grad_accum, "steps": a.steps, "dtype": a.dtype, "device": a.device,
-           "attn": a.sdpa, "gradient_checkpointing": a.gradient_checkpointing, "tokens_per_s": tps, "step_time_s": secs / a.steps,
+           "attn": a.sdpa, "gradient_checkpointing": a.gradient_checkpointing, "tokens_per_s": tps, "step_time_s": secs / a.steps, "fwd_bwd_time_s": fb / a.steps,
            "mfu": tps * fpt / (a.peak_tflops * 1e12)}
     if dev.type == "cuda":
         out["peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20

@@ -111,6 +111,19 @@ pub fn run(a: &BenchTrainArgs) -> Result<i32> {
         tokens += r.tokens;
         peak_mib = peak_mib.max(gpu_used_mib().unwrap_or(0.0));
     }
+    // Where a step's time goes: the same micro-batches through forward + backward alone (training mode, no
+    // optimizer); the rest of a step is gradient accumulation, clipping, AdamW and the copy into the compute model.
+    let mut fb_secs = 0f64;
+    for _ in 0..a.steps {
+        let batches = micro(a.grad_accum)?;
+        sync();
+        let t0 = std::time::Instant::now();
+        for b in &batches {
+            trainer.loss_and_backward(b, 1.0, true)?;
+        }
+        sync();
+        fb_secs += t0.elapsed().as_secs_f64();
+    }
     let tps = tokens as f64 / secs;
     let mfu = tps * flops_per_token(&cfg, a.seq_len) / (a.peak_tflops * 1e12);
     let rss = std::fs::read_to_string("/proc/self/statm")
@@ -121,6 +134,7 @@ pub fn run(a: &BenchTrainArgs) -> Result<i32> {
         "engine": "earl-rs", "params": cfg.num_parameters(), "hidden": cfg.hidden_size, "layers": cfg.num_layers,
         "seq_len": a.seq_len, "batch": a.batch, "grad_accum": a.grad_accum, "steps": a.steps, "dtype": a.dtype,
         "device": a.device, "tokens_per_s": tps, "step_time_s": secs / a.steps as f64, "mfu": mfu,
+        "fwd_bwd_time_s": fb_secs / a.steps as f64,
         "peak_gpu_mib_nvidia_smi": peak_mib, "host_rss_mib": rss, "gradient_checkpointing": a.gradient_checkpointing,
     });
     println!("{out}");
