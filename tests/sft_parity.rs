@@ -36,6 +36,7 @@ fn trainer_kind(norm: LossNorm, json: &serde_json::Value, device: Device, dropou
         loss_norm: norm,
         seed: 0,
         gradient_checkpointing: ckpt,
+        loss_chunk_tokens: 0,
     };
     SftTrainer::new(&store, &cfg, kind, recipe).unwrap()
 }
@@ -63,18 +64,20 @@ fn loss_and_every_gradient_match_transformers() {
         .unwrap();
     let batch = golden_batch(&gold);
     let targets = earl_core::train::loss::count_targets(&batch.labels) as f64;
-    // Activation checkpointing must not change a single number: both paths against the same goldens.
-    for ckpt in [false, true] {
-        let t = trainer_on(LossNorm::GlobalTokens, &recipe_json(), Device::Cpu, 0.0, ckpt);
+    // Activation checkpointing must not change the numbers: every path against the same goldens (plain, recomputed,
+    // recomputed with the head and loss run 3 positions at a time).
+    for (ckpt, chunk) in [(false, 0), (true, 0), (true, 3)] {
+        let mut t = trainer_on(LossNorm::GlobalTokens, &recipe_json(), Device::Cpu, 0.0, ckpt);
+        t.recipe.loss_chunk_tokens = chunk;
         let (loss, _) = t.loss_and_backward(&batch, targets, false).unwrap();
         let ref_loss = gold.tensor_any("loss").unwrap().double_value(&[0]);
-        assert!(((loss - ref_loss) / ref_loss).abs() <= 1e-5, "checkpointing {ckpt}: loss {loss} vs {ref_loss}");
+        assert!(((loss - ref_loss) / ref_loss).abs() <= 1e-5, "checkpointing {ckpt}, chunk {chunk}: loss {loss} vs {ref_loss}");
         let grads = t.gradients();
         assert_eq!(grads.len() + 4, gold.names().len(), "one golden gradient per parameter");
         for (name, g) in grads {
             let r = gold.tensor_any(&format!("grad.{name}")).unwrap();
             let err = rel_l2(&g, &r);
-            assert!(err <= 1e-5, "checkpointing {ckpt}: grad of {name}: rel L2 {err:.3e}");
+            assert!(err <= 1e-5, "checkpointing {ckpt}, chunk {chunk}: grad of {name}: rel L2 {err:.3e}");
         }
     }
 }
@@ -93,6 +96,18 @@ fn checkpointing_redraws_the_dropout_masks_of_the_forward_pass() {
         };
         let (plain_loss, plain) = run(0.3, false, true);
         let (ckpt_loss, ckpt) = run(0.3, true, true);
+        // The chunked head sums the loss in another order: equal to rounding.
+        let (chunk_loss, chunked) = {
+            let mut t = trainer_on(LossNorm::GlobalTokens, &recipe_json(), device, 0.3, true);
+            t.recipe.loss_chunk_tokens = 4;
+            let (loss, _) = t.loss_and_backward(&batch, targets, true).unwrap();
+            (loss, t.gradients())
+        };
+        assert!((plain_loss - chunk_loss).abs() <= 1e-6 * plain_loss.abs(), "{device:?}: chunked loss {chunk_loss} vs {plain_loss}");
+        for ((name, a), (_, b)) in plain.iter().zip(&chunked) {
+            let err = rel_l2(b, a);
+            assert!(err <= 1e-5, "{device:?}: grad of {name} differs with a chunked head: rel L2 {err:.3e}");
+        }
         let (eval_loss, _) = run(0.3, false, false);
         assert_ne!(plain_loss, eval_loss, "{device:?}: dropout must be active in training mode");
         // CPU f32 is exact; CUDA kernels may reorder sums between the two passes.

@@ -41,6 +41,9 @@ pub struct BenchTrainArgs {
     /// Activation checkpointing: recompute each layer in the backward pass (less memory, one more forward).
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// With --gradient-checkpointing: run the head and loss this many positions at a time (0 = all at once).
+    #[arg(long, default_value_t = 0)]
+    pub loss_chunk_tokens: i64,
 }
 
 /// Training FLOPs per token: 6 per matmul parameter (the embedding lookup excluded) + causal attention scores.
@@ -75,6 +78,7 @@ pub fn run(a: &BenchTrainArgs) -> Result<i32> {
         loss_norm: LossNorm::GlobalTokens,
         seed: 0,
         gradient_checkpointing: a.gradient_checkpointing,
+        loss_chunk_tokens: a.loss_chunk_tokens,
     };
     let mut trainer = SftTrainer::new(&src, &cfg, kind, recipe)?;
     // Random sequences with a quarter of each as prompt (masked), like an edit whose target is the edited image.
@@ -136,6 +140,7 @@ pub fn run(a: &BenchTrainArgs) -> Result<i32> {
         "device": a.device, "tokens_per_s": tps, "step_time_s": secs / a.steps as f64, "mfu": mfu,
         "fwd_bwd_time_s": fb_secs / a.steps as f64,
         "peak_gpu_mib_nvidia_smi": peak_mib, "host_rss_mib": rss, "gradient_checkpointing": a.gradient_checkpointing,
+        "loss_chunk_tokens": a.loss_chunk_tokens,
     });
     println!("{out}");
     Ok(0)

@@ -113,6 +113,7 @@ impl RlRunner {
             loss_norm: LossNorm::GlobalTokens,
             seed: cfg.random_seed,
             gradient_checkpointing: o.gradient_checkpointing,
+            loss_chunk_tokens: 0,
         };
         let masters = SafetensorsStore::open(&model_dir, Kind::Float, opts.device)?;
         let trainer = SftTrainer::new(&masters, &lm_cfg, opts.kind, recipe)?;

@@ -69,6 +69,9 @@ pub struct RawSftExperiment {
     pub bf16: bool,
     #[serde(default)]
     pub gradient_checkpointing: bool,
+    /// With `gradient_checkpointing`: run the head and the loss this many positions at a time (0 = all at once).
+    #[serde(default)]
+    pub loss_chunk_tokens: i64,
     /// Sequences longer than this are rejected (the reference's `max_position_embeddings` argument).
     #[serde(default)]
     pub max_position_embeddings: Option<i64>,
@@ -144,6 +147,7 @@ pub struct SftExperiment {
     pub logging_steps: u64,
     pub bf16: bool,
     pub gradient_checkpointing: bool,
+    pub loss_chunk_tokens: i64,
     pub max_len: Option<i64>,
     pub image_area: Option<u64>,
     pub attention_dropout: Option<f64>,
@@ -217,6 +221,9 @@ impl RawSftExperiment {
         if !(0.0..1.0).contains(&self.adam_beta1) || !(0.0..1.0).contains(&self.adam_beta2) || !(self.adam_epsilon > 0.0) {
             return Err("adam_beta1/adam_beta2 must lie in [0, 1) and adam_epsilon be > 0".into());
         }
+        if self.loss_chunk_tokens < 0 || (self.loss_chunk_tokens > 0 && !self.gradient_checkpointing) {
+            return Err("loss_chunk_tokens must be ≥ 0, and > 0 only with gradient_checkpointing = true".into());
+        }
         if !self.validation_paths.is_empty() && (self.eval_steps == 0 || self.per_device_eval_batch_size == 0) {
             return Err("with validation_paths, eval_steps and per_device_eval_batch_size must be ≥ 1".into());
         }
@@ -254,6 +261,7 @@ impl RawSftExperiment {
             logging_steps: self.logging_steps.max(1),
             bf16: self.bf16,
             gradient_checkpointing: self.gradient_checkpointing,
+            loss_chunk_tokens: self.loss_chunk_tokens,
             max_len: self.max_position_embeddings,
             image_area: self.image_area,
             attention_dropout: self.attention_dropout,
@@ -306,5 +314,7 @@ output_dir = "runs/s""#,
         assert!(e.contains("1 coefficients for 2"), "{e}");
         let e = parse("data_paths = [\"a\"]\nlr_scheduler_type = \"linear\"\n").unwrap().validate(&env).unwrap_err();
         assert!(e.contains("not supported"), "{e}");
+        let e = parse("data_paths = [\"a\"]\nloss_chunk_tokens = 512\n").unwrap().validate(&env).unwrap_err();
+        assert!(e.contains("only with gradient_checkpointing"), "{e}");
     }
 }

@@ -53,16 +53,32 @@ pub fn sft_loss(logits: &Tensor, labels: &Tensor, denominator: f64) -> Result<(T
     if !(denominator > 0.0) {
         return Err(Error::input(format!("sft_loss: denominator must be positive, got {denominator}")));
     }
+    let t = ls[1];
+    // Position t predicts the label at t + 1.
+    targets_loss(&logits.narrow(1, 0, t - 1), &labels.narrow(1, 1, t - 1), denominator)
+}
+
+/// Cross-entropy of `logits` [B, N, V] against already-shifted `targets` [B, N] (−100 = ignored): the body of
+/// [`sft_loss`], also used on sequence chunks (activation checkpointing's chunked head), where a chunk of logits
+/// positions `[s, s+n)` meets the labels at `[s+1, s+n+1)`.
+pub fn targets_loss(logits: &Tensor, targets: &Tensor, denominator: f64) -> Result<(Tensor, LossMetrics)> {
+    let (ls, bs) = (logits.size(), targets.size());
+    if ls.len() != 3 || bs.len() != 2 || ls[0] != bs[0] || ls[1] != bs[1] {
+        return Err(Error::input(format!("targets_loss: logits {ls:?} and targets {bs:?} must be [B, N, V] and [B, N]")));
+    }
+    if !(denominator > 0.0) {
+        return Err(Error::input(format!("targets_loss: denominator must be positive, got {denominator}")));
+    }
     guard("the SFT loss", || {
-        let (b, t, v) = (ls[0], ls[1], ls[2]);
-        let shift_logits = logits.narrow(1, 0, t - 1).to_kind(Kind::Float).reshape([b * (t - 1), v]); // [N, V]
-        let shift_labels = labels.narrow(1, 1, t - 1).to_device(logits.device()).reshape([b * (t - 1)]); // [N]
-        let valid = shift_labels.ne(IGNORE_INDEX); // [N]
+        let (b, n, v) = (ls[0], ls[1], ls[2]);
+        let flat_logits = logits.to_kind(Kind::Float).reshape([b * n, v]); // [N, V]
+        let flat_targets = targets.to_device(logits.device()).reshape([b * n]); // [N]
+        let valid = flat_targets.ne(IGNORE_INDEX); // [N]
         let tokens = valid.sum(Kind::Int64).int64_value(&[]);
-        let sum = shift_logits.cross_entropy_loss::<Tensor>(&shift_labels, None, Reduction::Sum, IGNORE_INDEX, 0.0);
-        let correct = shift_logits
+        let sum = flat_logits.cross_entropy_loss::<Tensor>(&flat_targets, None, Reduction::Sum, IGNORE_INDEX, 0.0);
+        let correct = flat_logits
             .argmax(-1, false)
-            .eq_tensor(&shift_labels)
+            .eq_tensor(&flat_targets)
             .logical_and(&valid)
             .sum(Kind::Int64)
             .int64_value(&[]);

@@ -22,6 +22,6 @@ pub use checkpoint::{restore_checkpoint, save_checkpoint, TrainerState};
 pub use batch::{collate_left, Batch, Sequence};
 pub use loss::{sft_loss, LossMetrics, LossNorm, IGNORE_INDEX};
 pub use optim::{AdamW, AdamWConfig};
-pub use recompute::checkpointed_backward;
+pub use recompute::{checkpointed_backward, checkpointed_backward_chunked};
 pub use schedule::CosineSchedule;
 pub use trainer::{EvalReport, Recipe, SftTrainer, StepReport};

@@ -24,6 +24,70 @@ pub fn checkpointed_backward<T>(
     args: &ForwardArgs,
     loss: impl FnOnce(&Tensor) -> Result<(Tensor, T)>,
 ) -> Result<(Tensor, T)> {
+    let mut loss = Some(loss);
+    let mut out = None;
+    let value = run(model, input_ids, args, &mut |top: &Tensor| {
+        let logits = guard("the head", || Ok(model.head(top)))?; // [B, T, V]
+        let f = loss.take().expect("the head runs once");
+        let (value, o) = f(&logits)?;
+        drop(logits);
+        guard("the head backward pass", || {
+            value.backward();
+            Ok(())
+        })?;
+        out = Some(o);
+        Ok(value.detach())
+    })?;
+    Ok((value, out.expect("set by the head")))
+}
+
+/// [`checkpointed_backward`] for a loss that is a sum over sequence positions, with the head run `chunk` positions
+/// at a time: `loss(logits, start)` gets the logits [B, n, V] of positions `start .. start+n` of the first `positions`
+/// ones and returns that chunk's share of the loss, which is back-propagated at once. The full [B, T, V] logits (and
+/// their f32 copies in the loss) never exist, which is most of the memory of a long sequence with Emu3's 184,622-word
+/// vocabulary. Returns the summed loss. Equal to the unchunked loss up to the order of the floating-point sums.
+pub fn checkpointed_backward_chunked(
+    model: &Emu3ForCausalLM,
+    input_ids: &Tensor,
+    args: &ForwardArgs,
+    positions: i64,
+    chunk: i64,
+    loss: &mut dyn FnMut(&Tensor, i64) -> Result<Tensor>,
+) -> Result<Tensor> {
+    if chunk <= 0 {
+        return Err(Error::input(format!("loss chunk must be ≥ 1 position, got {chunk}")));
+    }
+    run(model, input_ids, args, &mut |top: &Tensor| {
+        let t = top.size()[1];
+        if !(1..=t).contains(&positions) {
+            return Err(Error::input(format!("{positions} loss positions for a sequence of {t}")));
+        }
+        let mut total = Tensor::zeros([], (Kind::Float, top.device()));
+        let mut start = 0;
+        while start < positions {
+            let n = chunk.min(positions - start);
+            let logits = guard("the head", || Ok(model.head(&top.narrow(1, start, n))))?; // [B, n, V]
+            let value = loss(&logits, start)?;
+            drop(logits);
+            guard("the head backward pass", || {
+                value.backward();
+                Ok(())
+            })?;
+            total += value.detach().to_kind(Kind::Float);
+            start += n;
+        }
+        Ok(total)
+    })
+}
+
+/// The layers without a graph, `head_backward` on the detached top of the stack (it must back-propagate into it),
+/// then the layers recomputed from the top down and the embedding. Returns what `head_backward` returned.
+fn run(
+    model: &Emu3ForCausalLM,
+    input_ids: &Tensor,
+    args: &ForwardArgs,
+    head_backward: &mut dyn FnMut(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     if args.train && model.cfg.attention_dropout > 0.0 && args.dropout_seed.is_none() {
         return Err(Error::input("activation checkpointing with dropout needs ForwardArgs::dropout_seed"));
     }
@@ -46,13 +110,7 @@ pub fn checkpointed_backward<T>(
         x
     });
     let top = top.detach().set_requires_grad(true);
-    let logits = guard("the head", || Ok(model.head(&top)))?; // [B, T, V]
-    let (value, out) = loss(&logits)?;
-    drop(logits);
-    guard("the head backward pass", || {
-        value.backward();
-        Ok(())
-    })?;
+    let value = head_backward(&top)?;
     let mut grad = top.grad(); // [B, T, h]: d loss / d (output of the last layer)
     if !grad.defined() {
         return Err(Error::input("the loss does not depend on the model's logits"));
@@ -71,5 +129,5 @@ pub fn checkpointed_backward<T>(
         (embedded * &grad).sum(Kind::Float).backward();
         Ok(())
     })?;
-    Ok((value.detach(), out))
+    Ok(value)
 }

@@ -256,6 +256,7 @@ pub fn run_sft(
         loss_norm: exp.loss_norm,
         seed: exp.seed,
         gradient_checkpointing: exp.gradient_checkpointing,
+        loss_chunk_tokens: exp.loss_chunk_tokens,
     };
     let store = SafetensorsStore::open(&exp.model, Kind::Float, device)?;
     let mut trainer = SftTrainer::new(&store, &cfg, kind, recipe)?;

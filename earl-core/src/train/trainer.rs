@@ -30,6 +30,10 @@ pub struct Recipe {
     /// keeping its activations. Memory only; the gradients are the same.
     #[serde(default)]
     pub gradient_checkpointing: bool,
+    /// With checkpointing: run the head and the loss this many positions at a time (0 = all at once), so the full
+    /// [B, T, V] logits never exist. Memory only; the loss changes by float summation order.
+    #[serde(default)]
+    pub loss_chunk_tokens: i64,
 }
 
 /// Metrics of one optimizer step.
@@ -127,6 +131,12 @@ impl SftTrainer {
         Ok(SftTrainer { model, compute, opt: AdamW::new(recipe.adamw, masters), recipe, shared })
     }
 
+    /// How SFT back-propagates: `None` = plain autograd, `Some(chunk)` = activation checkpointing with the head run
+    /// `chunk` positions at a time (0 = all at once).
+    fn checkpointing(&self) -> Option<i64> {
+        self.recipe.gradient_checkpointing.then_some(self.recipe.loss_chunk_tokens.max(0))
+    }
+
     /// Optimizer steps taken.
     pub fn step_count(&self) -> u64 {
         self.opt.step
@@ -137,7 +147,7 @@ impl SftTrainer {
     /// Dropout (when `train`) is seeded from the recipe's seed as at step 0, micro-batch 0.
     pub fn loss_and_backward(&self, batch: &Batch, denominator: f64, train: bool) -> Result<(f64, super::loss::LossMetrics)> {
         let seed = micro_seed(self.recipe.seed, 0, 0);
-        sft_backward(&self.model, batch, denominator, train.then_some(seed), self.recipe.gradient_checkpointing)
+        sft_backward(&self.model, batch, denominator, train.then_some(seed), self.checkpointing())
     }
 
     /// Validation loss over `batches` in evaluation mode (no dropout, no gradients); see [`EvalReport`].
@@ -204,7 +214,7 @@ impl SftTrainer {
         let targets: i64 = micro.iter().map(|b| count_targets(&b.labels)).sum();
         let (mut loss, mut ce_sum, mut correct, mut tokens) = (0.0, 0.0, 0.0, 0);
         let (lr, _) = self.recipe.schedule.lr_at(step);
-        let (norm, seed, ckpt) = (self.recipe.loss_norm, self.recipe.seed, self.recipe.gradient_checkpointing);
+        let (norm, seed, ckpt) = (self.recipe.loss_norm, self.recipe.seed, self.checkpointing());
         let sm = self.step_with(micro.len(), lr, |model, i| {
             let b = &micro[i];
             let denom = match norm {
@@ -288,13 +298,13 @@ impl SftTrainer {
 
 /// SFT loss of one micro-batch with `denominator`, back-propagated into the model's parameters. `dropout_seed`:
 /// training mode with dropout seeded from it (`None` = evaluation mode); `checkpointing`: recompute the layers in
-/// the backward pass instead of keeping their activations.
+/// the backward pass instead of keeping their activations (`Some(chunk)`, see [`SftTrainer::checkpointing`]).
 fn sft_backward(
     model: &Emu3ForCausalLM,
     batch: &Batch,
     denominator: f64,
     dropout_seed: Option<i64>,
-    checkpointing: bool,
+    checkpointing: Option<i64>,
 ) -> Result<(f64, super::loss::LossMetrics)> {
     let args = ForwardArgs {
         attention_mask: Some(&batch.attention_mask),
@@ -303,9 +313,26 @@ fn sft_backward(
         ..Default::default()
     };
     let loss = |logits: &Tensor| sft_loss(logits, &batch.labels, denominator);
-    if checkpointing {
-        let (value, m) = super::recompute::checkpointed_backward(model, &batch.input_ids, &args, loss)?;
-        return Ok((value.double_value(&[]), m));
+    match checkpointing {
+        Some(0) => {
+            let (value, m) = super::recompute::checkpointed_backward(model, &batch.input_ids, &args, loss)?;
+            return Ok((value.double_value(&[]), m));
+        }
+        Some(chunk) => {
+            let t = batch.input_ids.size()[1];
+            let (mut sum, mut tokens, mut correct) = (0.0, 0i64, 0.0);
+            let mut chunk_loss = |logits: &Tensor, start: i64| -> Result<Tensor> {
+                // Logits at positions start.. predict the labels one position later.
+                let targets = batch.labels.narrow(1, start + 1, logits.size()[1]);
+                let (value, m) = super::loss::targets_loss(logits, &targets, denominator)?;
+                (sum, tokens, correct) = (sum + m.sum, tokens + m.tokens, correct + m.accuracy * m.tokens as f64);
+                Ok(value)
+            };
+            let value = super::recompute::checkpointed_backward_chunked(model, &batch.input_ids, &args, t - 1, chunk, &mut chunk_loss)?;
+            let accuracy = if tokens > 0 { correct / tokens as f64 } else { 0.0 };
+            return Ok((value.double_value(&[]), super::loss::LossMetrics { sum, tokens, accuracy }));
+        }
+        None => {}
     }
     guard("the SFT forward/backward pass", || {
         let logits = model.forward(&batch.input_ids, &args, None)?; // [B, T, V]
