@@ -45,6 +45,7 @@ pub struct RawRlConfig {
     pub weight_decay: Option<f64>,
     pub max_grad_norm: Option<f64>,
     pub gradient_checkpointing: Option<bool>,
+    pub loss_chunk_tokens: Option<i64>,
     // Generation.
     pub temperature: Option<f64>,
     pub episodes_per_iteration: Option<usize>,
@@ -158,6 +159,9 @@ pub struct OptimConfig {
     /// Recompute each layer in the backward pass (memory only; gradients unchanged). On by default, as the
     /// reference's `gradient_checkpointing_enable()`.
     pub gradient_checkpointing: bool,
+    /// With checkpointing: run the head, log-probs and loss this many positions at a time (0 = all at once), so
+    /// the [B, T, V] logits of a micro-batch never exist. Ours, not EARL's; memory only (summation order).
+    pub loss_chunk_tokens: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -27,7 +27,7 @@ use crate::model::{Emu3ForCausalLM, ForwardArgs};
 use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
 use crate::tokenizer::Emu3Tokenizer;
 use crate::train::checkpoint::{list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint, TrainerState};
-use crate::train::{checkpointed_backward, AdamWConfig, CosineSchedule, LossNorm, Recipe, SftTrainer};
+use crate::train::{checkpointed_backward, checkpointed_backward_chunked, AdamWConfig, CosineSchedule, LossNorm, Recipe, SftTrainer};
 use crate::vq::Emu3VqModel;
 use crate::weights::SafetensorsStore;
 
@@ -326,6 +326,7 @@ impl RlRunner {
         let (first_visual, n_visual) = (self.tok.first_visual_id() as i64, self.tok.codebook_size() as i64);
         let (kl_coeff, schedule, pad) = (self.cfg.grpo.kl_coeff, self.cfg.grpo.token_schedule, self.tok.special().pad as i64);
         let (lr, checkpointing) = (self.cfg.optim.learning_rate, self.cfg.optim.gradient_checkpointing);
+        let chunk = self.cfg.optim.loss_chunk_tokens;
         let mut acc = grpo::GrpoLossMetrics::default();
         let (mut loss_sum, mut entropy_sum, mut ref_s) = (0.0, 0.0, 0.0);
         let reference = &self.reference;
@@ -369,7 +370,24 @@ impl RlRunner {
                 let (loss, m) = grpo::grpo_loss(&lp, &ref_lp, &a, &train_mask, kl_coeff, total_tokens)?;
                 Ok((loss, (m, lpm)))
             };
-            let (loss, (m, lpm)) = if checkpointing {
+            let (loss, (m, lpm)) = if checkpointing && chunk > 0 {
+                // The same per-token objective, `chunk` positions at a time; every metric is a token sum.
+                let a_t = Tensor::from_slice(&a).to_device(device); // [B]
+                let (mut gm, mut lp_sum, mut ent_sum, mut tokens) = (grpo::GrpoLossMetrics::default(), 0.0, 0.0, 0.0);
+                let mut chunk_objective = |logits: &Tensor, s: i64| -> Result<Tensor> {
+                    let n = logits.size()[1];
+                    let part = |x: &Tensor| x.narrow(1, s, n);
+                    let (lp, lpm) = grpo::token_log_probs(logits, &part(&targets), &part(&tmask), &part(&image), &lp_opts)?;
+                    let (loss, m) = grpo::grpo_loss(&lp, &part(&ref_lp), &a_t.to_kind(lp.kind()), &part(&train_mask), kl_coeff, total_tokens)?;
+                    gm.add(&m);
+                    (lp_sum, ent_sum, tokens) = (lp_sum + lpm.mean_logp * lpm.tokens, ent_sum + lpm.entropy.unwrap_or(0.0) * lpm.tokens, tokens + lpm.tokens);
+                    Ok(loss)
+                };
+                let loss = checkpointed_backward_chunked(policy, &ids, &args, t, chunk, &mut chunk_objective)?;
+                let denom = f64::max(tokens, 1.0);
+                let lpm = grpo::LogProbMetrics { tokens, mean_logp: lp_sum / denom, entropy: Some(ent_sum / denom) };
+                (loss, (gm, lpm))
+            } else if checkpointing {
                 checkpointed_backward(policy, &ids, &args, objective)?
             } else {
                 let (loss, out) = objective(&policy.forward(&ids, &args, None)?)?;

@@ -229,6 +229,7 @@ pub(super) fn validate(path: &Path, merged: Merged, env: &dyn Fn(&str) -> Option
         weight_decay: raw.weight_decay.unwrap_or(0.0),
         max_grad_norm: raw.max_grad_norm.unwrap_or(1.0),
         gradient_checkpointing: raw.gradient_checkpointing.unwrap_or(true),
+        loss_chunk_tokens: raw.loss_chunk_tokens.unwrap_or(0),
     };
     let o = &optim;
     check(&ctx, o.learning_rate.is_finite() && o.learning_rate > 0.0, || "learning_rate must be > 0".into())?;
@@ -240,6 +241,9 @@ pub(super) fn validate(path: &Path, merged: Merged, env: &dyn Fn(&str) -> Option
     check(&ctx, o.adam_epsilon > 0.0, || "adam_epsilon must be > 0".into())?;
     check(&ctx, o.weight_decay >= 0.0, || "weight_decay must be >= 0".into())?;
     check(&ctx, o.max_grad_norm > 0.0, || "max_grad_norm must be > 0".into())?;
+    check(&ctx, o.loss_chunk_tokens >= 0 && (o.loss_chunk_tokens == 0 || o.gradient_checkpointing), || {
+        "loss_chunk_tokens must be >= 0, and > 0 only with gradient_checkpointing = true".into()
+    })?;
 
     // GRPO.
     let token_schedule = TokenSchedule {
