@@ -59,11 +59,11 @@ def main() -> None:
         labels[:, : a.seq_len // 4] = -100
         return ids, mask, labels
 
-    def step():
-        opt.zero_grad(set_to_none=True)
+    def global_batch():
         batches = [micro() for _ in range(a.grad_accum)]
-        targets = sum(int((l[:, 1:] != -100).sum()) for _, _, l in batches)
-        tokens = 0
+        return batches, sum(int((l[:, 1:] != -100).sum()) for _, _, l in batches)
+
+    def fwd_bwd(batches, targets):
         for ids, mask, labels in batches:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
                 pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
@@ -71,10 +71,14 @@ def main() -> None:
             loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                                    ignore_index=-100, reduction="sum") / targets
             loss.backward()
-            tokens += int(mask.sum())
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        batches, targets = global_batch()
+        fwd_bwd(batches, targets)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        return tokens
+        return sum(int(mask.sum()) for _, mask, _ in batches)
 
     sync = (lambda: torch.cuda.synchronize()) if dev.type == "cuda" else (lambda: None)
     for _ in range(a.warmup):
@@ -91,17 +95,10 @@ def main() -> None:
     # Forward + backward alone on the same kind of batches (no optimizer), as `earl bench train` reports it.
     fb = 0.0
     for _ in range(a.steps):
-        batches = [micro() for _ in range(a.grad_accum)]
-        targets = sum(int((l[:, 1:] != -100).sum()) for _, _, l in batches)
+        batches, targets = global_batch()
         sync()
         t0 = time.perf_counter()
-        for ids, mask, labels in batches:
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16"):
-                pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
-                logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-            loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                   ignore_index=-100, reduction="sum") / targets
-            loss.backward()
+        fwd_bwd(batches, targets)
         sync()
         fb += time.perf_counter() - t0
     tps = tokens / secs
