@@ -218,19 +218,7 @@ impl Emu3ForCausalLM {
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let t = ids.size()[1];
-        let (past, derived_pos, key_valid) = match cache.as_deref_mut() {
-            Some(c) => {
-                let past = c.len();
-                let (pos, valid) = c.begin_step(mask)?;
-                (past, pos, valid)
-            }
-            None => {
-                let pos = (mask.cumsum(1, Kind::Int64) - 1).masked_fill(&mask.eq(0), 1);
-                (0, pos, mask.to_kind(Kind::Bool))
-            }
-        };
-        let pos = positions.map(|p| p.shallow_clone()).unwrap_or(derived_pos);
-        let ctx = self.shared_inputs(&pos, &key_valid, past, t, args);
+        let ctx = self.step_inputs(mask, positions, args, cache.as_deref_mut())?;
         let mut x = self.embed(ids, &ctx); // [B, T, h]
         for i in 0..self.layers.len() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, i));
@@ -243,11 +231,33 @@ impl Emu3ForCausalLM {
         Ok(self.head(&x.narrow(1, t - keep, keep)))
     }
 
-    fn shared_inputs(&self, pos: &Tensor, key_valid: &Tensor, past: i64, t: i64, args: &ForwardArgs) -> LayerInputs {
-        let attn_mask = attention_mask(key_valid, past, t); // [B, 1, T, L]
-        let (cos, sin) = self.rotary.cos_sin(pos, self.kind); // [B, T, D]
+    /// The inputs all layers share for T new tokens with `mask` [B, T]: positions (given, or the reference's
+    /// `cumsum(mask) - 1` with padding at 1, continuing from the cache), the attention mask over cached + new keys,
+    /// rotary angles and the dropout setting. With a cache this starts its step (`KvCache::begin_step`).
+    fn step_inputs(
+        &self,
+        mask: &Tensor,
+        positions: Option<&Tensor>,
+        args: &ForwardArgs,
+        cache: Option<&mut KvCache>,
+    ) -> Result<LayerInputs> {
+        let t = mask.size()[1];
+        let (past, derived_pos, key_valid) = match cache {
+            Some(c) => {
+                let past = c.len();
+                let (pos, valid) = c.begin_step(mask)?;
+                (past, pos, valid)
+            }
+            None => {
+                let pos = (mask.cumsum(1, Kind::Int64) - 1).masked_fill(&mask.eq(0), 1);
+                (0, pos, mask.to_kind(Kind::Bool))
+            }
+        };
+        let pos = positions.map(|p| p.shallow_clone()).unwrap_or(derived_pos);
+        let attn_mask = attention_mask(&key_valid, past, t); // [B, 1, T, L]
+        let (cos, sin) = self.rotary.cos_sin(&pos, self.kind); // [B, T, D]
         let dropout = if args.train { self.cfg.attention_dropout } else { 0.0 };
-        LayerInputs { cos, sin, attn_mask, dropout, train: args.train, dropout_seed: args.dropout_seed }
+        Ok(LayerInputs { cos, sin, attn_mask, dropout, train: args.train, dropout_seed: args.dropout_seed })
     }
 
     /// Layer-by-layer API (no cache), for callers that schedule the layers themselves (activation checkpointing):
@@ -256,9 +266,7 @@ impl Emu3ForCausalLM {
     pub fn layer_inputs(&self, input_ids: &Tensor, args: &ForwardArgs) -> Result<(Tensor, LayerInputs)> {
         guard("preparing the Emu3 layer inputs", || {
             let (ids, mask, positions) = self.check_inputs(input_ids, args)?;
-            let derived = (mask.cumsum(1, Kind::Int64) - 1).masked_fill(&mask.eq(0), 1);
-            let pos = positions.unwrap_or(derived);
-            let ctx = self.shared_inputs(&pos, &mask.to_kind(Kind::Bool), 0, ids.size()[1], args);
+            let ctx = self.step_inputs(&mask, positions.as_ref(), args, None)?;
             Ok((ids, ctx))
         })
     }
