@@ -363,43 +363,34 @@ impl RlRunner {
             })?;
             ref_s += tr.elapsed().as_secs_f64();
             let a: Vec<f64> = idx.iter().map(|&i| adv[i]).collect();
-            let objective = |logits: &Tensor| -> Result<(Tensor, _)> {
-                let logits = logits.narrow(1, 0, t); // [B, T-1, V]
-                let (lp, lpm) = grpo::token_log_probs(&logits, &targets, &tmask, &image, &lp_opts)?;
-                let a = Tensor::from_slice(&a).to_device(device).to_kind(lp.kind()); // [B]
-                let (loss, m) = grpo::grpo_loss(&lp, &ref_lp, &a, &train_mask, kl_coeff, total_tokens)?;
-                Ok((loss, (m, lpm)))
+            let a = Tensor::from_slice(&a).to_device(device); // [B]
+            // The per-token objective of positions s..s+n (all of them unless the loss is chunked). Every metric is a
+            // token sum, so chunks and micro-batches add up.
+            let mut objective = |logits: &Tensor, s: i64| -> Result<Tensor> {
+                let n = logits.size()[1];
+                let part = |x: &Tensor| x.narrow(1, s, n);
+                let (lp, lpm) = grpo::token_log_probs(logits, &part(&targets), &part(&tmask), &part(&image), &lp_opts)?;
+                let (loss, m) = grpo::grpo_loss(&lp, &part(&ref_lp), &a.to_kind(lp.kind()), &part(&train_mask), kl_coeff, total_tokens)?;
+                acc.add(&m);
+                entropy_sum += lpm.entropy.unwrap_or(0.0) * lpm.tokens;
+                Ok(loss)
             };
-            let (loss, (m, lpm)) = if checkpointing && chunk > 0 {
-                // The same per-token objective, `chunk` positions at a time; every metric is a token sum.
-                let a_t = Tensor::from_slice(&a).to_device(device); // [B]
-                let (mut gm, mut lp_sum, mut ent_sum, mut tokens) = (grpo::GrpoLossMetrics::default(), 0.0, 0.0, 0.0);
-                let mut chunk_objective = |logits: &Tensor, s: i64| -> Result<Tensor> {
-                    let n = logits.size()[1];
-                    let part = |x: &Tensor| x.narrow(1, s, n);
-                    let (lp, lpm) = grpo::token_log_probs(logits, &part(&targets), &part(&tmask), &part(&image), &lp_opts)?;
-                    let (loss, m) = grpo::grpo_loss(&lp, &part(&ref_lp), &a_t.to_kind(lp.kind()), &part(&train_mask), kl_coeff, total_tokens)?;
-                    gm.add(&m);
-                    (lp_sum, ent_sum, tokens) = (lp_sum + lpm.mean_logp * lpm.tokens, ent_sum + lpm.entropy.unwrap_or(0.0) * lpm.tokens, tokens + lpm.tokens);
-                    Ok(loss)
-                };
-                let loss = checkpointed_backward_chunked(policy, &ids, &args, t, chunk, &mut chunk_objective)?;
-                let denom = f64::max(tokens, 1.0);
-                let lpm = grpo::LogProbMetrics { tokens, mean_logp: lp_sum / denom, entropy: Some(ent_sum / denom) };
-                (loss, (gm, lpm))
-            } else if checkpointing {
-                checkpointed_backward(policy, &ids, &args, objective)?
-            } else {
-                let (loss, out) = objective(&policy.forward(&ids, &args, None)?)?;
-                guard("the GRPO backward pass", || {
-                    loss.backward();
-                    Ok(())
-                })?;
-                (loss, out)
+            let loss = match (checkpointing, chunk) {
+                (true, c) if c > 0 => checkpointed_backward_chunked(policy, &ids, &args, t, c, &mut objective)?,
+                (true, _) => {
+                    let whole = |logits: &Tensor| Ok((objective(&logits.narrow(1, 0, t), 0)?, ())); // [B, T-1, V]
+                    checkpointed_backward(policy, &ids, &args, whole)?.0
+                }
+                (false, _) => {
+                    let loss = objective(&policy.forward(&ids, &args, None)?.narrow(1, 0, t), 0)?; // [B, T-1, V]
+                    guard("the GRPO backward pass", || {
+                        loss.backward();
+                        Ok(())
+                    })?;
+                    loss
+                }
             };
             loss_sum += loss.double_value(&[]);
-            entropy_sum += lpm.entropy.unwrap_or(0.0) * lpm.tokens;
-            acc.add(&m);
             Ok(())
         })?;
         let time_training_s = t_train.elapsed().as_secs_f64() - ref_s;
