@@ -50,20 +50,22 @@ fn rel_l2(a: &Tensor, b: &Tensor) -> f64 {
     d / b.to_kind(Kind::Double).norm().double_value(&[]).max(1e-30)
 }
 
-fn golden_batch(gold: &SafetensorsStore) -> Batch {
-    Batch {
+/// The golden-gradient file, its batch and the batch's target count.
+fn golden_batch() -> (SafetensorsStore, Batch, f64) {
+    let gold = SafetensorsStore::open(&fixtures_dir().join("sft-tiny/golden_grads.safetensors"), Kind::Float, Device::Cpu)
+        .unwrap();
+    let batch = Batch {
         input_ids: gold.tensor_any("input_ids").unwrap(),
         attention_mask: gold.tensor_any("attention_mask").unwrap(),
         labels: gold.tensor_any("labels").unwrap(),
-    }
+    };
+    let targets = earl_core::train::loss::count_targets(&batch.labels) as f64;
+    (gold, batch, targets)
 }
 
 #[test]
 fn loss_and_every_gradient_match_transformers() {
-    let gold = SafetensorsStore::open(&fixtures_dir().join("sft-tiny/golden_grads.safetensors"), Kind::Float, Device::Cpu)
-        .unwrap();
-    let batch = golden_batch(&gold);
-    let targets = earl_core::train::loss::count_targets(&batch.labels) as f64;
+    let (gold, batch, targets) = golden_batch();
     // Activation checkpointing must not change the numbers: every path against the same goldens (plain, recomputed,
     // recomputed with the head and loss run 3 positions at a time).
     for (ckpt, chunk) in [(false, 0), (true, 0), (true, 3)] {
@@ -84,31 +86,24 @@ fn loss_and_every_gradient_match_transformers() {
 
 #[test]
 fn checkpointing_redraws_the_dropout_masks_of_the_forward_pass() {
-    let gold = SafetensorsStore::open(&fixtures_dir().join("sft-tiny/golden_grads.safetensors"), Kind::Float, Device::Cpu)
-        .unwrap();
-    let batch = golden_batch(&gold);
-    let targets = earl_core::train::loss::count_targets(&batch.labels) as f64;
+    let (_, batch, targets) = golden_batch();
     for device in earl_tests::test_devices() {
-        let run = |dropout: f64, ckpt: bool, train: bool| {
-            let t = trainer_on(LossNorm::GlobalTokens, &recipe_json(), device, dropout, ckpt);
+        let run = |dropout: f64, ckpt: bool, chunk: i64, train: bool| {
+            let mut t = trainer_on(LossNorm::GlobalTokens, &recipe_json(), device, dropout, ckpt);
+            t.recipe.loss_chunk_tokens = chunk;
             let (loss, _) = t.loss_and_backward(&batch, targets, train).unwrap();
             (loss, t.gradients())
         };
-        let (plain_loss, plain) = run(0.3, false, true);
-        let (ckpt_loss, ckpt) = run(0.3, true, true);
+        let (plain_loss, plain) = run(0.3, false, 0, true);
+        let (ckpt_loss, ckpt) = run(0.3, true, 0, true);
         // The chunked head sums the loss in another order: equal to rounding.
-        let (chunk_loss, chunked) = {
-            let mut t = trainer_on(LossNorm::GlobalTokens, &recipe_json(), device, 0.3, true);
-            t.recipe.loss_chunk_tokens = 4;
-            let (loss, _) = t.loss_and_backward(&batch, targets, true).unwrap();
-            (loss, t.gradients())
-        };
+        let (chunk_loss, chunked) = run(0.3, true, 4, true);
         assert!((plain_loss - chunk_loss).abs() <= 1e-6 * plain_loss.abs(), "{device:?}: chunked loss {chunk_loss} vs {plain_loss}");
         for ((name, a), (_, b)) in plain.iter().zip(&chunked) {
             let err = rel_l2(b, a);
             assert!(err <= 1e-5, "{device:?}: grad of {name} differs with a chunked head: rel L2 {err:.3e}");
         }
-        let (eval_loss, _) = run(0.3, false, false);
+        let (eval_loss, _) = run(0.3, false, 0, false);
         assert_ne!(plain_loss, eval_loss, "{device:?}: dropout must be active in training mode");
         // CPU f32 is exact; CUDA kernels may reorder sums between the two passes.
         let tol = if device.is_cuda() { 1e-5 } else { 0.0 };
