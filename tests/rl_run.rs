@@ -17,7 +17,7 @@ fn run(out: &std::path::Path, max_iterations: Option<u64>) -> Vec<IterationRepor
 
 fn run_with(out: &std::path::Path, max_iterations: Option<u64>, cfg: RlConfig) -> Vec<IterationReport> {
     let rewards = earl_eval::reward_set(&cfg.reward).unwrap();
-    let opts = RlOptions { device: Device::Cpu, kind: Kind::Float, vq_dir: None, out_dir: Some(out.to_path_buf()), max_iterations };
+    let opts = RlOptions { device: Device::Cpu, kind: Kind::Float, vq_dir: None, vq_kind: Kind::Float, out_dir: Some(out.to_path_buf()), max_iterations };
     RlRunner::new(cfg, rewards, &opts).unwrap().run(&mut |_| {}).unwrap()
 }
 
@@ -72,8 +72,25 @@ fn chunked_policy_loss_matches_the_whole_one() {
     chunked.optim.loss_chunk_tokens = 3;
     let (x, y) = (&run_with(a.path(), Some(1), whole)[0], &run_with(b.path(), Some(1), chunked)[0]);
     assert_eq!((x.reward_mean, x.response_len_mean), (y.reward_mean, y.response_len_mean), "same rollouts");
-    for (what, p, q) in [("loss", x.loss, y.loss), ("kl", x.kl, y.kl), ("policy loss", x.policy_loss, y.policy_loss), ("grad norm", x.grad_norm, y.grad_norm), ("entropy", x.entropy, y.entropy)] {
-        assert!((p - q).abs() <= 1e-6 * p.abs().max(1e-3), "{what}: whole {p} vs chunked {q}");
+    // The two paths differ only in summation order (the head's matmul on 3 positions instead of all, the loss summed
+    // chunk by chunk), so they agree to the worst-case f32 bound of the longest rounding chain: the tiny bundle's
+    // forward (2 layers, hidden 64, MLP 128, ≤ 128 positions, vocabulary 731), then the mean over the iteration's
+    // 32 × 16 completion tokens. The losses are means of O(1) terms (standardised advantages times ratios that are
+    // exactly 1 in the first iteration) whose sum cancels to ~1e-2, so their scale is 1, not the loss itself; the
+    // entropy and grad norm are sums of positive terms, so their own magnitude is the scale. The gradients' chain
+    // is the forward's twice (back through the same reductions) plus the weight gradients' sum over all 32 × 128
+    // positions. Observed: ~2e-8 absolute on the loss.
+    let chain = earl_tests::tol::lm_chain(2, 64, 128, 128, 731) + 32 * 16;
+    let grad_chain = 2 * chain + 32 * 128;
+    for (what, p, q, n, mass) in [
+        ("loss", x.loss, y.loss, chain, 1.0),
+        ("kl", x.kl, y.kl, chain, 1.0),
+        ("policy loss", x.policy_loss, y.policy_loss, chain, 1.0),
+        ("grad norm", x.grad_norm, y.grad_norm, grad_chain, x.grad_norm),
+        ("entropy", x.entropy, y.entropy, chain, x.entropy),
+    ] {
+        let bound = earl_tests::tol::f32_worst(n, mass);
+        assert!((p - q).abs() <= bound, "{what}: whole {p} vs chunked {q} (bound {bound:.2e})");
     }
     assert!(x.grad_norm > 0.0 && x.entropy > 0.0);
 }

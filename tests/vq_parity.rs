@@ -1,6 +1,8 @@
-//! The vision tokenizer against transformers 5.17.0 `Emu3VQVAE` (fixtures/gen_vq.py): identical codes and decoded
-//! pixels within 1e-5 relative L2 in f32, for the transformers and the original BAAI checkpoint layouts, on every
-//! available device; and clear errors for damaged checkpoints.
+//! The vision tokenizer against transformers 5.17.0 `Emu3VQVAE` (fixtures/gen_vq.py): in f32, codes equal but where
+//! the reference's nearest-code gap is a near-tie that f32 rounding explains, and decoded pixels within 1e-5 relative
+//! L2, for the transformers and the original BAAI checkpoint layouts and a wider tokenizer on inputs that are not
+//! multiples of the factor, on every available device (TF32 off, as by default); and clear errors for damaged
+//! checkpoints.
 use earl_core::parity::check_vq_reference;
 use earl_core::{Emu3VqModel, SafetensorsStore, VqLayout};
 use earl_tests::{fixtures_dir, scratch_copy, test_devices, VQ_FIXTURES};
@@ -16,8 +18,12 @@ fn vq_matches_the_reference_in_both_layouts() {
             let want = if name.ends_with("-orig") { VqLayout::Original } else { VqLayout::Transformers };
             assert_eq!(model.cfg.layout, want);
             let p = check_vq_reference(&model, &reference).unwrap();
-            assert_eq!(p.codes_equal, p.codes_total, "{name} on {device:?}: codes differ");
+            let beyond = p.codes_flipped_beyond_gap.expect("fixture references carry code_gap");
+            assert_eq!(beyond, 0, "{name} on {device:?}: {}/{} codes equal", p.codes_equal, p.codes_total);
+            // f32 through a conv net of ~20 layers: the CPU agrees to ~6e-7 and CUDA without TF32 alike; 1e-5 is the
+            // f32 parity bound of `earl parity`, ~170 unit roundoffs, far under TF32's 4.9e-4 per operand.
             assert!(p.decoded.rel_l2 <= 1e-5, "{name} on {device:?}: decoded {}", p.decoded);
+            eprintln!("{name} on {device:?}: codes {}/{}, decoded {}", p.codes_equal, p.codes_total, p.decoded);
         }
     }
 }

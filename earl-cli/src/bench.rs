@@ -197,7 +197,7 @@ pub fn rl(a: &RlBenchArgs) -> Result<i32> {
     )?;
     let rl_cfg = RlConfig::load_with_env(&toml_path, &|_| None)?;
     let rewards = earl_eval::reward_set(&rl_cfg.reward)?;
-    let opts = RlOptions { device, kind, vq_dir: None, out_dir: Some(tmp.join("runs")), max_iterations: None };
+    let opts = RlOptions { device, kind, vq_dir: None, vq_kind: Kind::Float, out_dir: Some(tmp.join("runs")), max_iterations: None };
     let mut runner = RlRunner::new(rl_cfg, rewards, &opts)?;
     let gpu = crate::doctor::gpu_names().first().cloned().unwrap_or_else(|| format!("{device:?}"));
     let params = cfg.num_parameters();

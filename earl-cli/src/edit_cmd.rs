@@ -54,9 +54,12 @@ pub struct EditArgs {
     no_constraint: bool,
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Default: bf16 on CUDA, f32 on CPU.
+    /// Language-model dtype. Default: bf16 on CUDA, f32 on CPU.
     #[arg(long)]
     dtype: Option<String>,
+    /// Vision-tokenizer dtype (EARL encodes and decodes in f32 whatever the LM runs in).
+    #[arg(long, default_value = "f32")]
+    vq_dtype: String,
 }
 
 fn sample_path(out: &Path, i: usize) -> PathBuf {
@@ -83,7 +86,8 @@ pub fn run(a: &EditArgs) -> Result<i32> {
         );
     }
     let t_load = std::time::Instant::now();
-    let mut editor = Editor::load(&model, &vq, &tokenizer, kind, device)
+    let vq_kind = parse_dtype(&a.vq_dtype)?;
+    let mut editor = Editor::load(&model, &vq, &tokenizer, kind, vq_kind, device)
         .with_context(|| format!("loading {} / {} / {}", model.display(), vq.display(), tokenizer.display()))?;
     editor.image_cfg.area = a.area;
     let load_s = t_load.elapsed().as_secs_f64();
@@ -134,7 +138,7 @@ pub fn run(a: &EditArgs) -> Result<i32> {
             "model": model, "vq": vq, "tokenizer": tokenizer,
             "source_image": a.image,
             "source_grid": [source.h(), source.w()],
-            "dtype": dtype_name(kind), "device": format!("{device:?}"),
+            "dtype": dtype_name(kind), "vq_dtype": dtype_name(vq_kind), "device": format!("{device:?}"),
             "prompt_ids": o.prompt_ids,
             "token_ids": o.tokens,
             "reasoning": o.reasoning,

@@ -24,6 +24,9 @@ use tch::{Kind, Tensor};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Let cuDNN convolutions (the vision tokenizer on a GPU) round f32 to TF32. Off by default: f32 means f32.
+    #[arg(long, global = true)]
+    allow_tf32: bool,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +86,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    earl_core::device::set_allow_tf32(cli.allow_tf32);
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

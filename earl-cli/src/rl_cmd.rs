@@ -20,6 +20,9 @@ pub struct RlArgs {
     /// Vision tokenizer (needed by pixel and verifier rewards, and for episode images).
     #[arg(long)]
     vq: Option<PathBuf>,
+    /// Vision-tokenizer dtype (EARL decodes in f32 whatever the policy runs in).
+    #[arg(long, default_value = "f32")]
+    vq_dtype: String,
     /// Run directory (default: base_exp_dir/run_name of the config).
     #[arg(long)]
     out_dir: Option<PathBuf>,
@@ -33,7 +36,8 @@ pub fn run(a: &RlArgs) -> Result<i32> {
     let device = parse_device(&a.device)?;
     let kind = parse_dtype(a.dtype.as_deref().unwrap_or(if device.is_cuda() { "bf16" } else { "f32" }))?;
     let rewards = earl_eval::rewards::reward_set(&cfg.reward)?;
-    let opts = RlOptions { device, kind, vq_dir: a.vq.clone(), out_dir: a.out_dir.clone(), max_iterations: a.max_iterations };
+    let vq_kind = parse_dtype(&a.vq_dtype)?;
+    let opts = RlOptions { device, kind, vq_dir: a.vq.clone(), vq_kind, out_dir: a.out_dir.clone(), max_iterations: a.max_iterations };
     let mut runner = RlRunner::new(cfg, rewards, &opts)?;
     println!("GRPO run in {} ({} on {device:?})", runner.out_dir().display(), dtype_name(kind));
     runner.run(&mut |r| {

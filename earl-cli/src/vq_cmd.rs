@@ -32,7 +32,7 @@ pub struct EncodeArgs {
     /// Target pixel area of the aspect-preserving resize (EARL's data preparation).
     #[arg(long, default_value_t = 256 * 256)]
     area: u64,
-    /// smart_resize bounds on the snapped size (default: one code … 4096×4096).
+    /// Bounds on the area-resized size, an error outside them (default: one code … 4096×4096).
     #[arg(long)]
     min_pixels: Option<u64>,
     #[arg(long)]

@@ -32,9 +32,9 @@ fn tokenize_pairs_resume_and_verify() {
     let recs: Vec<earl_core::data::EditRecord> = (0..reader.len()).map(|i| reader.get(i).unwrap()).collect();
     let b = recs.iter().find(|r| r.id == "b").unwrap();
     assert_eq!(b.cot.get("Step1").map(String::as_str), Some("x"));
-    // 96×64 at area 4096 → 78×52 → smart_resize rounds to multiples of 8: 80×48 → 10×6 codes.
+    // 96×64 at area 4096 → 78×52 pixels (no snap, as EARL) → the encoder floors: 9×6 codes.
     let a = recs.iter().find(|r| r.id == "a").unwrap();
-    assert_eq!((a.source.h, a.source.w), (6, 10));
+    assert_eq!((a.source.h, a.source.w), (6, 9));
     assert!(recs.iter().any(|r| r.id == "00000002"));
 
     std::fs::write(&list, "{\"source\": \"nope.png\", \"target\": \"gray.png\", \"instruction\": \"x\"}\n").unwrap();

@@ -1,4 +1,12 @@
-//! Parsing of user-facing device and dtype names (`cpu`, `cuda`, `cuda:1`; `f32`, `bf16`, `f16`).
+//! Parsing of user-facing device and dtype names (`cpu`, `cuda`, `cuda:1`; `f32`, `bf16`, `f16`), and the one
+//! process-wide numerics switch: whether cuDNN convolutions may use TF32. libtorch lets cuDNN convolutions run f32
+//! inputs through TF32 tensor cores by default (`torch.backends.cudnn.allow_tf32 = True`), which rounds their
+//! operands to 10 mantissa bits: the vision tokenizer in "f32" on a GPU then differs from the f32 reference by
+//! ~1e-3 and flips codes. Here f32 means f32: TF32 is off unless the user asks for it (`--allow-tf32`). f32 matmuls
+//! already stay out of TF32 in libtorch (`torch.backends.cuda.matmul.allow_tf32 = False`), so only convolutions read
+//! this switch. It is global, like torch's own flag, because it describes the process's numerics, not a model.
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tch::{Device, Kind};
 
 use crate::error::{Error, Result};
@@ -30,6 +38,18 @@ pub fn parse_dtype(s: &str) -> Result<Kind> {
         "f16" | "float16" | "half" => Kind::Half,
         _ => return Err(Error::input(format!("unknown dtype {s:?} (use f32, bf16 or f16)"))),
     })
+}
+
+static ALLOW_TF32: AtomicBool = AtomicBool::new(false);
+
+/// Lets (or stops) cuDNN convolutions use TF32 for f32 inputs. Off by default; no effect on the CPU or on bf16/f16.
+pub fn set_allow_tf32(on: bool) {
+    ALLOW_TF32.store(on, Ordering::Relaxed);
+}
+
+/// Whether cuDNN convolutions may use TF32 (see [`set_allow_tf32`]).
+pub fn allow_tf32() -> bool {
+    ALLOW_TF32.load(Ordering::Relaxed)
 }
 
 /// Short name of a floating-point kind, the inverse of [`parse_dtype`].

@@ -79,12 +79,13 @@ pub struct EditTimings {
 }
 
 impl Editor {
-    /// Loads the LM from `model`, the tokenizer from `tokenizer` and the vision tokenizer (with its
-    /// `preprocessor_config.json`, if any) from `vq_dir`. Set `image_cfg.area` afterwards to change the target area.
-    pub fn load(model: &Path, vq_dir: &Path, tokenizer: &Path, kind: Kind, device: Device) -> Result<Self> {
+    /// Loads the LM (as `kind`) from `model`, the tokenizer from `tokenizer` and the vision tokenizer (as `vq_kind`,
+    /// with its `preprocessor_config.json`, if any) from `vq_dir`. EARL runs the vision tokenizer in f32 even when
+    /// the LM runs in bf16, so `vq_kind` is its own setting. Set `image_cfg.area` afterwards to change the area.
+    pub fn load(model: &Path, vq_dir: &Path, tokenizer: &Path, kind: Kind, vq_kind: Kind, device: Device) -> Result<Self> {
         let tok = Emu3Tokenizer::from_dir(tokenizer)?;
         let lm = Emu3ForCausalLM::from_dir(model, kind, device)?;
-        let vq = Emu3VqModel::from_dir(vq_dir, kind, device)?;
+        let vq = Emu3VqModel::from_dir(vq_dir, vq_kind, device)?;
         if lm.cfg.vocab_size < tok.vocab_size() as i64 {
             return Err(Error::input(format!(
                 "the tokenizer in {} has {} ids but the model in {} only {}",

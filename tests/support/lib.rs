@@ -32,4 +32,34 @@ pub fn scratch_copy(name: &str) -> tempfile::TempDir {
 }
 
 /// The tiny vision tokenizers written by `fixtures/gen_vq.py` (transformers and original BAAI layouts).
-pub const VQ_FIXTURES: [&str; 2] = ["vq-tiny", "vq-tiny-orig"];
+pub const VQ_FIXTURES: [&str; 3] = ["vq-tiny", "vq-tiny-orig", "vq-tiny-wide"];
+
+/// Tolerances of the suite, derived from floating-point arithmetic rather than from what one CPU produced.
+///
+/// Two evaluations of one quantity may legitimately differ when the hardware or libtorch picks another summation
+/// order: another CPU's vector width, another BLAS kernel for another shape, chunked instead of whole reductions, a
+/// GPU. For a computation whose longest chain of dependent roundings is `n` operations over terms of total magnitude
+/// `mass` (Σ|xᵢ| for a sum), the error is at most γₙ·mass ≈ n·u·mass (Higham, *Accuracy and Stability of Numerical
+/// Algorithms*, §3.1, §4.2), whatever the order; in practice it is nearer √n·u·mass. The suite uses the worst case,
+/// so no test passes or fails by which x86 CPU runs it. Where the code promises bitwise equality (same path, device
+/// and thread count: reruns, resume, recompute under activation checkpointing on the CPU), tests compare exactly.
+pub mod tol {
+    /// Unit roundoff of f32, 2⁻²⁴ (24 significant bits).
+    pub const F32_U: f64 = 5.960_464_477_539_063e-8;
+    /// Unit roundoff of TF32 (cuDNN's tensor-core inputs), 2⁻¹¹ (11 significant bits).
+    pub const TF32_U: f64 = 4.882_812_5e-4;
+    /// Unit roundoff of bf16, 2⁻⁸ (8 significant bits).
+    pub const BF16_U: f64 = 3.906_25e-3;
+
+    /// Worst-case bound on the f32 error of a computation with `n` dependent roundings over terms of magnitude `mass`.
+    pub fn f32_worst(n: usize, mass: f64) -> f64 {
+        n as f64 * F32_U * mass
+    }
+
+    /// Longest chain of dependent roundings through a forward pass of a decoder LM: per layer the attention and MLP
+    /// dot products (`hidden` and `intermediate` terms) and the attention sums over `seq` positions, then the head's
+    /// dot product and the log-sum-exp over `vocab` logits.
+    pub fn lm_chain(layers: usize, hidden: usize, intermediate: usize, seq: usize, vocab: usize) -> usize {
+        layers * (2 * hidden + intermediate + seq) + hidden + vocab
+    }
+}

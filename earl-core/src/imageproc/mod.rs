@@ -1,8 +1,8 @@
 //! Image processing as EARL does it around the vision tokenizer. Loading: PNG, JPEG and WebP files, with explicit
 //! decompression-bomb limits checked before any pixel is decoded; grayscale, 16-bit and alpha images become 8-bit RGB
 //! (alpha composited over white, as transformers' `convert_to_rgb`). Preprocessing: EARL's data preparation resizes
-//! to a target pixel area keeping the aspect ratio (`int(round(h * sqrt(area / (h * w))))`, default 256×256), the
-//! size is snapped to multiples of the spatial factor with the reference `smart_resize` rules (min/max pixels), the
+//! to a target pixel area keeping the aspect ratio (`int(round(h * sqrt(area / (h * w))))`, default 256×256) with
+//! no snapping to the spatial factor (the processor runs with `do_resize=False`; the encoder floors the grid), the
 //! image is resized once to that size with Pillow-exact bicubic resampling ([`resize::resize_bicubic`]), rescaled by
 //! 1/255 and normalised with the checkpoint's `preprocessor_config.json` mean/std. Postprocessing is the reference
 //! inverse (`x * std + mean`, ×255, clip, truncate to 8 bits).
@@ -107,8 +107,8 @@ pub struct ImageProcessConfig {
     pub area: u64,
     /// Pixels per code (the tokenizer's spatial factor).
     pub factor: u32,
-    /// `smart_resize` bounds on the snapped size. Defaults: one code, and 4096×4096. The checkpoint's own
-    /// `min_pixels`/`max_pixels` (512², 1024²) are not used: EARL resizes by area and calls the processor with
+    /// Bounds on the area-resized size (an error outside them). Defaults: one code, and 4096×4096. The checkpoint's
+    /// own `min_pixels`/`max_pixels` (512², 1024²) are not used: EARL resizes by area and calls the processor with
     /// `do_resize=False`.
     pub min_pixels: u64,
     pub max_pixels: u64,
@@ -204,40 +204,42 @@ impl FloatOrList {
     }
 }
 
-/// EARL's area-preserving size (height, width) of an `h × w` image at pixel area `area` (`smart_resize` of its data
-/// preparation: aspect kept, Python's round-half-to-even), before transformers snaps it to the spatial factor.
+/// EARL's area-preserving size (height, width) of an `h × w` image at pixel area `area` (the `smart_resize` of its
+/// data preparation and evaluation scripts: aspect kept, `int(round(side · √(area / (h·w))))` with Python's
+/// round-half-to-even).
 pub fn area_size(h: u32, w: u32, area: u64) -> (f64, f64) {
     let r = (area as f64 / (h as f64 * w as f64)).sqrt();
     ((h as f64 * r).round_ties_even(), (w as f64 * r).round_ties_even())
 }
 
-/// The size (height, width) an image of `h × w` is resized to: EARL's area-preserving size (Python's
-/// round-half-to-even), snapped to multiples of the factor by transformers' `smart_resize`.
+/// The size (height, width) an image of `h × w` is resized to before encoding: EARL's [`area_size`], **not** snapped
+/// to the spatial factor. EARL calls the tokenizer's processor with `do_resize=False`, so nothing snaps it; the VQ
+/// encoder's stride-2 convolutions then floor the grid ([`grid_size`]): 640×480 at 65536 → 222×296 pixels → 27×37
+/// codes. `min_pixels`/`max_pixels` bound the resized size; outside them is an error, not a silent re-snap.
 pub fn target_size(h: u32, w: u32, cfg: &ImageProcessConfig) -> Result<(u32, u32)> {
-    let f = cfg.factor as f64;
-    if h < cfg.factor || w < cfg.factor {
-        return Err(Error::input(format!("image of {h}×{w} pixels is smaller than the spatial factor {}", cfg.factor)));
-    }
-    let ratio = h.max(w) as f64 / h.min(w) as f64;
-    if ratio > 200.0 {
-        return Err(Error::input(format!("aspect ratio {ratio:.1} exceeds 200 (as transformers' smart_resize)")));
-    }
     let (th, tw) = area_size(h, w, cfg.area);
-    // smart_resize (transformers 5.17.0 image_processing_emu3): round to the factor, then fix the pixel budget.
-    let (mut hb, mut wb) = ((th / f).round_ties_even() * f, (tw / f).round_ties_even() * f);
-    if hb * wb > cfg.max_pixels as f64 {
-        let beta = (th * tw / cfg.max_pixels as f64).sqrt();
-        hb = f.max((th / beta / f).floor() * f);
-        wb = f.max((tw / beta / f).floor() * f);
-    } else if hb * wb < cfg.min_pixels as f64 {
-        let beta = (cfg.min_pixels as f64 / (th * tw)).sqrt();
-        hb = (th * beta / f).ceil() * f;
-        wb = (tw * beta / f).ceil() * f;
+    let f = cfg.factor as f64;
+    if th < f || tw < f {
+        return Err(Error::input(format!(
+            "image of {h}×{w} pixels resizes to {th}×{tw} at area {}, less than one code (spatial factor {})",
+            cfg.area, cfg.factor
+        )));
     }
-    if hb < f || wb < f {
-        return Err(Error::input(format!("image of {h}×{w} pixels resizes to less than one code at area {}", cfg.area)));
+    let pixels = th * tw;
+    if pixels < cfg.min_pixels as f64 || pixels > cfg.max_pixels as f64 {
+        return Err(Error::input(format!(
+            "image of {h}×{w} pixels resizes to {th}×{tw} = {pixels} pixels at area {}, outside min_pixels {} … \
+             max_pixels {}",
+            cfg.area, cfg.min_pixels, cfg.max_pixels
+        )));
     }
-    Ok((hb as u32, wb as u32))
+    Ok((th as u32, tw as u32))
+}
+
+/// The code grid (rows, columns) the vision tokenizer makes of an image of `h × w` pixels: each side floored to the
+/// spatial factor, as the reference encoder's stride-2 convolutions (`⌊⌊⌊h/2⌋/2⌋/2⌋ = ⌊h/8⌋`) do.
+pub fn grid_size(h: u32, w: u32, factor: u32) -> (u32, u32) {
+    (h / factor, w / factor)
 }
 
 /// An 8-bit RGB image → normalised pixels [1, 3, H, W] f32 (transformers: rescale in f64, cast to f32, then

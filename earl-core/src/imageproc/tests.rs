@@ -74,17 +74,25 @@ fn bad_files_are_one_line_errors() {
 }
 
 #[test]
-fn target_sizes_follow_earl_and_smart_resize() {
+fn target_sizes_follow_earl_unsnapped() {
     let c = ImageProcessConfig::new(8);
     assert_eq!(target_size(512, 512, &c).unwrap(), (256, 256));
-    assert_eq!(target_size(1000, 500, &c).unwrap(), (360, 184)); // 362.04×181.02 → snapped
-    // 75×113 at area 4096: 52.14×78.56 → 52×79; 52/8 = 6.5 rounds half to even → 48, 79/8 → 80.
+    assert_eq!(target_size(1000, 500, &c).unwrap(), (362, 181)); // 362.04×181.02, not snapped
+    // The examples (h × w): the reference's grid, floored by the encoder.
+    for ((h, w), grid) in [((480, 640), (27, 37)), ((375, 500), (27, 37)), ((1080, 1920), (24, 42)), ((300, 420), (27, 37))] {
+        let (th, tw) = target_size(h, w, &c).unwrap();
+        assert_eq!(grid_size(th, tw, 8), grid, "{h}×{w} → {th}×{tw}");
+    }
+    // Half-way cases round to even, as Python's round: 75×113 at area 4096 is 52.14×78.56 → 52×79.
     let small = ImageProcessConfig { area: 4096, ..c.clone() };
-    assert_eq!(target_size(75, 113, &small).unwrap(), (48, 80));
-    let e = target_size(7, 300, &c).unwrap_err().to_string();
-    assert!(e.contains("smaller than the spatial factor 8"), "{e}");
-    let e = target_size(8, 2000, &c).unwrap_err().to_string();
-    assert!(e.contains("aspect ratio 250.0 exceeds 200"), "{e}");
+    assert_eq!(target_size(75, 113, &small).unwrap(), (52, 79));
+    // Tiny sources are upsampled as the reference does; a resized side under one code is an error.
+    assert_eq!(target_size(4, 4, &c).unwrap(), (256, 256));
+    let e = target_size(8, 20_000, &c).unwrap_err().to_string();
+    assert!(e.contains("less than one code"), "{e}");
+    let bounded = ImageProcessConfig { min_pixels: 70_000, ..c.clone() };
+    let e = target_size(480, 640, &bounded).unwrap_err().to_string();
+    assert!(e.contains("222×296") && e.contains("outside min_pixels 70000"), "{e}");
     let e = preprocess(&gradient(30, 30), &ImageProcessConfig { area: 1 << 40, ..c }).unwrap_err().to_string();
     assert!(e.contains("exceeds max_pixels"), "{e}");
 }

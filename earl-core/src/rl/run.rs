@@ -39,6 +39,8 @@ pub struct RlOptions {
     pub kind: Kind,
     /// Vision tokenizer, needed by pixel-space and verifier rewards and for episode images.
     pub vq_dir: Option<PathBuf>,
+    /// Its dtype: f32 in EARL whatever the policy's dtype.
+    pub vq_kind: Kind,
     /// Run directory (default: `base_exp_dir/run_name`).
     pub out_dir: Option<PathBuf>,
     /// Stop after this many iterations in total (default: the config's `num_iterations`).
@@ -120,7 +122,7 @@ impl RlRunner {
         let reference = Emu3ForCausalLM::from_dir(&model_dir, opts.kind, opts.device)?;
         let vq = match &opts.vq_dir {
             Some(d) => {
-                let m = Emu3VqModel::from_dir(d, opts.kind, opts.device)?;
+                let m = Emu3VqModel::from_dir(d, opts.vq_kind, opts.device)?;
                 let ic = ImageProcessConfig::from_dir(d, m.cfg.spatial_factor() as u32)?;
                 Some((m, ic))
             }

@@ -8,6 +8,16 @@ use tch::Tensor;
 use crate::error::Result;
 use crate::weights::TensorSource;
 
+/// `F.conv2d`/`F.conv3d` (dilation 1, one group) through `aten::_convolution`, the only entry point that takes
+/// cuDNN's TF32 switch per call: f32 stays f32 on a GPU unless [`crate::device::allow_tf32`] says otherwise.
+/// Benchmark mode stays off (libtorch's default), so the algorithm choice does not depend on timing.
+fn convolution(x: &Tensor, weight: &Tensor, bias: &Tensor, stride: &[i64], padding: &[i64]) -> Tensor {
+    let ones = vec![1; stride.len()];
+    let zeros = vec![0; stride.len()];
+    let cudnn = tch::Cuda::user_enabled_cudnn();
+    x.internal_convolution(weight, Some(bias), stride, padding, ones, false, zeros, 1, false, false, cudnn, crate::device::allow_tf32())
+}
+
 /// `nn.Conv2d` with square kernel, stride and symmetric padding.
 #[derive(Debug)]
 pub struct Conv2d {
@@ -28,7 +38,7 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&self.weight, Some(&self.bias), [self.stride; 2], [self.padding; 2], [1, 1], 1)
+        convolution(x, &self.weight, &self.bias, &[self.stride; 2], &[self.padding; 2])
     }
 }
 
@@ -57,7 +67,7 @@ impl CausalConv3d {
 
     /// x: [B, C, T, H, W]
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.constant_pad_nd(self.pad).conv3d(&self.weight, Some(&self.bias), self.stride, [0, 0, 0], [1, 1, 1], 1)
+        convolution(&x.constant_pad_nd(self.pad), &self.weight, &self.bias, &self.stride, &[0, 0, 0])
     }
 }
 

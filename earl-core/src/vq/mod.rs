@@ -92,16 +92,15 @@ impl Emu3VqModel {
         self.device
     }
 
-    /// Checks `images` [B, C, H, W] (H, W positive multiples of the spatial factor).
+    /// Checks `images` [B, C, H, W]: any size of at least one code. Like the reference, sides that are not multiples
+    /// of the spatial factor are fine: the stride-2 convolutions floor them (`⌊H/f⌋ × ⌊W/f⌋` codes).
     fn check_images(&self, images: &Tensor) -> Result<(i64, i64, i64)> {
         let s = images.size();
         let f = self.cfg.spatial_factor();
         match s[..] {
-            [b, c, h, w] if b > 0 && c == self.cfg.in_channels && h > 0 && w > 0 && h % f == 0 && w % f == 0 => {
-                Ok((b, h, w))
-            }
+            [b, c, h, w] if b > 0 && c == self.cfg.in_channels && h >= f && w >= f => Ok((b, h, w)),
             [_, c, h, w] if c == self.cfg.in_channels => Err(Error::input(format!(
-                "image size {h}×{w} is not a positive multiple of the spatial factor {f} (resize first)"
+                "image size {h}×{w} is smaller than one code of the spatial factor {f}"
             ))),
             _ => Err(Error::input(format!(
                 "images must be [B, {}, H, W], got {s:?}",
@@ -110,8 +109,8 @@ impl Emu3VqModel {
         }
     }
 
-    /// Encodes images [B, 3, H, W] (normalised pixels, any float dtype, any device) to codes [B, H/f, W/f] (i64,
-    /// on the model's device).
+    /// Encodes images [B, 3, H, W] (normalised pixels, any float dtype, any device) to codes [B, ⌊H/f⌋, ⌊W/f⌋]
+    /// (i64, on the model's device).
     pub fn encode(&self, images: &Tensor) -> Result<Tensor> {
         let (b, h, w) = self.check_images(images)?;
         let _span = tracing::debug_span!("vq_encode", b, h, w).entered();

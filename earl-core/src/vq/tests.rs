@@ -26,8 +26,8 @@ fn encoding_each_image_once_equals_the_reference_path() {
 #[test]
 fn bad_inputs_are_errors() {
     let m = tiny();
-    let e = m.encode(&images(1, 12, 16)).unwrap_err().to_string();
-    assert!(e.contains("not a positive multiple of the spatial factor 8"), "{e}");
+    let e = m.encode(&images(1, 7, 16)).unwrap_err().to_string();
+    assert!(e.contains("smaller than one code of the spatial factor 8"), "{e}");
     let e = m.encode(&Tensor::zeros([1, 4, 8, 8], (Kind::Float, Device::Cpu))).unwrap_err().to_string();
     assert!(e.contains("images must be [B, 3, H, W]"), "{e}");
     let e = m.decode(&Tensor::from_slice(&[0i64, 64]).view([1, 1, 2])).unwrap_err().to_string();
@@ -47,6 +47,15 @@ fn random_weights_decode_finite_pixels() {
     let out = m.decode(&codes).unwrap();
     assert_eq!(out.size(), [1, 3, 32, 32]);
     assert!(bool::try_from(out.isfinite().all()).unwrap());
+}
+
+#[test]
+fn sides_that_are_not_multiples_of_the_factor_are_floored() {
+    // As the reference's stride-2 convolutions: 12×23 pixels → ⌊12/8⌋ × ⌊23/8⌋ = 1×2 codes, decoded to 8×16.
+    let m = tiny();
+    let codes = m.encode(&images(1, 12, 23)).unwrap();
+    assert_eq!(codes.size(), [1, 1, 2]);
+    assert_eq!(m.decode(&codes).unwrap().size(), [1, 3, 8, 16]);
 }
 
 proptest! {
