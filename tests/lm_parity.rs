@@ -1,6 +1,13 @@
 //! Language-model parity with transformers 5.17.0 on the tiny fixture checkpoints (all three config/weight
-//! dialects): full forward of a left-padded batch and cached token-by-token decoding, f32 on CPU within
-//! ‖Δ‖/‖ref‖ ≤ 1e-5 and max |Δ| ≤ 1e-4; bf16 on a GPU when one is present, within 2e-2.
+//! dialects): full forward of a left-padded batch and cached token-by-token decoding, f32 on every device within
+//! ‖Δ‖/‖ref‖ ≤ 1e-5 and max |Δ| ≤ 1e-4, and bf16 on a GPU when one is present, within 2e-2.
+//!
+//! Bounds: the f32 forward of a tiny fixture is a chain of n ≈ 700–1000 dependent roundings (`earl_tests::tol::
+//! lm_chain`); in practice two orders of summation differ by ~√n·u ≈ 1.9e-6 relative, and 1e-5 (≈ 5× that, the
+//! `earl parity` default) has held on every x86 CPU and on the H200 (observed ≤ 1.3e-7 on CPUs, 4.4e-7 on CUDA).
+//! The worst case n·u ≈ 6e-5 would hide nothing a wrong norm or rotary does (a 1% norm change moves logits by
+//! 1e-2). bf16 rounds weights and every activation to 8 significant bits (u = 3.9e-3): observed 9.4e-3 … 1.1e-2,
+//! bound 2e-2 ≈ 5 u_bf16.
 use earl_core::parity::check_lm_reference;
 use earl_core::{Emu3ForCausalLM, ForwardArgs, SafetensorsStore};
 use earl_tests::{fixtures_dir, test_devices, LM_FIXTURES};
@@ -14,16 +21,19 @@ fn reference(name: &str) -> SafetensorsStore {
 #[test]
 fn every_fixture_matches_the_reference_on_every_device() {
     for device in test_devices() {
-        let (kind, rel, abs) = match device {
-            Device::Cpu => (Kind::Float, 1e-5, 1e-4),
-            _ => (Kind::BFloat16, 2e-2, f64::INFINITY),
-        };
-        for name in LM_FIXTURES {
-            let model = Emu3ForCausalLM::from_dir(&fixtures_dir().join(name), kind, device).expect(name);
-            let checks = check_lm_reference(&model, &reference(name)).expect(name);
-            assert_eq!(checks.len(), 2, "{name}: full forward and cached decode");
-            for c in checks {
-                assert!(c.report.within(rel, abs), "{name} {} on {device:?}: {}", c.name, c.report);
+        let mut runs = vec![(Kind::Float, 1e-5, 1e-4)];
+        if device.is_cuda() {
+            runs.push((Kind::BFloat16, 2e-2, f64::INFINITY));
+        }
+        for (kind, rel, abs) in runs {
+            for name in LM_FIXTURES {
+                let model = Emu3ForCausalLM::from_dir(&fixtures_dir().join(name), kind, device).expect(name);
+                let checks = check_lm_reference(&model, &reference(name)).expect(name);
+                assert_eq!(checks.len(), 2, "{name}: full forward and cached decode");
+                for c in checks {
+                    eprintln!("{name} {} {kind:?} on {device:?}: {}", c.name, c.report);
+                    assert!(c.report.within(rel, abs), "{name} {} {kind:?} on {device:?}: {}", c.name, c.report);
+                }
             }
         }
     }
@@ -72,7 +82,11 @@ fn logits_to_keep_returns_the_last_positions() {
     assert_eq!(last.size(), vec![3, 3, model.cfg.vocab_size]);
     let t = ids.size()[1];
     let rep = earl_core::compare(&last, &all.narrow(1, t - 3, 3), None).unwrap();
-    assert!(rep.within(1e-6, 1e-6), "{rep}");
+    // Only the head's matmul differs (3 positions instead of all: BLAS may block the 64-term dot products
+    // differently): worst case 64·u relative, and 64·u·max|logit| absolute.
+    let bound = earl_tests::tol::f32_worst(64, 1.0);
+    let max_logit = all.abs().max().double_value(&[]);
+    assert!(rep.within(bound, earl_tests::tol::f32_worst(64, max_logit)), "{rep}");
 }
 
 #[test]
@@ -87,5 +101,6 @@ fn rows_do_not_influence_each_other() {
     let alone_ids = ids.get(2).narrow(0, t - n, n).unsqueeze(0);
     let alone = model.forward(&alone_ids, &ForwardArgs::default(), None).unwrap();
     let rep = earl_core::compare(&alone, &batch.get(2).narrow(0, t - n, n).unsqueeze(0), None).unwrap();
+    // Other shapes (batch 1, no padding) may change BLAS blocking and attention reductions: the f32 bound above.
     assert!(rep.within(1e-5, 1e-4), "{rep}");
 }

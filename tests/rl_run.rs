@@ -17,7 +17,14 @@ fn run(out: &std::path::Path, max_iterations: Option<u64>) -> Vec<IterationRepor
 
 fn run_with(out: &std::path::Path, max_iterations: Option<u64>, cfg: RlConfig) -> Vec<IterationReport> {
     let rewards = earl_eval::reward_set(&cfg.reward).unwrap();
-    let opts = RlOptions { device: Device::Cpu, kind: Kind::Float, vq_dir: None, vq_kind: Kind::Float, out_dir: Some(out.to_path_buf()), max_iterations };
+    let opts = RlOptions {
+        device: Device::Cpu,
+        kind: Kind::Float,
+        vq_dir: None,
+        vq_kind: Kind::Float,
+        out_dir: Some(out.to_path_buf()),
+        max_iterations,
+    };
     RlRunner::new(cfg, rewards, &opts).unwrap().run(&mut |_| {}).unwrap()
 }
 

@@ -137,11 +137,12 @@ pub fn check_lm_reference(
     Ok(checks)
 }
 
-/// Largest relative gap `(d₂ − d₁) / d₁` between the reference's second-nearest and nearest squared codebook
-/// distances at which an f32 encoding may still pick the other code. Our f32 latents agree with the reference's to
-/// ~1e-6 relative (the decoded pixels, one network later, agree to 6e-7; the f32 bound we hold them to is 1e-5), and
-/// a latent error ε moves a squared distance by at most 2ε‖z‖/√d₁ relative to d₁: with ε ≤ 1e-5 and ‖z‖/√d₁ ≤ 5 for
-/// the near-ties that matter, 1e-4. TF32 convolutions (ε ≈ 1e-3) and bf16 (ε ≈ 1e-2) flip codes well beyond it.
+/// Largest gap `(d₂ − d₁) / (d₂ + d₁)` between the reference's second-nearest and nearest squared codebook distances
+/// at which an f32 encoding may still pick the other code. Our f32 latents agree with the reference's to ~1e-6
+/// relative (the decoded pixels, one network later, agree to 6e-7; the f32 bound we hold them to is 1e-5), and a
+/// latent error ε moves a squared distance d by at most 2ε‖z‖√d, i.e. the gap by ≤ 2ε‖z‖/√d: with ε ≤ 1e-5 and
+/// ‖z‖/√d ≤ 5 for the near-ties that matter, 1e-4. TF32 convolutions (ε ≈ 1e-3) and bf16 (ε ≈ 1e-2) flip codes
+/// well beyond it.
 pub const F32_CODE_GAP: f64 = 1e-4;
 
 /// Codes that differ from the reference's where the reference's nearest-code gap (`gap`, [`F32_CODE_GAP`] units)
