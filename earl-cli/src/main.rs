@@ -14,7 +14,7 @@ mod vq_parity;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use earl_core::device::{dtype_name, parse_device, parse_dtype};
 use earl_core::{Emu3ForCausalLM, ForwardArgs};
 use tch::{Kind, Tensor};
@@ -85,16 +85,62 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    quiet_panics();
+    let cli = parse_args();
     earl_core::device::set_allow_tf32(cli.allow_tf32);
-    let code = match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
+    let code = match std::panic::catch_unwind(|| run(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            eprintln!("error: {}", one_line(&e));
+            2
+        }
+        Err(payload) => {
+            let msg = payload.downcast_ref::<String>().map(String::as_str).or(payload.downcast_ref::<&str>().copied());
+            let first = msg.and_then(|m| m.lines().next()).unwrap_or("panic without message");
+            eprintln!("error: internal error: {first} (RUST_BACKTRACE=1 shows the rest)");
             2
         }
     };
     std::process::exit(code);
+}
+
+/// Arguments as clap parses them, except that every command takes negative numbers as values (`--temperature -1`
+/// reaches the validation that explains it instead of "unexpected argument '-1'").
+fn parse_args() -> Cli {
+    fn negatives(cmd: clap::Command) -> clap::Command {
+        cmd.allow_negative_numbers(true).mut_subcommands(negatives)
+    }
+    let matches = negatives(Cli::command()).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// libtorch failures inside tch panic; earl-core catches them (`guard`) and returns one-line errors, but the default
+/// hook would still print the panic message, a backtrace and kilobytes of C++ stack first. Only with
+/// `RUST_BACKTRACE` set does the hook speak.
+fn quiet_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            default(info);
+        }
+    }));
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text the line already holds (an OS error
+/// that a library error already quotes) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run(cli: Cli) -> Result<i32> {

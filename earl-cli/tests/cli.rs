@@ -2,8 +2,6 @@
 mod common;
 use common::{earl, root};
 
-
-
 #[test]
 fn parity_passes_on_every_fixture() {
     for name in ["lm-tiny-gqa", "lm-tiny-mha", "lm-tiny-orig"] {
@@ -49,4 +47,16 @@ fn doctor_reports_libtorch() {
     assert_eq!(code, 0);
     assert!(out.contains("libtorch:       2.11.0"), "{out}");
     assert!(out.contains("libtorch_cuda:  linked"), "{out}");
+}
+
+#[test]
+fn failures_are_one_quiet_line() {
+    // An OS error is quoted once, not once per layer of context.
+    let (code, _, err) = earl(&["encode", "--vq", "fixtures/vq-tiny", "--image", "/nonexistent/x.png", "--out", "/tmp/x.json"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+    // Negative numbers are values, so the validation that explains them is reached.
+    let (code, _, err) = earl(&["edit", "--image", "fixtures/bundle-tiny/example.png", "--instruction", "x", "--out", "/tmp/never.png", "--temperature", "-1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("temperature must be ≥ 0, got -1") && err.trim_end().lines().count() == 1, "{err}");
 }
