@@ -57,10 +57,15 @@ fn mis_shaped_tensor_is_reported() {
 #[test]
 fn malformed_config_names_line_and_column() {
     let dir = scratch_copy("lm-tiny-gqa");
-    std::fs::write(dir.path().join("config.json"), "{\n  \"model_type\": \"emu3_text_model\",\n  \"vocab_size\": ,\n}").unwrap();
+    std::fs::write(dir.path().join("config.json"), "{\n  \"model_type\": \"emu3_text_model\",\n  \"vocab_size\": ,\n}")
+        .unwrap();
     let msg = load_err(dir.path());
     assert!(msg.contains("config.json:3:") && msg.contains("malformed JSON"), "{msg}");
-    std::fs::write(dir.path().join("config.json"), r#"{"model_type": "Emu3", "rope_scaling": {"type": "yarn", "factor": 4}}"#).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "Emu3", "rope_scaling": {"type": "yarn", "factor": 4}}"#,
+    )
+    .unwrap();
     let msg = load_err(dir.path());
     assert!(msg.contains("rope scaling \"yarn\" is not supported"), "{msg}");
     std::fs::remove_file(dir.path().join("config.json")).unwrap();
@@ -83,4 +88,29 @@ fn bad_forward_inputs_are_errors_not_panics() {
     assert!(e.to_string().contains("cache overflow"), "{e}");
     let e = model.forward(&Tensor::from_slice(&[1.5f32]).view([1, 1]), &ForwardArgs::default(), None).unwrap_err();
     assert!(e.to_string().contains("must be integer"), "{e}");
+}
+
+#[test]
+fn non_finite_weights_are_reported_when_checking() {
+    // One NaN and one Inf in a copy of a fixture: silent by default (as any loader), an error naming the tensor and
+    // the count with weight checking on (`--check-weights`, `earl parity`).
+    let d = earl_tests::scratch_copy("lm-tiny-gqa");
+    let file = d.path().join("model.safetensors");
+    let st = earl_core::SafetensorsStore::open(&file, tch::Kind::Float, tch::Device::Cpu).unwrap();
+    let mut kept: Vec<(String, tch::Tensor)> =
+        st.names().into_iter().map(|n| (n.clone(), st.tensor_any(&n).unwrap())).collect();
+    drop(st);
+    let (name, t) = kept.iter_mut().find(|(n, _)| n.ends_with("layers.1.mlp.up_proj.weight")).unwrap();
+    let name = name.clone();
+    let mut flat = t.to_kind(tch::Kind::Float).flatten(0, -1);
+    let _ = flat.get(3).fill_(f64::NAN);
+    let _ = flat.get(7).fill_(f64::INFINITY);
+    *t = flat.view(t.size().as_slice());
+    tch::Tensor::write_safetensors(&kept, &file).unwrap();
+    assert!(earl_core::Emu3ForCausalLM::from_dir(d.path(), tch::Kind::Float, tch::Device::Cpu).is_ok());
+    earl_core::weights::set_check_weights(true);
+    let e =
+        earl_core::Emu3ForCausalLM::from_dir(d.path(), tch::Kind::Float, tch::Device::Cpu).err().unwrap().to_string();
+    earl_core::weights::set_check_weights(false);
+    assert!(e.contains(&name) && e.contains("2 non-finite values (NaN or Inf)"), "{e}");
 }

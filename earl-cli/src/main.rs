@@ -27,6 +27,9 @@ struct Cli {
     /// Let cuDNN convolutions (the vision tokenizer on a GPU) round f32 to TF32. Off by default: f32 means f32.
     #[arg(long, global = true)]
     allow_tf32: bool,
+    /// Check every loaded weight for NaN and Inf (one reduction per tensor); `earl parity` always does.
+    #[arg(long, global = true)]
+    check_weights: bool,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +91,7 @@ fn main() {
     quiet_panics();
     let cli = parse_args();
     earl_core::device::set_allow_tf32(cli.allow_tf32);
+    earl_core::weights::set_check_weights(cli.check_weights || matches!(cli.command, Command::Parity(_)));
     let code = match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {

@@ -2,8 +2,11 @@
 //! `model.safetensors.index.json`), validates every header against the file size up front, and materialises one
 //! tensor at a time straight into the requested dtype and device — an 8B bf16 checkpoint never exists as an f32 copy.
 //! [`RandomSource`] makes deterministic random weights of the same names and shapes (speed benchmarks of 8.5B-shaped
-//! models without real weights). Modules only ever see the [`TensorSource`] trait.
+//! models without real weights). Modules only ever see the [`TensorSource`] trait. With weight checking on
+//! ([`set_check_weights`], `--check-weights`; `earl parity` turns it on), every loaded floating-point tensor is
+//! checked for NaN and Inf, so a damaged checkpoint is an error naming the tensor instead of NaN logits later.
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -36,16 +39,27 @@ pub struct SafetensorsStore {
     index: HashMap<String, usize>,
     kind: Kind,
     device: Device,
+    check_finite: bool,
 }
 
 const INDEX_FILE: &str = "model.safetensors.index.json";
+
+static CHECK_WEIGHTS: AtomicBool = AtomicBool::new(false);
+
+/// Whether stores opened from now on check every floating-point tensor they load for NaN and Inf (one reduction
+/// per tensor, on its device). Off by default: it reads every weight once more. Process-wide, like `--allow-tf32`,
+/// so it reaches the stores that `from_dir` loaders open for themselves.
+pub fn set_check_weights(on: bool) {
+    CHECK_WEIGHTS.store(on, Ordering::Relaxed);
+}
 
 impl SafetensorsStore {
     /// Opens a checkpoint directory (`model.safetensors.index.json` if present, else `model.safetensors`, else every
     /// `*.safetensors` in it) or a single `.safetensors` file. Tensors come out as `kind` on `device`.
     pub fn open(path: &Path, kind: Kind, device: Device) -> Result<Self> {
         let files = if path.is_dir() { checkpoint_files(path)? } else { vec![path.to_path_buf()] };
-        let mut store = SafetensorsStore { files: Vec::new(), index: HashMap::new(), kind, device };
+        let check_finite = CHECK_WEIGHTS.load(Ordering::Relaxed);
+        let mut store = SafetensorsStore { files: Vec::new(), index: HashMap::new(), kind, device, check_finite };
         for f in files {
             store.add_file(f)?;
         }
@@ -137,6 +151,15 @@ impl SafetensorsStore {
             // Copy in the stored dtype, move, then convert on the device: one tensor at a time, no f32 blow-up.
             let t = Tensor::f_from_data_size(bytes, &found, stored)?;
             let t = if self.device == Device::Cpu { t } else { t.f_to_device(self.device)? };
+            if self.check_finite && is_float(stored) {
+                let bad = t.f_isfinite()?.f_logical_not()?.f_sum(Kind::Int64)?.int64_value(&[]);
+                if bad > 0 {
+                    return Err(Error::Safetensors {
+                        path: f.path.clone(),
+                        msg: format!("tensor `{name}` has {bad} non-finite values (NaN or Inf) of {numel}"),
+                    });
+                }
+            }
             Ok(if t.kind() == target { t } else { t.f_to_kind(target)? })
         })
     }
