@@ -90,27 +90,41 @@ fn uniform(rng: &mut ChaCha20Rng) -> f64 {
 pub struct TokenSampler {
     pub params: SamplingParams,
     streams: Vec<ChaCha20Rng>,
+    /// (request, sample) of each row, to name a row whose logits are not finite.
+    rows: Vec<(u64, u64)>,
+    /// Calls of [`TokenSampler::sample`] so far: the decoding step, for errors.
+    step: usize,
 }
 
 impl TokenSampler {
     /// `rows[r] = (request, sample)` identifies the stream of batch row `r`.
     pub fn new(params: SamplingParams, seed: u64, rows: &[(u64, u64)]) -> Result<Self> {
         params.validate()?;
-        Ok(TokenSampler { params, streams: rows.iter().map(|&(i, j)| sample_stream(seed, i, j)).collect() })
+        let streams = rows.iter().map(|&(i, j)| sample_stream(seed, i, j)).collect();
+        Ok(TokenSampler { params, streams, rows: rows.to_vec(), step: 0 })
     }
 
     /// Keeps the streams of `rows` (in that order), after finished rows leave the batch.
     pub fn retain_rows(&mut self, rows: &[usize]) {
         let old = std::mem::take(&mut self.streams);
         self.streams = rows.iter().map(|&r| old[r].clone()).collect();
+        self.rows = rows.iter().map(|&r| self.rows[r]).collect();
     }
 
     /// One token per row from logits [B, V] (already constrained). Every row draws exactly once unless greedy.
+    /// A row whose logits hold a NaN or +Inf, or no finite value at all, is an error naming the request, sample and
+    /// step: sampling from it would pick an arbitrary id (and break the grid constraint) without saying why. The
+    /// check is one reduction on the device, read back with the sampled ids (no extra synchronisation).
     pub fn sample(&mut self, logits: &Tensor) -> Result<Vec<i64>> {
         let s = logits.size();
         if s.len() != 2 || s[0] as usize != self.streams.len() {
             return Err(Error::input(format!("logits {s:?} for {} sampling rows", self.streams.len())));
         }
+        let step = self.step;
+        self.step += 1;
+        let bad = logits.isnan().logical_or(&logits.isposinf()).any_dim(-1, false).logical_or(
+            &logits.max_dim(-1, false).0.isneginf(),
+        ); // [B]
         let ids = if self.params.is_greedy() {
             logits.to_kind(Kind::Float).argmax(-1, false)
         } else {
@@ -120,7 +134,17 @@ impl TokenSampler {
             let target = Tensor::from_slice(&u).to_device(logits.device()).unsqueeze(1) * cdf.narrow(1, s[1] - 1, 1);
             target.searchsorted(&cdf, false, true, "right", None::<Tensor>).squeeze_dim(1).clamp_max(s[1] - 1)
         };
-        Ok(Vec::<i64>::try_from(ids.to_device(tch::Device::Cpu).to_kind(Kind::Int64))?)
+        let both = Tensor::stack(&[ids.to_kind(Kind::Int64), bad.to_kind(Kind::Int64)], 0).to_device(tch::Device::Cpu);
+        let both = Vec::<i64>::try_from(both.flatten(0, -1))?;
+        let (ids, bad) = both.split_at(s[0] as usize);
+        if let Some(r) = bad.iter().position(|&b| b != 0) {
+            let (request, sample) = self.rows[r];
+            return Err(Error::input(format!(
+                "non-finite logits (NaN or +Inf, or no finite value) for request {request}, sample {sample} at \
+                 decoding step {step}: the model's weights or inputs are damaged (--check-weights checks the weights)"
+            )));
+        }
+        Ok(ids.to_vec())
     }
 }
 
@@ -164,6 +188,21 @@ mod tests {
         assert_eq!(counts[3] + counts[4], 0);
         let f1 = counts[1] as f64 / 4000.0;
         assert!((f1 - 0.5).abs() < 0.04, "{counts:?}");
+    }
+
+    #[test]
+    fn non_finite_logits_are_errors_naming_the_row_and_step() {
+        for params in [SamplingParams::greedy(), SamplingParams::reference_eval()] {
+            let mut s = TokenSampler::new(params, 0, &[(0, 0), (4, 2)]).unwrap();
+            assert!(s.sample(&logits(&[&[0., 1.], &[1., f32::NEG_INFINITY]])).is_ok());
+            for bad in [[f32::NAN, 1.], [f32::INFINITY, 0.], [f32::NEG_INFINITY, f32::NEG_INFINITY]] {
+                let e = s.sample(&logits(&[&[0., 1.], &bad])).unwrap_err().to_string();
+                assert!(e.contains("non-finite logits") && e.contains("request 4, sample 2 at decoding step"), "{e}");
+            }
+            s.retain_rows(&[1]);
+            let e = s.sample(&logits(&[&[f32::NAN, 0.]])).unwrap_err().to_string();
+            assert!(e.contains("request 4, sample 2 at decoding step 4"), "{e}");
+        }
     }
 
     #[test]
