@@ -9,13 +9,13 @@
 //! An undecodable prediction scores 0 everywhere without a query. A reply that cannot be parsed is asked again, up
 //! to `max_rounds` rounds in all (EARL: 5); only the unparsed query is repeated (EARL repeats both). What happens to
 //! a completion still unparsed after the last round is [`Unparsable`]'s choice. Transport failures that survive the
-//! client's retries fail the batch.
+//! client's retries fail the batch. Each reward reports in its [`Reward::manifest`] where its prompts came from.
 use earl_core::rl::{Reward, RewardInput, RewardOutput};
 use earl_core::{Error, Result};
 
 use crate::chat::{message, text_and_images, ChatClient, ChatRequest};
 use crate::parse::{parse_score_list, parse_tagged_score};
-use crate::prompts::{fill, PromptSet};
+use crate::prompts::{fill, provenance, PromptSet};
 
 /// What to do with a completion whose replies never parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,8 +135,8 @@ impl VieScore {
             temperature: self.opts.viescore_temperature,
         };
         vec![
-            ask(fill(&self.opts.prompts.semantic_consistency, inp.instruction), &[inp.source, pred]),
-            ask(fill(&self.opts.prompts.perceptual_quality, inp.instruction), &[pred]),
+            ask(fill(&self.opts.prompts.semantic_consistency.text, inp.instruction), &[inp.source, pred]),
+            ask(fill(&self.opts.prompts.perceptual_quality.text, inp.instruction), &[pred]),
         ]
     }
 }
@@ -144,6 +144,12 @@ impl VieScore {
 impl Reward for VieScore {
     fn name(&self) -> &str {
         Self::NAME
+    }
+
+    fn manifest(&self) -> serde_json::Value {
+        let p = &self.opts.prompts;
+        let t = [("semantic_consistency", &p.semantic_consistency), ("perceptual_quality", &p.perceptual_quality)];
+        serde_json::json!({ "judge_prompts": provenance(&t), "max_rounds": self.opts.max_rounds })
     }
 
     fn score_batch(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
@@ -198,6 +204,12 @@ impl Reward for GroundScore {
         Self::NAME
     }
 
+    fn manifest(&self) -> serde_json::Value {
+        let p = &self.opts.prompts;
+        let t = [("system", &p.ground_score_system), ("user", &p.ground_score_user)];
+        serde_json::json!({ "judge_prompts": provenance(&t), "max_rounds": self.opts.max_rounds })
+    }
+
     fn score_batch(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
         let mut queries = Vec::with_capacity(inputs.len());
         for (i, inp) in inputs.iter().enumerate() {
@@ -209,8 +221,14 @@ impl Reward for GroundScore {
                 None => Vec::new(),
                 Some(pred) => vec![ChatRequest {
                     messages: vec![
-                        message("system", self.opts.prompts.ground_score_system.clone().into()),
-                        message("user", text_and_images(&fill(&self.opts.prompts.ground_score_user, inp.instruction), &[gt, pred])),
+                        message("system", self.opts.prompts.ground_score_system.text.clone().into()),
+                        message(
+                            "user",
+                            text_and_images(
+                                &fill(&self.opts.prompts.ground_score_user.text, inp.instruction),
+                                &[gt, pred],
+                            ),
+                        ),
                     ],
                     max_tokens: self.opts.ground_score_max_tokens,
                     temperature: self.opts.ground_score_temperature,

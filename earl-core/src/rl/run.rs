@@ -169,6 +169,7 @@ impl RlRunner {
             tracing::info!(iteration = start, dir = %dir.display(), "resuming GRPO run");
         }
         std::fs::create_dir_all(&self.out_dir).map_err(|e| Error::io(&self.out_dir, e))?;
+        self.write_manifest()?;
         let metrics_path = self.out_dir.join("metrics.jsonl");
         let mut reports = Vec::new();
         for it in start..self.max_iterations {
@@ -185,6 +186,17 @@ impl RlRunner {
             reports.push(report);
         }
         Ok(reports)
+    }
+
+    /// `run_manifest.json`, rewritten at every start: the rewards' own records, e.g. the verifier's prompt files and
+    /// their SHA-256, or that it uses the project's own wording (its rewards then differ from the paper's).
+    fn write_manifest(&self) -> Result<()> {
+        let path = self.out_dir.join("run_manifest.json");
+        let manifest = serde_json::json!({
+            "run_name": self.cfg.run_name, "random_seed": self.cfg.random_seed, "rewards": self.rewards.manifest(),
+        });
+        let text = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
     }
 
     /// The prompts of iteration `it`: distinct pool entries, drawn from the (seed, iteration) stream.
