@@ -47,6 +47,19 @@ impl RewardOutput {
     }
 }
 
+/// The mean of every component over the outputs that have it. A component can be missing from some outputs (a
+/// VIEScore reply with a single score has no second sub-score); averaging over all outputs would count it as 0.
+pub fn component_means(outputs: &[RewardOutput]) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for o in outputs {
+        for (k, v) in &o.components {
+            let e = sums.entry(k.clone()).or_default();
+            *e = (e.0 + v, e.1 + 1);
+        }
+    }
+    sums.into_iter().map(|(k, (sum, n))| (k, sum / n as f64)).collect()
+}
+
 /// A reward function. Implementations are blocking and may parallelise a batch internally (the verifier does).
 pub trait Reward: Send + Sync {
     /// Short name; prefixes the components in logs (`viescore` → `viescore__overall`).
@@ -237,6 +250,16 @@ mod tests {
         assert_eq!(out[1].components["viescore__overall"], 6.0); // components are still logged
         assert_eq!(out[0].components["ground_score__overall"], 9.0);
         assert!(set.score(&[input(&img)], &[]).is_err());
+    }
+
+    #[test]
+    fn component_means_skip_outputs_without_the_component() {
+        let a = RewardOutput::from_components([("overall", 4.0), ("overedit", 6.0)]);
+        let b = RewardOutput::from_components([("overall", 2.0)]);
+        let m = component_means(&[a, b]);
+        // Exact in binary floating point: (4 + 2) / 2 and 6 / 1.
+        assert_eq!((m["overall"], m["overedit"]), (3.0, 6.0));
+        assert!(component_means(&[]).is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{RlConfig, TopK};
 use super::grpo::{self, LogProbOptions, VocabSplit};
-use super::reward::{RewardInput, RewardSet};
+use super::reward::{component_means, RewardInput, RewardSet};
 use crate::data::{build_mixture, DataRng, EditRecord, ShardReader};
 use crate::edit::{edit_request, response_ids};
 use crate::error::{guard, Error, Result};
@@ -313,12 +313,7 @@ impl RlRunner {
             .collect();
         let stopped: Vec<bool> = eps.iter().map(|e| e.finish == FinishReason::Stop).collect();
         let outs = self.rewards.score(&inputs, &stopped)?;
-        let mut comps: BTreeMap<String, f64> = BTreeMap::new();
-        for o in &outs {
-            for (k, v) in &o.components {
-                *comps.entry(k.to_string()).or_default() += v / outs.len() as f64;
-            }
-        }
+        let comps = component_means(&outs);
         let valid = eps.iter().filter(|e| e.grid.is_some()).count();
         Ok((outs.iter().map(|o| o.score).collect(), comps, valid))
     }
