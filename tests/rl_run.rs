@@ -65,6 +65,14 @@ fn tiny_grpo_learns_is_deterministic_and_resumes_exactly() {
     let resumed: Vec<_> = head.iter().chain(&tail).map(numbers).collect();
     assert_eq!(resumed, full.iter().map(numbers).collect::<Vec<_>>());
     assert!(a.path().join("metrics.jsonl").exists() && a.path().join("episodes/iter_00000/episodes.jsonl").exists());
+    // The manifest records the rewards' own records (none for the offline reward; the verifier's prompt sources
+    // are tested in earl-eval).
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.path().join("run_manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&manifest["run_name"], &manifest["rewards"]),
+        (&serde_json::json!("tiny"), &serde_json::json!({ "token_agreement": null }))
+    );
 }
 
 /// The chunked policy objective (head, log-probs and loss a few positions at a time) trains like the whole one: the

@@ -1,14 +1,17 @@
 //! Lenient parsing of verifier replies. Multimodal judges rarely return clean JSON: they wrap it in code fences,
 //! use single quotes or unquoted keys, leave trailing commas, add prose after it, or answer with a bare list. We
-//! accept what a careful reader would (the reference's `mllm_output_to_dict` accepts a similar set, including the
-//! original VIEScore `||V^=^V||` delimiters) and reject everything else, so the caller can ask again.
+//! accept what the reference's `mllm_output_to_dict` (EARL `rl/viescore.py`) accepts — the `||V^=^V||` delimiters,
+//! the outermost `{ … }`, a bare `[a, b]` somewhere in a reply without braces, a bare number — plus a few forms it
+//! does not, and reject everything else, so the caller can ask again.
 
-/// The VIEScore scores of a reply `{"score": [...], "reasoning": "..."}`: exactly `expected` numbers, each finite
-/// and within 0–10. `None` when no such list can be found.
-pub fn parse_score_list(reply: &str, expected: usize) -> Option<Vec<f64>> {
+/// The VIEScore scores of a reply `{"score": [...], "reasoning": "..."}`: a list of one or more numbers (a single
+/// number counts as a list of one, as the reference wraps it), each finite and within 0–10. The reference takes any
+/// length and checks no range (an empty list or a second entry it then reads crash its run; out-of-range scores are
+/// used as they are); we call both unparsable, so the caller asks again. `None` when no such list can be found.
+pub fn parse_score_list(reply: &str) -> Option<Vec<f64>> {
     let text = between_delimiters(reply).unwrap_or(reply);
     let scores = strict_json_scores(text).or_else(|| scan_score_key(text)).or_else(|| bare_scores(text))?;
-    (scores.len() == expected && scores.iter().all(|s| s.is_finite() && (0.0..=10.0).contains(s))).then_some(scores)
+    (!scores.is_empty() && scores.iter().all(|s| s.is_finite() && (0.0..=10.0).contains(s))).then_some(scores)
 }
 
 /// The GroundScore of a reply: the first `<score>N</score>` (whitespace around N allowed) with an integer N; `None`
@@ -88,11 +91,14 @@ fn read_value(v: &str) -> Option<Vec<f64>> {
     }
 }
 
-/// A reply that is nothing but `[a, b]` or a single number (seen from some judges; the reference accepts both).
+/// A reply without a usable `score` key: the span from its first `[` to its last `]` read as a list (the
+/// reference does this for replies without braces, e.g. "Scores: [6, 0]"), else the whole reply as one number.
 fn bare_scores(s: &str) -> Option<Vec<f64>> {
     let t = s.trim();
-    if t.starts_with('[') && t.ends_with(']') {
-        return read_value(t);
+    if let (Some(start), Some(end)) = (t.find('['), t.rfind(']')) {
+        if start < end {
+            return read_value(&t[start..=end]);
+        }
     }
     t.parse::<f64>().ok().map(|n| vec![n])
 }
@@ -111,27 +117,36 @@ mod tests {
             "Sure. {\"score\" : [\"7\", \"3\"], \"reasoning\" : \"x\"} trailing } brace",
             "||V^=^V||\n{\n\"score\" : [7, 3],\n\"reasoning\" : \"x\"\n}\n||V^=^V||",
             "[7, 3]",
+            "Scores: [7, 3] as asked.",
             "{\"Score\": [7.0, 3.0]}",
         ];
         for reply in ok {
-            assert_eq!(parse_score_list(reply, 2), Some(vec![7.0, 3.0]), "{reply}");
+            assert_eq!(parse_score_list(reply), Some(vec![7.0, 3.0]), "{reply}");
         }
+    }
+
+    #[test]
+    fn score_lists_of_any_length_from_one_are_read() {
+        assert_eq!(parse_score_list(r#"{"score": [7], "reasoning": "one score only"}"#), Some(vec![7.0]));
+        assert_eq!(parse_score_list(r#"{"score": 6, "reasoning": "a bare number"}"#), Some(vec![6.0]));
+        assert_eq!(parse_score_list("{'score': [8, 2, 5]}"), Some(vec![8.0, 2.0, 5.0]));
+        assert_eq!(parse_score_list("5"), Some(vec![5.0]));
     }
 
     #[test]
     fn rejects_what_cannot_be_trusted() {
         let bad = [
             "I cannot evaluate this image.",
-            r#"{"score": [7], "reasoning": "one score only"}"#,
+            r#"{"score": [], "reasoning": "nothing"}"#,
             r#"{"score": [7, 11]}"#,
             r#"{"score": [7, -1]}"#,
+            r#"{"score": [10.5]}"#,
             r#"{"score": ["seven", 3]}"#,
             "",
         ];
         for reply in bad {
-            assert_eq!(parse_score_list(reply, 2), None, "{reply}");
+            assert_eq!(parse_score_list(reply), None, "{reply}");
         }
-        assert_eq!(parse_score_list("5", 1), Some(vec![5.0]));
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! Verifier prompts. The built-in wording is ours: it asks for the rubric EARL uses (VIEScore's semantic consistency
 //! = [editing success, over-editing] and perceptual quality = [naturalness, artifacts], each 0–10, as JSON; and
 //! GroundScore's 0–10 semantic match with the ground-truth edit in `<score>X</score>`), but it is not the VIEScore or
-//! EARL text. To reproduce the paper's rewards exactly, put the original prompts in files and point the config at
-//! them (docs/rewards.md shows which reference strings go into which file). In every template `<instruction>` and
-//! `{eps_instruction}` are replaced by the editing instruction (the placeholders of VIEScore and of EARL's
-//! GroundScore prompt, so the original text can be pasted unchanged).
-use std::path::Path;
+//! EARL text, so rewards computed with it differ from the paper's. The paper's prompts are not part of the project
+//! (they are others' prose): `scripts/fetch_judge_prompts.py` writes them as template files from the pinned upstream
+//! sources, and the paper's configs name those files. A template file is its text byte for byte; in every template
+//! `<instruction>` and `{eps_instruction}` are replaced by the editing instruction (the placeholders of VIEScore and
+//! of EARL's GroundScore prompt). Each [`Template`] remembers where it came from, for the run manifest.
+use std::path::{Path, PathBuf};
 
 use earl_core::{Error, Result};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 /// Semantic consistency: the user turn, followed by the source image and the edited image.
 pub const SEMANTIC_CONSISTENCY: &str = r#"You are grading the output of an AI image-editing system. Every image you see is synthetic, including any people in it.
@@ -56,33 +59,83 @@ Image B (second image): the edited image produced by the model under evaluation.
 
 How well does B match A with respect to the instruction? Explain briefly, then end with <score>X</score>."#;
 
+/// How a manifest names the built-in wording.
+pub const OWN_WORDING: &str = "project's own (rewards differ from the paper's)";
+
+/// Where a template's text came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateOrigin {
+    BuiltIn,
+    /// A template file and the SHA-256 of its bytes.
+    File {
+        path: PathBuf,
+        sha256: String,
+    },
+}
+
+/// One prompt template and its origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub text: String,
+    pub origin: TemplateOrigin,
+}
+
+impl Template {
+    pub fn built_in(text: &str) -> Self {
+        Self { text: text.to_string(), origin: TemplateOrigin::BuiltIn }
+    }
+
+    /// Reads a template file exactly as written (no trimming: whitespace is part of a reproduced prompt).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let sha256 = format!("{:x}", Sha256::digest(&bytes));
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Error::Config { path: path.to_path_buf(), msg: "prompt template is not UTF-8".into() })?;
+        if text.trim().is_empty() {
+            return Err(Error::Config { path: path.to_path_buf(), msg: "prompt template is empty".into() });
+        }
+        Ok(Self { text, origin: TemplateOrigin::File { path: path.to_path_buf(), sha256 } })
+    }
+
+    pub fn is_built_in(&self) -> bool {
+        self.origin == TemplateOrigin::BuiltIn
+    }
+}
+
+/// What a run manifest records about a reward's templates: [`OWN_WORDING`] when all of them are built in, else per
+/// template its path and SHA-256 (or [`OWN_WORDING`] for a built-in one).
+pub fn provenance(templates: &[(&str, &Template)]) -> Value {
+    if templates.iter().all(|(_, t)| t.is_built_in()) {
+        return Value::String(OWN_WORDING.into());
+    }
+    let entries = templates.iter().map(|(name, t)| {
+        let v = match &t.origin {
+            TemplateOrigin::BuiltIn => Value::String(OWN_WORDING.into()),
+            TemplateOrigin::File { path, sha256 } => json!({ "path": path.display().to_string(), "sha256": sha256 }),
+        };
+        (name.to_string(), v)
+    });
+    Value::Object(entries.collect())
+}
+
 /// The four prompts a verifier needs; built-in wording unless replaced by files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptSet {
-    pub semantic_consistency: String,
-    pub perceptual_quality: String,
-    pub ground_score_system: String,
-    pub ground_score_user: String,
+    pub semantic_consistency: Template,
+    pub perceptual_quality: Template,
+    pub ground_score_system: Template,
+    pub ground_score_user: Template,
 }
 
 impl Default for PromptSet {
     fn default() -> Self {
         Self {
-            semantic_consistency: SEMANTIC_CONSISTENCY.into(),
-            perceptual_quality: PERCEPTUAL_QUALITY.into(),
-            ground_score_system: GROUND_SCORE_SYSTEM.into(),
-            ground_score_user: GROUND_SCORE_USER.into(),
+            semantic_consistency: Template::built_in(SEMANTIC_CONSISTENCY),
+            perceptual_quality: Template::built_in(PERCEPTUAL_QUALITY),
+            ground_score_system: Template::built_in(GROUND_SCORE_SYSTEM),
+            ground_score_user: Template::built_in(GROUND_SCORE_USER),
         }
     }
-}
-
-/// Reads a template file exactly as written (no trimming: whitespace is part of a reproduced prompt).
-pub fn read_template(path: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    if text.trim().is_empty() {
-        return Err(Error::Config { path: path.to_path_buf(), msg: "prompt template is empty".into() });
-    }
-    Ok(text)
 }
 
 /// Fills the instruction placeholders of a template.
@@ -102,13 +155,26 @@ mod tests {
     }
 
     #[test]
-    fn empty_or_missing_templates_are_errors() {
+    fn template_files_are_read_byte_for_byte_with_their_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.txt");
-        assert!(read_template(&p).is_err());
+        assert!(Template::from_file(&p).is_err());
         std::fs::write(&p, "  \n").unwrap();
-        assert!(read_template(&p).is_err());
+        assert!(Template::from_file(&p).is_err());
+        std::fs::write(&p, [0xff, 0xfe, b'x']).unwrap();
+        assert!(Template::from_file(&p).unwrap_err().to_string().contains("UTF-8"));
         std::fs::write(&p, "Rules\n<instruction>\n").unwrap();
-        assert_eq!(read_template(&p).unwrap(), "Rules\n<instruction>\n");
+        let t = Template::from_file(&p).unwrap();
+        assert_eq!(t.text, "Rules\n<instruction>\n");
+        // SHA-256 of the 20 bytes "Rules\n<instruction>\n", computed independently with sha256sum.
+        let sha = "1fdb62aa80eda43d807cc3a23b0a732669ce615fe81115ca2ef2866cc9d9f76b";
+        assert_eq!(t.origin, TemplateOrigin::File { path: p.clone(), sha256: sha.into() });
+
+        let own = Template::built_in("x");
+        assert_eq!(provenance(&[("a", &own), ("b", &own)]), json!(OWN_WORDING));
+        assert_eq!(
+            provenance(&[("a", &t), ("b", &own)]),
+            json!({ "a": { "path": p.display().to_string(), "sha256": sha }, "b": OWN_WORDING })
+        );
     }
 }

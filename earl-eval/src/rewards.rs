@@ -1,19 +1,43 @@
 //! Builds the [`RewardSet`] an RL config asks for: the verifier rewards (sharing one client, hence one bound on
-//! requests in flight) and the offline ones, combined with the configured final-reward formula.
+//! requests in flight) and the offline ones, combined with the configured final-reward formula. A prompt template
+//! the config names must exist (a missing one is an error that says how to fetch the paper's); one it leaves unset
+//! uses the project's own wording, which is announced with a warning when the rewards are built, i.e. at the start
+//! of a run, and recorded in the run manifest.
 use std::time::Duration;
 
 use earl_core::rl::config::{OnUnparsable, PromptSource, RewardConfig, VerifierConfig};
 use earl_core::rl::{PixelSimilarity, Reward, RewardSet, TokenAgreement};
-use earl_core::Result;
+use earl_core::{Error, Result};
 
 use crate::chat::{ChatClient, ClientOptions};
-use crate::prompts::{read_template, PromptSet};
+use crate::prompts::{PromptSet, Template};
 use crate::verifier::{GroundScore, Unparsable, VerifierOptions, VieScore};
 
-fn prompt(source: &PromptSource, built_in: &str) -> Result<String> {
+fn prompt(key: &str, source: &PromptSource, built_in: &Template) -> Result<Template> {
     match source {
-        PromptSource::BuiltIn => Ok(built_in.to_string()),
-        PromptSource::File(p) => read_template(p),
+        PromptSource::BuiltIn => Ok(built_in.clone()),
+        PromptSource::File(p) if !p.exists() => Err(Error::Config {
+            path: p.clone(),
+            msg: format!(
+                "{key}: judge prompt file not found; write the paper's prompts with \
+                 `.venv/bin/python scripts/fetch_judge_prompts.py` (docs/rewards.md), or set {key} = \"\" for the \
+                 project's own wording"
+            ),
+        }),
+        PromptSource::File(p) => Template::from_file(p),
+    }
+}
+
+/// Warns that `reward` asks with the project's own wording for the named templates, if any.
+fn warn_if_own_wording(reward: &str, templates: &[(&str, &Template)]) {
+    let own: Vec<&str> = templates.iter().filter(|(_, t)| t.is_built_in()).map(|(n, _)| *n).collect();
+    if !own.is_empty() {
+        tracing::warn!(
+            reward,
+            templates = ?own,
+            "judge prompts: project's own wording, so rewards differ from the paper's (fetch the paper's prompts \
+             with scripts/fetch_judge_prompts.py and name them in the config; docs/rewards.md)"
+        );
     }
 }
 
@@ -26,10 +50,22 @@ pub fn verifier_settings(cfg: &VerifierConfig) -> Result<(ClientOptions, Verifie
     client.max_attempts = cfg.max_attempts;
     let d = PromptSet::default();
     let prompts = PromptSet {
-        semantic_consistency: prompt(&cfg.viescore_sc_template, &d.semantic_consistency)?,
-        perceptual_quality: prompt(&cfg.viescore_pq_template, &d.perceptual_quality)?,
-        ground_score_system: prompt(&cfg.ground_score_system_template, &d.ground_score_system)?,
-        ground_score_user: prompt(&cfg.ground_score_user_template, &d.ground_score_user)?,
+        semantic_consistency: prompt(
+            "reward_viescore_sc_template",
+            &cfg.viescore_sc_template,
+            &d.semantic_consistency,
+        )?,
+        perceptual_quality: prompt("reward_viescore_pq_template", &cfg.viescore_pq_template, &d.perceptual_quality)?,
+        ground_score_system: prompt(
+            "reward_ground_score_system_template",
+            &cfg.ground_score_system_template,
+            &d.ground_score_system,
+        )?,
+        ground_score_user: prompt(
+            "reward_ground_score_user_template",
+            &cfg.ground_score_user_template,
+            &d.ground_score_user,
+        )?,
     };
     let on_unparsable = match cfg.on_unparsable {
         OnUnparsable::Error => Unparsable::Error,
@@ -44,10 +80,17 @@ pub fn reward_set(cfg: &RewardConfig) -> Result<RewardSet> {
     if cfg.viescore || cfg.ground_score {
         let (client_opts, opts) = verifier_settings(&cfg.verifier)?;
         let client = ChatClient::new(client_opts);
+        let p = &opts.prompts;
         if cfg.viescore {
+            let t = [("semantic_consistency", &p.semantic_consistency), ("perceptual_quality", &p.perceptual_quality)];
+            warn_if_own_wording(VieScore::NAME, &t);
             rewards.push(Box::new(VieScore::new(client.clone(), opts.clone())));
         }
         if cfg.ground_score {
+            warn_if_own_wording(
+                GroundScore::NAME,
+                &[("system", &p.ground_score_system), ("user", &p.ground_score_user)],
+            );
             rewards.push(Box::new(GroundScore::new(client, opts)));
         }
     }

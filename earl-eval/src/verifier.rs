@@ -2,20 +2,23 @@
 //!
 //! * [`VieScore`]: two queries per completion — semantic consistency (instruction + source + edited image → [edit
 //!   success, over-editing]) and perceptual quality (edited image → [naturalness, artifacts]); SC = min of the
-//!   first pair, PQ = min of the second, overall = √(SC·PQ).
+//!   first list, PQ = min of the second, overall = √(SC·PQ). A list may hold any number of scores from one on, as
+//!   the reference reads it; the sub-scores are its first and second entries, and a missing second entry is left
+//!   out of the components (the reference would fail on it) rather than invented.
 //! * [`GroundScore`]: the predicted image against the ground-truth edit under the instruction, an integer 0–10
 //!   read from `<score>X</score>`.
 //!
-//! An undecodable prediction scores 0 everywhere without a query. A reply that cannot be parsed is asked again, up
-//! to `max_rounds` rounds in all (EARL: 5); only the unparsed query is repeated (EARL repeats both). What happens to
-//! a completion still unparsed after the last round is [`Unparsable`]'s choice. Transport failures that survive the
-//! client's retries fail the batch.
+//! An undecodable prediction scores 0 everywhere without a query. When a reply of a completion cannot be parsed,
+//! every query of that completion is asked again (as EARL does: its SC and PQ queries go together), up to
+//! `max_rounds` rounds in all (EARL: 5, a constant there). What happens to a completion still unparsed after the
+//! last round is [`Unparsable`]'s choice. Transport failures that survive the client's retries fail the batch. Each
+//! reward reports in its [`Reward::manifest`] where its prompts came from.
 use earl_core::rl::{Reward, RewardInput, RewardOutput};
 use earl_core::{Error, Result};
 
 use crate::chat::{message, text_and_images, ChatClient, ChatRequest};
 use crate::parse::{parse_score_list, parse_tagged_score};
-use crate::prompts::{fill, PromptSet};
+use crate::prompts::{fill, provenance, PromptSet};
 
 /// What to do with a completion whose replies never parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +33,7 @@ pub enum Unparsable {
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifierOptions {
     pub prompts: PromptSet,
-    /// Rounds of asking, the first included (EARL: 5).
+    /// Rounds of asking, the first included (EARL: 5, its `max_tries`).
     pub max_rounds: u32,
     pub on_unparsable: Unparsable,
     /// EARL: 1400 tokens, server-default temperature.
@@ -55,40 +58,45 @@ impl Default for VerifierOptions {
     }
 }
 
-/// Asks `queries[q]` for every query still unanswered, round after round, until every query of a completion has a
-/// parsed answer or the rounds run out. `queries[i]` holds completion `i`'s requests (empty = nothing to ask);
-/// returns per completion the parsed answers, or `None` if some query never parsed.
-fn ask_until_parsed<T: Clone>(
+/// Asks every query of every completion still without answers, round after round, until each completion's replies
+/// all parse or the rounds run out. A completion with an unparsable reply is asked all of its queries again and its
+/// parsed replies of that round are dropped (EARL re-queries SC and PQ together). `queries[i]` holds completion `i`'s
+/// requests (empty = nothing to ask); returns per completion the parsed answers, or `None` if they never all parsed.
+fn ask_until_parsed<T>(
     client: &ChatClient,
     reward: &str,
     queries: &[Vec<ChatRequest>],
     max_rounds: u32,
     parse: impl Fn(usize, &str) -> Option<T>,
 ) -> Result<Vec<Option<Vec<T>>>> {
-    let mut answers: Vec<Vec<Option<T>>> = queries.iter().map(|q| vec![None; q.len()]).collect();
+    let mut answers: Vec<Option<Vec<T>>> = queries.iter().map(|q| q.is_empty().then(Vec::new)).collect();
     for round in 1..=max_rounds.max(1) {
-        let pending: Vec<(usize, usize)> = answers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, a)| a.iter().enumerate().filter(|(_, x)| x.is_none()).map(move |(q, _)| (i, q)))
-            .collect();
+        let pending: Vec<usize> = (0..queries.len()).filter(|&i| answers[i].is_none()).collect();
         if pending.is_empty() {
             break;
         }
         if round > 1 {
-            tracing::warn!(reward, round, unparsed = pending.len(), "asking the verifier again");
+            tracing::warn!(reward, round, completions = pending.len(), "asking the verifier again");
         }
-        let reqs: Vec<ChatRequest> = pending.iter().map(|&(i, q)| queries[i][q].clone()).collect();
-        for (&(i, q), reply) in pending.iter().zip(client.complete_all(&reqs)) {
-            let reply = reply.map_err(|e| Error::Reward { reward: reward.to_string(), msg: e.to_string() })?;
-            answers[i][q] = parse(q, &reply);
-            if answers[i][q].is_none() {
-                let head: String = reply.chars().take(160).collect();
-                tracing::debug!(reward, completion = i, query = q, reply = %head, "unparsable verifier reply");
+        let reqs: Vec<ChatRequest> = pending.iter().flat_map(|&i| queries[i].iter().cloned()).collect();
+        let mut replies = client.complete_all(&reqs).into_iter();
+        for &i in &pending {
+            let mut parsed = Vec::with_capacity(queries[i].len());
+            for q in 0..queries[i].len() {
+                let reply = replies.next().unwrap_or_else(|| Ok(String::new()));
+                let reply = reply.map_err(|e| Error::Reward { reward: reward.to_string(), msg: e.to_string() })?;
+                match parse(q, &reply) {
+                    Some(v) => parsed.push(v),
+                    None => {
+                        let head: String = reply.chars().take(160).collect();
+                        tracing::debug!(reward, completion = i, query = q, reply = %head, "unparsable verifier reply");
+                    }
+                }
             }
+            answers[i] = (parsed.len() == queries[i].len()).then_some(parsed);
         }
     }
-    Ok(answers.into_iter().map(|a| a.into_iter().collect::<Option<Vec<T>>>()).collect())
+    Ok(answers)
 }
 
 fn unresolved(reward: &str, policy: Unparsable, zeros: &[&'static str], out: &mut [Option<RewardOutput>], rounds: u32) -> Result<()> {
@@ -127,6 +135,22 @@ impl VieScore {
         Self { client, opts }
     }
 
+    /// The components from the two parsed lists (each non-empty): sub-scores are entries 0 and 1, a missing entry 1
+    /// is left out; SC and PQ are the minima over the whole lists (EARL `min(sc_dict["score"])`).
+    fn components(sc: &[f64], pq: &[f64]) -> RewardOutput {
+        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+        let (sc_min, pq_min) = (min(sc), min(pq));
+        let mut c = vec![("edit_success", sc[0]), ("naturalness", pq[0])];
+        c.extend(sc.get(1).map(|&v| ("overedit", v)));
+        c.extend(pq.get(1).map(|&v| ("artifacts", v)));
+        c.extend([
+            ("semantic_consistency", sc_min),
+            ("perceptual_quality", pq_min),
+            ("overall", (sc_min * pq_min).sqrt()),
+        ]);
+        RewardOutput::from_components(c)
+    }
+
     fn requests(&self, inp: &RewardInput<'_>) -> Vec<ChatRequest> {
         let Some(pred) = inp.predicted else { return Vec::new() };
         let ask = |text: String, images: &[&image::RgbImage]| ChatRequest {
@@ -135,8 +159,8 @@ impl VieScore {
             temperature: self.opts.viescore_temperature,
         };
         vec![
-            ask(fill(&self.opts.prompts.semantic_consistency, inp.instruction), &[inp.source, pred]),
-            ask(fill(&self.opts.prompts.perceptual_quality, inp.instruction), &[pred]),
+            ask(fill(&self.opts.prompts.semantic_consistency.text, inp.instruction), &[inp.source, pred]),
+            ask(fill(&self.opts.prompts.perceptual_quality.text, inp.instruction), &[pred]),
         ]
     }
 }
@@ -146,29 +170,23 @@ impl Reward for VieScore {
         Self::NAME
     }
 
+    fn manifest(&self) -> serde_json::Value {
+        let p = &self.opts.prompts;
+        let t = [("semantic_consistency", &p.semantic_consistency), ("perceptual_quality", &p.perceptual_quality)];
+        serde_json::json!({ "judge_prompts": provenance(&t), "max_rounds": self.opts.max_rounds })
+    }
+
     fn score_batch(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
         let queries: Vec<Vec<ChatRequest>> = inputs.iter().map(|i| self.requests(i)).collect();
         let answers = ask_until_parsed(&self.client, Self::NAME, &queries, self.opts.max_rounds, |_, reply| {
-            parse_score_list(reply, 2)
+            parse_score_list(reply)
         })?;
         let mut out: Vec<Option<RewardOutput>> = inputs
             .iter()
             .zip(answers)
             .map(|(inp, ans)| match (inp.predicted, ans) {
                 (None, _) => Some(RewardOutput::zeros(&Self::COMPONENTS)),
-                (Some(_), Some(a)) => {
-                    let (sc, pq) = (&a[0], &a[1]);
-                    let (sc_min, pq_min) = (sc[0].min(sc[1]), pq[0].min(pq[1]));
-                    Some(RewardOutput::from_components([
-                        ("edit_success", sc[0]),
-                        ("overedit", sc[1]),
-                        ("naturalness", pq[0]),
-                        ("artifacts", pq[1]),
-                        ("semantic_consistency", sc_min),
-                        ("perceptual_quality", pq_min),
-                        ("overall", (sc_min * pq_min).sqrt()),
-                    ]))
-                }
+                (Some(_), Some(a)) => Some(Self::components(&a[0], &a[1])),
                 (Some(_), None) => None,
             })
             .collect();
@@ -198,6 +216,12 @@ impl Reward for GroundScore {
         Self::NAME
     }
 
+    fn manifest(&self) -> serde_json::Value {
+        let p = &self.opts.prompts;
+        let t = [("system", &p.ground_score_system), ("user", &p.ground_score_user)];
+        serde_json::json!({ "judge_prompts": provenance(&t), "max_rounds": self.opts.max_rounds })
+    }
+
     fn score_batch(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
         let mut queries = Vec::with_capacity(inputs.len());
         for (i, inp) in inputs.iter().enumerate() {
@@ -209,8 +233,14 @@ impl Reward for GroundScore {
                 None => Vec::new(),
                 Some(pred) => vec![ChatRequest {
                     messages: vec![
-                        message("system", self.opts.prompts.ground_score_system.clone().into()),
-                        message("user", text_and_images(&fill(&self.opts.prompts.ground_score_user, inp.instruction), &[gt, pred])),
+                        message("system", self.opts.prompts.ground_score_system.text.clone().into()),
+                        message(
+                            "user",
+                            text_and_images(
+                                &fill(&self.opts.prompts.ground_score_user.text, inp.instruction),
+                                &[gt, pred],
+                            ),
+                        ),
                     ],
                     max_tokens: self.opts.ground_score_max_tokens,
                     temperature: self.opts.ground_score_temperature,

@@ -1,9 +1,11 @@
 //! Every RL experiment in experiments/rl/ loads and validates (with the variables a user would set), every
 //! fragment in experiments/rl/base/ parses on its own, and the rewards each experiment asks for can be built.
-//! Also pins the facts of the paper's runs that the translation from EARL's jsonnet must preserve.
-use std::path::{Path, PathBuf};
+//! Also pins the facts of the paper's runs that the translation from EARL's jsonnet must preserve, among them that
+//! they name the paper's judge prompts (written by scripts/fetch_judge_prompts.py, git-ignored: the tests put
+//! made-up files of the same format in their place).
+use std::path::{Component, Path, PathBuf};
 
-use earl_core::rl::config::{Mixture, RlConfig};
+use earl_core::rl::config::{Mixture, PromptSource, RlConfig, VerifierConfig};
 use earl_eval::reward_set;
 
 fn dir() -> PathBuf {
@@ -33,8 +35,40 @@ fn load(name: &str) -> RlConfig {
     RlConfig::load_with_env(&dir().join(format!("{name}.toml")), &env).unwrap()
 }
 
+/// `a/b/../c` → `a/c`, without touching the file system (the prompt files need not exist).
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const TEMPLATE_FILES: [&str; 4] =
+    ["viescore_sc.txt", "viescore_pq.txt", "ground_score_system.txt", "ground_score_user.txt"];
+
+fn templates_mut(v: &mut VerifierConfig) -> [&mut PromptSource; 4] {
+    [
+        &mut v.viescore_sc_template,
+        &mut v.viescore_pq_template,
+        &mut v.ground_score_system_template,
+        &mut v.ground_score_user_template,
+    ]
+}
+
 #[test]
 fn every_experiment_validates_and_builds_its_rewards() {
+    let made_up = tempfile::tempdir().unwrap();
+    for name in TEMPLATE_FILES {
+        std::fs::write(made_up.path().join(name), format!("made-up {name} for <instruction>\n")).unwrap();
+    }
+    let paper_prompts = lexical(&dir().join("../../prompts/paper"));
     let runs = tomls(&dir());
     let names: Vec<String> = runs.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
     for want in ["sft_s__rl_s", "sft_s__rl_c", "sft_s__rl_sc", "sft_sc__rl_c", "sft_sc__rl_sc", "sft_sc2stage__rl_c",
@@ -42,8 +76,19 @@ fn every_experiment_validates_and_builds_its_rewards() {
         assert!(names.iter().any(|n| n == want), "experiments/rl/{want}.toml is missing");
     }
     for p in &runs {
-        let cfg = RlConfig::load_with_env(p, &env).unwrap_or_else(|e| panic!("{e}"));
+        let mut cfg = RlConfig::load_with_env(p, &env).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.run_name, p.file_stem().unwrap().to_string_lossy());
+        let paper = cfg.run_name != "tiny";
+        for (source, file) in templates_mut(&mut cfg.reward.verifier).into_iter().zip(TEMPLATE_FILES) {
+            match source {
+                PromptSource::File(f) if paper => {
+                    assert_eq!(lexical(f), paper_prompts.join(file), "{}", p.display());
+                    *f = made_up.path().join(file);
+                }
+                PromptSource::BuiltIn if !paper => {}
+                other => panic!("{}: unexpected template source {other:?}", p.display()),
+            }
+        }
         reward_set(&cfg.reward).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     }
     for p in tomls(&dir().join("base")) {

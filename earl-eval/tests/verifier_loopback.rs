@@ -1,6 +1,7 @@
 //! The verifier rewards against a real HTTP server on 127.0.0.1 (ephemeral port) that speaks chat completions with
-//! scripted replies: well-formed, malformed then well-formed, never parsable, 429/500 then success, 400, slower than
-//! the client's timeout, and a refused connection. Every test is bounded by construction — short client timeouts,
+//! scripted replies: well-formed, score lists of other lengths, malformed or out of range then well-formed (both
+//! queries of the sample are asked again), never parsable, 429/500 then success, 400, slower than the client's
+//! timeout, and a refused connection. Every test is bounded by construction — short client timeouts,
 //! few attempts, millisecond backoffs — never by a timed assertion.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -206,25 +207,52 @@ fn well_formed_replies_give_the_viescore_formula_and_undecodable_images_score_ze
 }
 
 #[test]
-fn malformed_replies_are_asked_again_and_only_the_unparsed_query_is_repeated() {
-    let sc_calls = Arc::new(AtomicUsize::new(0));
-    let counter = sc_calls.clone();
+fn an_unparsable_reply_re_asks_both_queries_of_the_sample() {
+    // SC: prose, then a score out of range (unparsable, stricter than the reference), then a good list. PQ parses
+    // every time, with a different answer per round: the sample's answers must come from the same (last) round.
+    let (sc_calls, pq_calls) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (sc2, pq2) = (sc_calls.clone(), pq_calls.clone());
     let server = serve(move |_, req| match images_in(req) {
-        2 if counter.fetch_add(1, Ordering::SeqCst) < 2 => ok("The edit looks fine to me, maybe a 7?"),
-        2 => ok(r#"{"score": [5, 10], "reasoning": "ok"}"#),
-        _ => ok(r#"{"score": [4, 8]}"#),
+        2 => match sc2.fetch_add(1, Ordering::SeqCst) {
+            0 => ok("The edit looks fine to me, maybe a 7?"),
+            1 => ok(r#"{"score": [7, 12], "reasoning": "out of range"}"#),
+            _ => ok(r#"{"score": [5, 10], "reasoning": "ok"}"#),
+        },
+        _ => match pq2.fetch_add(1, Ordering::SeqCst) {
+            0 => ok(r#"{"score": [1, 1]}"#),
+            1 => ok(r#"{"score": [2, 2]}"#),
+            _ => ok(r#"{"score": [4, 8]}"#),
+        },
+    });
+    let vie = VieScore::new(client(server.url(), 2000, 2), opts(Unparsable::Error));
+    let im = images();
+    let out = vie.score_batch(&[input(&im, true), input(&im, false)]).unwrap();
+    let c = &out[0].components;
+    assert_eq!((c["semantic_consistency"], c["perceptual_quality"], c["artifacts"]), (5.0, 4.0, 8.0));
+    assert!((out[0].score - 20f64.sqrt()).abs() < 1e-12); // sqrt(5 · 4), both exact in f64
+    assert_eq!((sc_calls.load(Ordering::SeqCst), pq_calls.load(Ordering::SeqCst)), (3, 3));
+    assert_eq!(server.seen().len(), 6, "the undecodable completion is never asked");
+}
+
+#[test]
+fn score_lists_of_any_length_give_the_minimum_and_a_missing_sub_score_stays_missing() {
+    let server = serve(|_, req| match images_in(req) {
+        2 => ok(r#"{"score": [7], "reasoning": "one score"}"#),
+        _ => ok(r#"{"score": [5, 9, 2], "reasoning": "three scores"}"#),
     });
     let vie = VieScore::new(client(server.url(), 2000, 2), opts(Unparsable::Error));
     let im = images();
     let out = vie.score_batch(&[input(&im, true)]).unwrap();
-    assert_eq!(out[0].components["semantic_consistency"], 5.0);
-    assert!((out[0].score - 20f64.sqrt()).abs() < 1e-12);
-    let seen = server.seen();
-    assert_eq!((seen.iter().filter(|r| images_in(r) == 2).count(), seen.iter().filter(|r| images_in(r) == 1).count()), (3, 1));
+    let c = &out[0].components;
+    assert_eq!((c["edit_success"], c["semantic_consistency"]), (7.0, 7.0));
+    assert!(!c.contains_key("overedit"), "{c:?}");
+    assert_eq!((c["naturalness"], c["artifacts"], c["perceptual_quality"]), (5.0, 9.0, 2.0));
+    assert!((out[0].score - 14f64.sqrt()).abs() < 1e-12); // sqrt(7 · 2)
+    assert_eq!(server.seen().len(), 2, "both replies parsed at once");
 }
 
 #[test]
-fn never_parsable_replies_fail_or_score_zero_after_five_rounds() {
+fn never_parsable_replies_fail_or_score_zero_after_the_configured_rounds() {
     let server = serve(|_, _| ok("I'd rather not say."));
     let im = images();
     let strict = GroundScore::new(client(server.url(), 2000, 2), opts(Unparsable::Error));
@@ -233,6 +261,14 @@ fn never_parsable_replies_fail_or_score_zero_after_five_rounds() {
     assert_eq!(server.seen().len(), 5);
     let lenient = GroundScore::new(client(server.url(), 2000, 2), opts(Unparsable::Zero));
     assert_eq!(lenient.score_batch(&[input(&im, true)]).unwrap()[0].score, 0.0);
+
+    // VIEScore: the SC reply never parses, the PQ reply always does; both are asked in each of 3 rounds.
+    let half = serve(|_, req| if images_in(req) == 2 { ok("no idea") } else { ok(r#"{"score": [9, 9]}"#) });
+    let vie = VieScore::new(client(half.url(), 2000, 2), VerifierOptions { max_rounds: 3, ..opts(Unparsable::Zero) });
+    let out = vie.score_batch(&[input(&im, true)]).unwrap();
+    assert!(out[0].score == 0.0 && out[0].components.values().all(|v| *v == 0.0));
+    let seen = half.seen();
+    assert_eq!((seen.iter().filter(|r| images_in(r) == 2).count(), seen.iter().filter(|r| images_in(r) == 1).count()), (3, 3));
 }
 
 #[test]

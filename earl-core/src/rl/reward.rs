@@ -47,6 +47,19 @@ impl RewardOutput {
     }
 }
 
+/// The mean of every component over the outputs that have it. A component can be missing from some outputs (a
+/// VIEScore reply with a single score has no second sub-score); averaging over all outputs would count it as 0.
+pub fn component_means(outputs: &[RewardOutput]) -> BTreeMap<String, f64> {
+    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for o in outputs {
+        for (k, v) in &o.components {
+            let e = sums.entry(k.clone()).or_default();
+            *e = (e.0 + v, e.1 + 1);
+        }
+    }
+    sums.into_iter().map(|(k, (sum, n))| (k, sum / n as f64)).collect()
+}
+
 /// A reward function. Implementations are blocking and may parallelise a batch internally (the verifier does).
 pub trait Reward: Send + Sync {
     /// Short name; prefixes the components in logs (`viescore` → `viescore__overall`).
@@ -54,6 +67,11 @@ pub trait Reward: Send + Sync {
     /// One output per input, in order. An error means the batch could not be scored at all (e.g. the verifier is
     /// unreachable after its retries), never a low score.
     fn score_batch(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>>;
+    /// What a run manifest should record about this reward beyond its name, e.g. where a verifier's prompts came
+    /// from (their files and SHA-256), since they decide what the reward measures. `Null` when nothing.
+    fn manifest(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// How the final (trained-on) reward is formed from the components (EARL `reward_final_reward`).
@@ -145,6 +163,11 @@ impl RewardSet {
         self.rewards.iter().map(|r| r.name()).collect()
     }
 
+    /// For a run manifest: every reward's [`Reward::manifest`], by name.
+    pub fn manifest(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.rewards.iter().map(|r| (r.name().to_string(), r.manifest())).collect())
+    }
+
     /// Scores a batch with every reward (concurrently, one thread per reward) and forms the final reward;
     /// `stopped[i]` is false when completion `i` hit the length limit instead of stopping, which earns 0 (EARL).
     /// Output components are prefixed `<reward>__<component>`; `score` is the final reward.
@@ -230,10 +253,45 @@ mod tests {
     }
 
     #[test]
+    fn component_means_skip_outputs_without_the_component() {
+        let a = RewardOutput::from_components([("overall", 4.0), ("overedit", 6.0)]);
+        let b = RewardOutput::from_components([("overall", 2.0)]);
+        let m = component_means(&[a, b]);
+        // Exact in binary floating point: (4 + 2) / 2 and 6 / 1.
+        assert_eq!((m["overall"], m["overedit"]), (3.0, 6.0));
+        assert!(component_means(&[]).is_empty());
+    }
+
+    #[test]
     fn missing_or_duplicate_rewards_are_config_errors() {
         let vie = || Box::new(Fixed("viescore", vec![("overall", 1.0)])) as Box<dyn Reward>;
         assert!(RewardSet::new(vec![vie()], FinalReward::Overall("ground_score".into())).is_err());
         assert!(RewardSet::new(vec![vie(), vie()], FinalReward::Overall("viescore".into())).is_err());
+    }
+
+    struct Described;
+
+    impl Reward for Described {
+        fn name(&self) -> &str {
+            "judge"
+        }
+        fn score_batch(&self, _: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
+            Ok(Vec::new())
+        }
+        fn manifest(&self) -> serde_json::Value {
+            serde_json::json!({ "judge_prompts": "files" })
+        }
+    }
+
+    #[test]
+    fn the_manifest_records_each_reward_by_name() {
+        let plain = Fixed("token_agreement", vec![]);
+        let set =
+            RewardSet::new(vec![Box::new(Described), Box::new(plain)], FinalReward::Overall("judge".into())).unwrap();
+        assert_eq!(
+            set.manifest(),
+            serde_json::json!({ "judge": { "judge_prompts": "files" }, "token_agreement": null })
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::config::{RlConfig, TopK};
 use super::grpo::{self, LogProbOptions, VocabSplit};
-use super::reward::{RewardInput, RewardSet};
+use super::reward::{component_means, RewardInput, RewardSet};
 use crate::data::{build_mixture, DataRng, EditRecord, ShardReader};
 use crate::edit::{edit_request, response_ids};
 use crate::error::{guard, Error, Result};
@@ -171,6 +171,7 @@ impl RlRunner {
             tracing::info!(iteration = start, dir = %dir.display(), "resuming GRPO run");
         }
         std::fs::create_dir_all(&self.out_dir).map_err(|e| Error::io(&self.out_dir, e))?;
+        self.write_manifest()?;
         let metrics_path = self.out_dir.join("metrics.jsonl");
         let mut reports = Vec::new();
         for it in start..self.max_iterations {
@@ -187,6 +188,17 @@ impl RlRunner {
             reports.push(report);
         }
         Ok(reports)
+    }
+
+    /// `run_manifest.json`, rewritten at every start: the rewards' own records, e.g. the verifier's prompt files and
+    /// their SHA-256, or that it uses the project's own wording (its rewards then differ from the paper's).
+    fn write_manifest(&self) -> Result<()> {
+        let path = self.out_dir.join("run_manifest.json");
+        let manifest = serde_json::json!({
+            "run_name": self.cfg.run_name, "random_seed": self.cfg.random_seed, "rewards": self.rewards.manifest(),
+        });
+        let text = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
+        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
     }
 
     /// The prompts of iteration `it`: distinct pool entries, drawn from the (seed, iteration) stream.
@@ -303,12 +315,7 @@ impl RlRunner {
             .collect();
         let stopped: Vec<bool> = eps.iter().map(|e| e.finish == FinishReason::Stop).collect();
         let outs = self.rewards.score(&inputs, &stopped)?;
-        let mut comps: BTreeMap<String, f64> = BTreeMap::new();
-        for o in &outs {
-            for (k, v) in &o.components {
-                *comps.entry(k.to_string()).or_default() += v / outs.len() as f64;
-            }
-        }
+        let comps = component_means(&outs);
         let valid = eps.iter().filter(|e| e.grid.is_some()).count();
         Ok((outs.iter().map(|o| o.score).collect(), comps, valid))
     }
