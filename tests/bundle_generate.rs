@@ -71,6 +71,7 @@ fn greedy_generation_matches_transformers_token_for_token() {
         eos_ids: vec![tok.special().eos as i64],
         image_tokens: Some(ImageTokens::from_tokenizer(&tok)),
         pad_id: tok.special().pad as i64,
+        context_size: None,
     };
     for c in &cases {
         let out = generate(&model, &[c.request.clone()], &cfg(c.max_new), &mut |_, _| {}).unwrap();

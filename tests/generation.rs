@@ -13,7 +13,16 @@ fn model() -> Emu3ForCausalLM {
 }
 
 fn cfg(seed: u64, n: usize, sampling: SamplingParams) -> GenerationConfig {
-    GenerationConfig { max_new_tokens: 16, samples_per_request: n, sampling, seed, eos_ids: vec![2], image_tokens: Some(T), pad_id: 0 }
+    GenerationConfig {
+        max_new_tokens: 16,
+        samples_per_request: n,
+        sampling,
+        seed,
+        eos_ids: vec![2],
+        image_tokens: Some(T),
+        pad_id: 0,
+        context_size: None,
+    }
 }
 
 fn requests() -> Vec<GenerationRequest> {

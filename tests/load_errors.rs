@@ -102,7 +102,7 @@ fn non_finite_weights_are_reported_when_checking() {
     drop(st);
     let (name, t) = kept.iter_mut().find(|(n, _)| n.ends_with("layers.1.mlp.up_proj.weight")).unwrap();
     let name = name.clone();
-    let mut flat = t.to_kind(tch::Kind::Float).flatten(0, -1);
+    let flat = t.to_kind(tch::Kind::Float).flatten(0, -1);
     let _ = flat.get(3).fill_(f64::NAN);
     let _ = flat.get(7).fill_(f64::INFINITY);
     *t = flat.view(t.size().as_slice());

@@ -1,6 +1,8 @@
 //! The tiny GRPO experiment (experiments/rl/tiny.toml: tiny bundle, fixtures/rl-tiny, offline token-agreement
 //! reward): it runs, mean reward rises, the same seed gives bitwise identical rewards and losses (with activation
-//! checkpointing on or off), and a run resumed from its checkpoint equals the uninterrupted one.
+//! checkpointing on or off), a run resumed from its checkpoint equals the uninterrupted one, checkpoints are saved
+//! and kept on the reference's iterations, `model_context_size` caps the rollouts, and image rewards without a
+//! vision tokenizer are refused.
 use earl_core::rl::config::RlConfig;
 use earl_core::rl::run::{IterationReport, RlOptions, RlRunner};
 use earl_tests::fixtures_dir;
@@ -15,7 +17,7 @@ fn run(out: &std::path::Path, max_iterations: Option<u64>) -> Vec<IterationRepor
     run_with(out, max_iterations, config())
 }
 
-fn run_with(out: &std::path::Path, max_iterations: Option<u64>, cfg: RlConfig) -> Vec<IterationReport> {
+fn runner(out: &std::path::Path, max_iterations: Option<u64>, cfg: RlConfig) -> earl_core::Result<RlRunner> {
     let rewards = earl_eval::reward_set(&cfg.reward).unwrap();
     let opts = RlOptions {
         device: Device::Cpu,
@@ -25,7 +27,11 @@ fn run_with(out: &std::path::Path, max_iterations: Option<u64>, cfg: RlConfig) -
         out_dir: Some(out.to_path_buf()),
         max_iterations,
     };
-    RlRunner::new(cfg, rewards, &opts).unwrap().run(&mut |_| {}).unwrap()
+    RlRunner::new(cfg, rewards, &opts)
+}
+
+fn run_with(out: &std::path::Path, max_iterations: Option<u64>, cfg: RlConfig) -> Vec<IterationReport> {
+    runner(out, max_iterations, cfg).unwrap().run(&mut |_| {}).unwrap()
 }
 
 /// Everything but wall-clock timings.
@@ -57,11 +63,24 @@ fn tiny_grpo_learns_is_deterministic_and_resumes_exactly() {
     let again = run_with(b.path(), None, flipped);
     assert_eq!(full.iter().map(numbers).collect::<Vec<_>>(), again.iter().map(numbers).collect::<Vec<_>>());
 
-    // Stop after 10 iterations (checkpoints are written every 5), then resume to the end.
+    // tiny.toml saves every 5 and keeps every 5 of 20 iterations. As the reference: saves after iterations 5, 10,
+    // 15 and the last, 19 (checkpoint-{i+1}); each save keeps the newest whole and only the model of older ones at
+    // multiples of 5 — here all of them.
+    let ckpts = a.path().join("checkpoints");
+    let steps: Vec<u64> = earl_core::train::checkpoint::list_checkpoints(&ckpts).iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, vec![20], "only the newest checkpoint stays resumable");
+    for step in [6, 11, 16] {
+        let dir = ckpts.join(format!("checkpoint-{step}"));
+        assert!(!dir.join("optimizer.safetensors").exists(), "{}", dir.display());
+        earl_core::Emu3ForCausalLM::from_dir(&dir, Kind::Float, Device::Cpu).unwrap();
+    }
+    assert_eq!(std::fs::read_dir(&ckpts).unwrap().count(), 4);
+
+    // Stop after 6 iterations (the first save, after iteration 5), then resume to the end.
     let c = tempfile::tempdir().unwrap();
-    let head = run(c.path(), Some(10));
+    let head = run(c.path(), Some(6));
     let tail = run(c.path(), None);
-    assert_eq!(head.len() + tail.len(), 20);
+    assert_eq!((head.len(), tail.len()), (6, 14));
     let resumed: Vec<_> = head.iter().chain(&tail).map(numbers).collect();
     assert_eq!(resumed, full.iter().map(numbers).collect::<Vec<_>>());
     assert!(a.path().join("metrics.jsonl").exists() && a.path().join("episodes/iter_00000/episodes.jsonl").exists());
@@ -108,4 +127,63 @@ fn chunked_policy_loss_matches_the_whole_one() {
         assert!((p - q).abs() <= bound, "{what}: whole {p} vs chunked {q} (bound {bound:.2e})");
     }
     assert!(x.grad_norm > 0.0 && x.entropy > 0.0);
+}
+
+/// Prompt lengths of the tiny experiment's records (what the rollouts feed the model).
+fn prompt_lengths(cfg: &RlConfig) -> Vec<usize> {
+    use earl_core::data::{EditRecord, ShardReader};
+    let tok = earl_core::tokenizer::Emu3Tokenizer::from_dir(std::path::Path::new(&cfg.tokenizer_path)).unwrap();
+    let reader = ShardReader::open(&cfg.data.train_paths[0]).unwrap();
+    let prefill = earl_core::prompt::Prefill::Literal(cfg.generation.assistant_prefill.clone());
+    (0..reader.len())
+        .map(|i| {
+            let r: EditRecord = reader.get(i).unwrap();
+            let codes = r.source.codes.iter().map(|&c| c as u32).collect();
+            let grid = earl_core::prompt::ImageGrid::new(r.source.h, r.source.w, codes).unwrap();
+            earl_core::edit::edit_request(&tok, &grid, &r.instruction, &prefill).unwrap().prompt.len()
+        })
+        .collect()
+}
+
+/// model_context_size bounds prompt + response as vLLM's max_model_len does in the reference (at most
+/// context + 1 − prompt new tokens), and a prompt that does not fit is skipped (no tokens, finish "length").
+#[test]
+fn model_context_size_caps_prompt_plus_response() {
+    let base = config();
+    let lens = prompt_lengths(&base);
+    let (shortest, longest) = (*lens.iter().min().unwrap(), *lens.iter().max().unwrap());
+    // A 3×3 image after the header prefill needs 3·4 + 3 = 15 tokens; with context = longest + 1 a prompt of length
+    // p gets longest + 2 − p < 15 tokens, so no completion stops.
+    assert!(longest + 2 - shortest < 15, "fixture prompts {shortest}..{longest} differ too much for this test");
+    let mut tight = base.clone();
+    tight.optim.num_iterations = 2;
+    tight.logging.save_checkpoints_every_n_iterations = 0;
+    tight.generation.model_context_size = longest + 1;
+    assert!(tight.generation.model_context_size > tight.generation.max_response_tokens, "a valid config");
+    let d = tempfile::tempdir().unwrap();
+    for r in run_with(d.path(), None, tight.clone()) {
+        assert!(r.response_len_mean <= 2.0 + (longest - shortest) as f64, "{r:?}");
+        assert!(r.response_len_mean >= 2.0, "every prompt fits and gets ≥ 2 tokens: {r:?}");
+        assert_eq!((r.non_stop_rate, r.reward_mean), (1.0, 0.0), "no completion can stop");
+    }
+    // Shorter than every prompt: all skipped, the iteration still runs (and trains on nothing).
+    let mut none_fit = tight;
+    none_fit.generation.model_context_size = shortest - 1;
+    let d = tempfile::tempdir().unwrap();
+    for r in run_with(d.path(), None, none_fit) {
+        assert_eq!((r.response_len_mean, r.non_stop_rate, r.valid_image_rate), (0.0, 1.0, 0.0), "{r:?}");
+        assert_eq!(r.loss, 0.0);
+    }
+}
+
+/// A reward that scores pixels needs the decoded images: without a vision tokenizer the run is refused at start
+/// (before, it scored 1×1 blank stand-ins).
+#[test]
+fn image_rewards_without_a_vision_tokenizer_are_refused() {
+    let mut cfg = config();
+    cfg.reward.pixel_similarity = true;
+    let d = tempfile::tempdir().unwrap();
+    let e = runner(d.path(), Some(1), cfg).err().expect("refused").to_string();
+    assert!(e.contains("pixel_similarity") && e.contains("vision tokenizer") && e.contains("vq_dir"), "{e}");
+    assert!(!e.contains('\n') && !d.path().join("metrics.jsonl").exists(), "{e}");
 }

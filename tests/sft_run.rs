@@ -163,3 +163,25 @@ fn edit_records_become_reference_sft_sequences() {
     // No cot_keys: direct editing even when the record has a CoT.
     assert_eq!(earl_core::train::edit_sequence(&p, &r, &[]).unwrap(), plain);
 }
+
+/// `image_area` is not just recorded: a dataset tokenized at another area (its manifest says so) is refused.
+#[test]
+fn a_dataset_tokenized_at_another_image_area_is_refused() {
+    use earl_core::data::ShardWriter;
+    use earl_core::train::{open_sources, Sequence};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut w = ShardWriter::create_or_resume(&data, "sequences", 8).unwrap();
+    w.meta_mut().insert("image_area".into(), serde_json::json!(16384));
+    w.push(None, &Sequence { input_ids: vec![1, 5, 6, 2], labels: vec![-100, 5, 6, 2] }).unwrap();
+    w.finish().unwrap();
+    let mut exp = experiment(tmp.path());
+    exp.data_paths = vec![data];
+    exp.image_area = Some(65536);
+    let e = open_sources(&exp, None).err().expect("refused").to_string();
+    assert!(e.contains("image_area 16384") && e.contains("65536"), "{e}");
+    exp.image_area = Some(16384);
+    assert_eq!(open_sources(&exp, None).unwrap().len(), 1);
+    exp.image_area = None;
+    assert_eq!(open_sources(&exp, None).unwrap().len(), 1, "no area set: nothing to check");
+}

@@ -37,6 +37,8 @@ pub struct EditArgs {
     seed: u64,
     #[arg(long, default_value_t = 1)]
     samples: usize,
+    /// Default: 3000, the reference evaluation's budget (room for reasoning), less when the model's
+    /// max_position_embeddings leaves less room after the prompt.
     #[arg(long)]
     max_new_tokens: Option<usize>,
     /// Sampling (EARL evaluation defaults: temperature 1.0, top-k 2048, top-p 1.0; temperature 0 = greedy).
@@ -135,6 +137,7 @@ pub fn run(a: &EditArgs) -> Result<i32> {
             "seed": a.seed,
             "sample": o.sample,
             "sampling": {"temperature": a.temperature, "top_k": a.top_k, "top_p": a.top_p},
+            "max_new_tokens": timings.max_new_tokens,
             "model": model, "vq": vq, "tokenizer": tokenizer,
             "source_image": a.image,
             "source_grid": [source.h(), source.w()],

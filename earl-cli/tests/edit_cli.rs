@@ -43,6 +43,8 @@ fn same_seed_same_bytes_other_seed_other_image() {
     assert_eq!(side["finish_reason"], "stop");
     assert_eq!(side["source_grid"], serde_json::json!([13, 19]));
     assert_eq!(side["token_ids"].as_array().unwrap().len(), 13 * 20 + 3);
+    // No --max-new-tokens: the reference evaluation's 3000 (the bundle's 4096 positions leave room for it).
+    assert_eq!(side["max_new_tokens"], 3000);
     assert!(side["timings_s"]["generate"].as_f64().unwrap() > 0.0);
 }
 

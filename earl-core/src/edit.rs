@@ -23,12 +23,17 @@ pub struct Editor {
     pub image_cfg: ImageProcessConfig,
 }
 
+/// The reference's evaluation budget (`max_new_tokens=3000` in its `baselines/our_eval_on_*.py`): enough for a
+/// 1024-token image block after a reasoning chain.
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 3000;
+
 /// Generation settings of an edit.
 #[derive(Debug, Clone)]
 pub struct EditOptions {
     pub prefill: Prefill,
     pub samples: usize,
-    /// `None`: the image block plus a margin (1024 more tokens when the prefill lets the model reason first).
+    /// `None`: [`DEFAULT_MAX_NEW_TOKENS`] (room for reasoning before the image), capped so that prompt + response
+    /// fit the model's `max_position_embeddings` (vLLM's default `max_model_len`).
     pub max_new_tokens: Option<usize>,
     pub sampling: SamplingParams,
     pub seed: u64,
@@ -70,9 +75,10 @@ pub struct EditOutput {
     pub grid: std::result::Result<ImageGrid, String>,
 }
 
-/// Wall-clock split of one [`Editor::edit`] call.
+/// Wall-clock split of one [`Editor::edit`] call, and the token budget it ran with.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct EditTimings {
+    pub max_new_tokens: usize,
     pub generate_s: f64,
     pub new_tokens: usize,
     pub steps: usize,
@@ -129,17 +135,13 @@ impl Editor {
         on_step: &mut dyn FnMut(usize, usize),
     ) -> Result<(Vec<EditOutput>, EditTimings)> {
         let pb = PromptBuilder::new(&self.tok);
-        let mut requests = Vec::with_capacity(inputs.len());
-        let mut max_new = 0;
-        for inp in inputs {
-            let (h, w) = (inp.source.h(), inp.source.w());
-            let reasoning_budget = match opts.prefill {
-                Prefill::CE | Prefill::Mixed | Prefill::Literal(_) => 1024,
-                Prefill::E | Prefill::ELegacy => 16,
-            };
-            max_new = max_new.max(opts.max_new_tokens.unwrap_or((w + 1) * h + 3 + reasoning_budget));
-            requests.push(edit_request(&self.tok, &inp.source, &inp.instruction, &opts.prefill)?);
-        }
+        let requests = inputs
+            .iter()
+            .map(|inp| edit_request(&self.tok, &inp.source, &inp.instruction, &opts.prefill))
+            .collect::<Result<Vec<_>>>()?;
+        let longest = requests.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
+        let max_new =
+            opts.max_new_tokens.unwrap_or_else(|| default_max_new_tokens(longest, self.lm.cfg.max_position_embeddings));
         let s = *self.tok.special();
         let cfg = GenerationConfig {
             max_new_tokens: max_new,
@@ -149,6 +151,7 @@ impl Editor {
             eos_ids: vec![s.eos as i64],
             image_tokens: opts.constrain.then(|| ImageTokens::from_tokenizer(&self.tok)),
             pad_id: s.pad as i64,
+            context_size: None,
         };
         let t0 = Instant::now();
         let mut steps = 0;
@@ -157,6 +160,7 @@ impl Editor {
             on_step(step, live)
         })?;
         let timings = EditTimings {
+            max_new_tokens: max_new,
             generate_s: t0.elapsed().as_secs_f64(),
             new_tokens: samples.iter().map(|s| s.tokens.len()).sum(),
             steps,
@@ -181,6 +185,14 @@ impl Editor {
     }
 }
 
+/// The budget of an edit without `max_new_tokens`: [`DEFAULT_MAX_NEW_TOKENS`], or what is left of
+/// `max_position_embeddings` after the longest prompt when that is less (small models), but at least one token (a
+/// prompt that fills the window gets the engine's warning, not an error).
+pub fn default_max_new_tokens(longest_prompt: usize, max_position_embeddings: i64) -> usize {
+    let room = usize::try_from(max_position_embeddings).unwrap_or(0).saturating_sub(longest_prompt);
+    DEFAULT_MAX_NEW_TOKENS.min(room).max(1)
+}
+
 /// The generation request of an EARL edit: the edit prompt ending in the assistant prefill, how many of its ids
 /// are that prefill (the grid constraint counts them as response), and the source grid the edit must keep.
 pub fn edit_request(tok: &Emu3Tokenizer, source: &ImageGrid, instruction: &str, prefill: &Prefill) -> Result<GenerationRequest> {
@@ -203,4 +215,18 @@ fn grid_of(codes: &Tensor) -> Result<ImageGrid> {
     let (h, w) = (codes.size()[0] as usize, codes.size()[1] as usize);
     let v = Vec::<i64>::try_from(codes.flatten(0, -1).to_device(Device::Cpu))?;
     ImageGrid::new(h, w, v.into_iter().map(|c| c as u32).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_budget_is_the_reference_evaluations_capped_by_the_position_window() {
+        // Emu3 (9216 positions) and a 1100-token prompt: the reference's 3000.
+        assert_eq!(default_max_new_tokens(1100, 9216), 3000);
+        // A small model: what is left of its window; never less than one token.
+        assert_eq!(default_max_new_tokens(300, 1024), 724);
+        assert_eq!(default_max_new_tokens(300, 128), 1);
+    }
 }

@@ -104,7 +104,9 @@ fn paper_runs_keep_the_reference_settings() {
     assert_eq!((earl.optim.per_device_batch_size, earl.generation.model_context_size), (4, 4096));
     assert_eq!(earl.data.train_mixture, Mixture::Coefficients(vec![0.13, 6.0, 6.0, 0.7, 1.55, 3.7, 11.0]));
     assert_eq!(earl.data.train_paths[0], PathBuf::from("/data/earl-datasets/omniedit/train/list/tokenized_datalist.json"));
-    assert!(earl.data.val_paths.is_empty());
+    let log = &earl.logging;
+    assert_eq!((log.save_checkpoints_every_n_iterations, log.keep_checkpoints_every_n_iterations), (100, 100));
+    assert_eq!(earl.generation.max_response_tokens, 2048);
     assert_eq!((earl.model_path.as_str(), earl.tokenizer_path.as_str()), ("mair-lab/sft-simple", "BAAI/Emu3-Stage1"));
     assert_eq!(earl.reward.enabled(), vec!["viescore"]);
     assert_eq!(earl.reward.verifier.api_base, "http://verifier:4877/v1");
@@ -118,7 +120,6 @@ fn paper_runs_keep_the_reference_settings() {
     let sc = load("sft_sc2stage__rl_sc");
     assert_eq!((sc.optim.num_iterations, sc.optim.per_device_batch_size, sc.generation.model_context_size), (2000, 8, 3000));
     assert_eq!(sc.data.train_paths.len(), 7);
-    assert_eq!(sc.data.val_paths.len(), 1);
     assert!(sc.model_path.ends_with("May07_mixed_gc_post_lr1e-4-checkpoint-1200"));
     assert_eq!(load("sft_sc__rl_c").data.train_paths.len(), 6);
 }

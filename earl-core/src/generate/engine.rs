@@ -1,8 +1,9 @@
 //! The generation loop: left-pads a batch of prompts, prefills them once into a preallocated KV cache, forks the
 //! cache for n samples per prompt, then decodes one token per step under the grid constraint until every row has
-//! stopped (an eos id) or reached `max_new_tokens`. Finished rows leave the batch (their cache rows are dropped) so
-//! late steps only pay for live rows. Same inputs and seed give the same tokens on the same device; a row's tokens do
-//! not depend on the other requests of the batch (see [`super::sampling`]).
+//! stopped (an eos id) or used up its budget (`max_new_tokens`, less where `context_size` leaves less room: see
+//! [`response_budget`]). Finished rows leave the batch (their cache rows are dropped) so late steps only pay for live
+//! rows. Same inputs and seed give the same tokens on the same device; a row's tokens do not depend on the other
+//! requests of the batch (see [`super::sampling`]).
 use tch::Tensor;
 
 use super::constraint::{GridConstraint, ImageTokens, RowConstraint};
@@ -35,13 +36,28 @@ pub struct GenerationConfig {
     pub image_tokens: Option<ImageTokens>,
     /// Id written after a row has finished (for rectangular outputs).
     pub pad_id: i64,
+    /// Limit on prompt + response per row (vLLM's `max_model_len`, the reference's `model_context_size`); `None` =
+    /// only `max_new_tokens`. A prompt longer than this is an error.
+    pub context_size: Option<usize>,
+}
+
+/// The new tokens a row with a `prompt_len`-token prompt may produce: `max_new_tokens`, and with a context size
+/// `c` at most `c + 1 − prompt_len` — 0 when the prompt alone is longer than `c`. The `+ 1` is vLLM's rule (the
+/// V0 engine the reference's rollouts run on ends a sequence once prompt + output *exceeds* `max_model_len`): the
+/// last sampled token is never fed back, so the model still sees at most `c` positions.
+pub fn response_budget(prompt_len: usize, max_new_tokens: usize, context_size: Option<usize>) -> usize {
+    match context_size {
+        None => max_new_tokens,
+        Some(c) if prompt_len > c => 0,
+        Some(c) => max_new_tokens.min(c + 1 - prompt_len),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
     /// An eos id was produced.
     Stop,
-    /// `max_new_tokens` were produced without eos.
+    /// The row's budget (`max_new_tokens` or the context size) was used up without eos.
     Length,
 }
 
@@ -130,6 +146,10 @@ pub fn generate(
         .iter()
         .map(|&(request, sample)| GeneratedSample { request, sample, tokens: Vec::new(), finish: FinishReason::Length })
         .collect();
+    let budget: Vec<usize> = rows
+        .iter()
+        .map(|&(r, _)| response_budget(requests[r].prompt.len(), cfg.max_new_tokens, cfg.context_size))
+        .collect();
     let mut live: Vec<usize> = (0..rows.len()).collect(); // batch row → index into `out`
     for step in 0..cfg.max_new_tokens {
         let masked = match &constraint {
@@ -145,7 +165,7 @@ pub fn generate(
             }
             if cfg.eos_ids.contains(&tok) {
                 out[o].finish = FinishReason::Stop;
-            } else {
+            } else if out[o].tokens.len() < budget[o] {
                 keep.push(b);
             }
         }
@@ -191,6 +211,12 @@ fn validate(model: &Emu3ForCausalLM, requests: &[GenerationRequest], cfg: &Gener
             return Err(Error::input(format!("request {i}: token id {bad} outside the vocabulary of {v}")));
         }
     }
+    if let Some(c) = cfg.context_size {
+        if let Some((i, r)) = requests.iter().enumerate().find(|(_, r)| r.prompt.len() > c) {
+            let n = r.prompt.len();
+            return Err(Error::input(format!("request {i}: a prompt of {n} tokens does not fit context_size {c}")));
+        }
+    }
     if let Some(t) = &cfg.image_tokens {
         if t.first_visual + t.num_visual > v {
             return Err(Error::input(format!("visual ids end at {} beyond the vocabulary of {v}", t.first_visual + t.num_visual)));
@@ -217,7 +243,16 @@ mod tests {
     const T: ImageTokens = ImageTokens { img: 10, eol: 11, eof: 12, eoi: 13, eos: 2, pad: 0, first_visual: 300, num_visual: 20 };
 
     fn cfg(sampling: SamplingParams, n: usize) -> GenerationConfig {
-        GenerationConfig { max_new_tokens: 20, samples_per_request: n, sampling, seed: 5, eos_ids: vec![2], image_tokens: Some(T), pad_id: 0 }
+        GenerationConfig {
+            max_new_tokens: 20,
+            samples_per_request: n,
+            sampling,
+            seed: 5,
+            eos_ids: vec![2],
+            image_tokens: Some(T),
+            pad_id: 0,
+            context_size: None,
+        }
     }
 
     #[test]
@@ -265,5 +300,22 @@ mod tests {
         let bad = GenerationRequest { prompt: vec![1, 999], prefill_len: 0, grid: None };
         assert!(generate(&m, &[bad], &c, &mut |_, _| {}).is_err());
         assert!(generate(&m, &[], &c, &mut |_, _| {}).is_err());
+    }
+
+    #[test]
+    fn the_context_size_caps_prompt_plus_response_as_vllm() {
+        // vLLM (V0) ends a sequence once prompt + output exceeds max_model_len: c + 1 − prompt tokens at most.
+        assert_eq!(response_budget(10, 2048, None), 2048);
+        assert_eq!(response_budget(1100, 2048, Some(3000)), 1901);
+        assert_eq!(response_budget(100, 2048, Some(3000)), 2048);
+        assert_eq!(response_budget(3000, 2048, Some(3000)), 1);
+        assert_eq!(response_budget(3001, 2048, Some(3000)), 0);
+        let m = tiny();
+        let req = GenerationRequest { prompt: vec![1, 2, 3], prefill_len: 0, grid: None };
+        let c = GenerationConfig { eos_ids: vec![], context_size: Some(7), ..cfg(SamplingParams::greedy(), 2) };
+        let out = generate(&m, &[req.clone()], &c, &mut |_, _| {}).unwrap();
+        assert!(out.iter().all(|s| (s.tokens.len(), s.finish) == (5, FinishReason::Length)), "{out:?}");
+        let e = generate(&m, &[req], &GenerationConfig { context_size: Some(2), ..c }, &mut |_, _| {}).unwrap_err();
+        assert!(e.to_string().contains("does not fit context_size 2"), "{e}");
     }
 }

@@ -86,8 +86,9 @@ pub struct RawRlConfig {
     pub log_episodes_every_n_iterations: Option<u64>,
     pub save_checkpoints_every_n_iterations: Option<u64>,
     pub keep_checkpoints_every_n_iterations: Option<u64>,
-    // Accepted so reference configs translate unchanged; they configure machinery we do not have (vLLM, the Hub,
-    // hub revisions, prompt truncation) and are ignored with a warning.
+    // Fields of the reference that configure machinery earl does not have (vLLM, the Hub, hub revisions, the
+    // collator's padding lengths). They parse, so that validation can reject each with a message saying why
+    // (`load::reject_reference_only`); none is accepted.
     pub vllm_gpu_memory_utilization: Option<f64>,
     pub push_to_hub_every_n_iterations: Option<u64>,
     pub push_to_hub_repo_id: Option<String>,
@@ -113,12 +114,12 @@ pub enum Mixture {
     Coefficients(Vec<f64>),
 }
 
+/// The training data. EARL's `val_paths_file`/`val_coefficients` build a validation set its loop never reads;
+/// only empty lists are accepted here.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataConfig {
     pub train_paths: Vec<PathBuf>,
     pub train_mixture: Mixture,
-    pub val_paths: Vec<PathBuf>,
-    pub val_mixture: Mixture,
 }
 
 /// Top-k sampling; EARL writes `-1` for off.
@@ -213,6 +214,13 @@ pub struct RewardConfig {
 }
 
 impl RewardConfig {
+    /// Names of the enabled rewards that score decoded images (so need a vision tokenizer): the verifier ones and
+    /// pixel similarity.
+    pub fn image_rewards(&self) -> Vec<&'static str> {
+        let needs = ["viescore", "ground_score", "pixel_similarity"];
+        self.enabled().into_iter().filter(|n| needs.contains(n)).collect()
+    }
+
     /// Names of the enabled rewards, in a fixed order.
     pub fn enabled(&self) -> Vec<&'static str> {
         [
@@ -231,9 +239,11 @@ impl RewardConfig {
 pub struct LoggingConfig {
     /// Dump episodes every n iterations (and at iteration 0); 0 = never.
     pub log_episodes_every_n_iterations: u64,
-    /// 0 = never (EARL: unset).
+    /// Save after iteration i when i % n == 0 or i is the last, never after iteration 0 (see
+    /// [`super::bookkeeping::saves_after`]); 0 = never (EARL: unset).
     pub save_checkpoints_every_n_iterations: u64,
-    /// Checkpoints at multiples of this are kept when older ones are cleaned up; 0 = keep only the latest.
+    /// After a save, older checkpoints are deleted except that those of iterations at multiples of this keep their
+    /// model (see [`super::bookkeeping::retention`]); 0 = keep every checkpoint (EARL: unset).
     pub keep_checkpoints_every_n_iterations: u64,
 }
 

@@ -1,6 +1,8 @@
 //! Reinforcement learning pieces that need no generation engine: GRPO math ([`grpo`]), the reward interface and
-//! offline rewards ([`reward`]), and the RL experiment configuration ([`config`]). The verifier rewards, which need
-//! the network, live in `earl-eval`; the RL loop composes all of them.
+//! offline rewards ([`reward`]), the RL experiment configuration ([`config`]) and the checkpoint schedule
+//! ([`bookkeeping`]). The verifier rewards, which need the network, live in `earl-eval`; the RL loop ([`run`])
+//! composes all of them.
+pub mod bookkeeping;
 pub mod config;
 pub mod grpo;
 pub mod offline;

@@ -15,18 +15,19 @@ use std::time::Instant;
 use image::RgbImage;
 use tch::{Device, Kind, Tensor};
 
+use super::bookkeeping::{clean_up, saves_after};
 use super::config::{RlConfig, TopK};
 use super::grpo::{self, LogProbOptions, VocabSplit};
 use super::reward::{component_means, RewardInput, RewardSet};
 use crate::data::{build_mixture, DataRng, EditRecord, ShardReader};
 use crate::edit::{edit_request, response_ids};
 use crate::error::{guard, Error, Result};
-use crate::generate::{generate, FinishReason, GenerationConfig, ImageTokens, SamplingParams};
+use crate::generate::{generate, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
 use crate::imageproc::{self, ImageProcessConfig};
 use crate::model::{Emu3ForCausalLM, ForwardArgs};
 use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
 use crate::tokenizer::Emu3Tokenizer;
-use crate::train::checkpoint::{list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint, TrainerState};
+use crate::train::checkpoint::{list_checkpoints, restore_checkpoint, save_checkpoint, TrainerState};
 use crate::train::{checkpointed_backward, checkpointed_backward_chunked, AdamWConfig, CosineSchedule, LossNorm, Recipe, SftTrainer};
 use crate::vq::Emu3VqModel;
 use crate::weights::SafetensorsStore;
@@ -103,6 +104,13 @@ fn grid_u32(g: &crate::data::CodeGrid) -> Result<ImageGrid> {
 
 impl RlRunner {
     pub fn new(cfg: RlConfig, rewards: RewardSet, opts: &RlOptions) -> Result<Self> {
+        // Checked before anything loads: without a VQ these rewards would be shown 1×1 stand-ins.
+        if let (Some(reward), None) = (cfg.reward.image_rewards().first(), &opts.vq_dir) {
+            return Err(Error::Config {
+                path: cfg.source.clone(),
+                msg: format!("the {reward} reward scores decoded images but no vision tokenizer is set (vq_dir, --vq)"),
+            });
+        }
         let model_dir = PathBuf::from(&cfg.model_path);
         let tok = Emu3Tokenizer::from_dir(Path::new(&cfg.tokenizer_path))?;
         let lm_cfg = crate::config::Emu3Config::from_dir(&model_dir)?;
@@ -179,11 +187,11 @@ impl RlRunner {
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
             writeln!(f, "{}", serde_json::to_string(&report).unwrap_or_default()).map_err(|e| Error::io(&metrics_path, e))?;
             on_iteration(&report);
-            let every = self.cfg.logging.save_checkpoints_every_n_iterations;
-            if every > 0 && (it + 1) % every == 0 {
+            let log = &self.cfg.logging;
+            if saves_after(it, self.cfg.optim.num_iterations, log.save_checkpoints_every_n_iterations) {
                 let state = TrainerState { global_step: it + 1, samples_seen: (it + 1) * self.cfg.generation.prompts_per_iteration as u64, seed: self.cfg.random_seed, config_hash: String::new() };
                 save_checkpoint(&ckpts, &self.trainer, &state, Kind::Float)?;
-                prune_checkpoints(&ckpts, 2)?;
+                clean_up(&ckpts, it + 1, log.keep_checkpoints_every_n_iterations)?;
             }
             reports.push(report);
         }
@@ -245,6 +253,16 @@ impl RlRunner {
             let rec = &self.records[r];
             requests.push(edit_request(&self.tok, &grid_u32(&rec.source)?, &rec.instruction, &self.prefill)?);
         }
+        // A prompt longer than model_context_size is skipped as the reference's vLLM (V0) scheduler skips it: its
+        // completions are empty with finish "length", so they score 0 and carry no tokens to train on.
+        let fits: Vec<bool> = requests.iter().map(|r| r.prompt.len() <= g.model_context_size).collect();
+        for (k, _) in fits.iter().enumerate().filter(|(_, f)| !**f) {
+            let (id, n) = (&self.records[picked[k]].id, requests[k].prompt.len());
+            let context = g.model_context_size;
+            tracing::warn!(record = %id, prompt_tokens = n, context, "prompt longer than model_context_size: skipped");
+        }
+        let to_generate: Vec<GenerationRequest> =
+            requests.iter().zip(&fits).filter(|(_, f)| **f).map(|(r, _)| r.clone()).collect();
         let s = *self.tok.special();
         let cfg = GenerationConfig {
             max_new_tokens: g.max_response_tokens,
@@ -258,17 +276,30 @@ impl RlRunner {
             eos_ids: vec![s.eos as i64],
             image_tokens: g.grid_constraint.then(|| ImageTokens::from_tokenizer(&self.tok)),
             pad_id: s.pad as i64,
+            context_size: Some(g.model_context_size),
         };
-        let samples = generate(&self.trainer.model, &requests, &cfg, &mut |_, _| {})?;
-        Ok(samples
-            .into_iter()
-            .map(|smp| {
-                let req = &requests[smp.request];
-                let (h, w) = req.grid.map(|(h, w)| (h as usize, w as usize)).unwrap_or((0, 0));
-                let grid = pb.parse_response(&response_ids(req, &smp.tokens), Some((h, w))).image.ok();
-                Episode { record: picked[smp.request], prompt: req.prompt.clone(), prefill_len: req.prefill_len, tokens: smp.tokens, finish: smp.finish, grid }
-            })
-            .collect())
+        let mut samples = match to_generate.is_empty() {
+            true => Vec::new(),
+            false => generate(&self.trainer.model, &to_generate, &cfg, &mut |_, _| {})?,
+        }
+        .into_iter();
+        // Episodes in prompt order, `generations_per_sample` per prompt (the groups of the advantages).
+        let mut episodes = Vec::with_capacity(picked.len() * g.generations_per_sample);
+        for (k, req) in requests.iter().enumerate() {
+            for _ in 0..g.generations_per_sample {
+                let (tokens, finish, grid) = if fits[k] {
+                    let smp = samples.next().ok_or_else(|| Error::input("generation returned too few samples"))?;
+                    let (h, w) = req.grid.map(|(h, w)| (h as usize, w as usize)).unwrap_or((0, 0));
+                    let grid = pb.parse_response(&response_ids(req, &smp.tokens), Some((h, w))).image.ok();
+                    (smp.tokens, smp.finish, grid)
+                } else {
+                    (Vec::new(), FinishReason::Length, None)
+                };
+                let (record, prompt, prefill_len) = (picked[k], req.prompt.clone(), req.prefill_len);
+                episodes.push(Episode { record, prompt, prefill_len, tokens, finish, grid });
+            }
+        }
+        Ok(episodes)
     }
 
     fn decode(&self, grid: &ImageGrid) -> Result<Option<RgbImage>> {
@@ -281,7 +312,8 @@ impl RlRunner {
 
     /// Scores every episode; returns the final rewards, the mean of each component and the count of valid images.
     fn score(&self, eps: &[Episode]) -> Result<(Vec<f64>, BTreeMap<String, f64>, usize)> {
-        let blank = RgbImage::new(1, 1); // stands in for images when no VQ is loaded (code-only rewards)
+        // Stands in for images when no VQ is loaded, which `new` allows only when no reward looks at images.
+        let blank = RgbImage::new(1, 1);
         // Source and ground truth are per record: decode them once, not once per generation of the group.
         let mut per_record: BTreeMap<usize, (Option<RgbImage>, Option<RgbImage>, ImageGrid)> = BTreeMap::new();
         for e in eps {

@@ -75,7 +75,8 @@ pub struct RawSftExperiment {
     /// Sequences longer than this are rejected (the reference's `max_position_embeddings` argument).
     #[serde(default)]
     pub max_position_embeddings: Option<i64>,
-    /// Target image area used when the data was tokenized (recorded in the run manifest).
+    /// Target image area the data was tokenized at: recorded in the run manifest, and a dataset whose manifest
+    /// records another area is refused.
     #[serde(default)]
     pub image_area: Option<u64>,
     /// Training dropout; default: the model config's `attention_dropout` (0.1 for Emu3, what the paper trained with).

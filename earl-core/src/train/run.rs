@@ -98,6 +98,13 @@ fn open_dirs<'a>(dirs: &[PathBuf], exp: &SftExperiment, tok: Option<&'a Emu3Toke
                 msg: format!("holds {:?} records but data_format is {:?}", reader.manifest.kind, exp.data_format),
             });
         }
+        // `image_area` names the area the data was tokenized at (the reference hands it to the model config): a
+        // dataset whose manifest records another one (`earl data tokenize --area`) is refused.
+        let recorded = reader.manifest.meta.get("image_area").and_then(|v| v.as_u64());
+        if let (Some(want), Some(got)) = (exp.image_area, recorded.filter(|&a| Some(a) != exp.image_area)) {
+            let msg = format!("was tokenized at image_area {got}, the experiment sets {want}");
+            return Err(Error::Data { path: dir.clone(), msg });
+        }
         if exp.data_format == "edits" {
             let tok = tok.ok_or_else(|| Error::input("data_format \"edits\" needs a tokenizer"))?;
             out.push(Box::new(EditSequences { reader, prompts: PromptBuilder::new(tok), cot_keys: exp.cot_keys.clone() }));

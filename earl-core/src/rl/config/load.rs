@@ -152,35 +152,43 @@ fn mixture(ctx: &Ctx<'_>, coefs: Option<Vec<f64>>, n: usize, key: &str, paths_ke
     Ok(Mixture::Coefficients(coefs))
 }
 
+/// Fields of EARL's `TrainingArgs` that would be dead here, each rejected with why. The validation set is built by
+/// the reference but never evaluated (`train_dataset, _ = create_datasets(…)`), so only empty lists pass.
+fn reject_reference_only(ctx: &Ctx<'_>, raw: &RawRlConfig) -> Result<()> {
+    const NO_UPLOAD: &str = "earl never uploads; checkpoints stay in the run directory";
+    const PADDING: &str = "it only pads the reference's training batch (no effect on the result)";
+    let val_set = raw.val_paths_file.as_ref().is_some_and(|v| !v.is_empty());
+    let val_coefs = raw.val_coefficients.as_ref().is_some_and(|v| !v.is_empty());
+    let why = [
+        (val_set, "val_paths_file", "the reference builds a validation set from it but never evaluates it"),
+        (val_coefs, "val_coefficients", "it weights the validation set, which is never evaluated"),
+        (raw.vllm_gpu_memory_utilization.is_some(), "vllm_gpu_memory_utilization", "it sizes the reference's vLLM"),
+        (raw.push_to_hub_every_n_iterations.is_some(), "push_to_hub_every_n_iterations", NO_UPLOAD),
+        (raw.push_to_hub_repo_id.is_some(), "push_to_hub_repo_id", NO_UPLOAD),
+        (raw.model_revision.is_some(), "model_revision", "earl reads model_path from disk: point it at that revision"),
+        (raw.max_prompt_len.is_some(), "max_prompt_len", PADDING),
+        (raw.max_completion_len.is_some(), "max_completion_len", PADDING),
+    ];
+    match why.into_iter().find(|(set, _, _)| *set) {
+        Some((_, key, reason)) => Err(ctx.err(format!("`{key}` is not supported: {reason}; remove it"))),
+        None => Ok(()),
+    }
+}
+
 pub(super) fn validate(path: &Path, merged: Merged, env: &dyn Fn(&str) -> Option<String>) -> Result<RlConfig> {
     let table: toml::Table = merged.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect();
     let raw: RawRlConfig =
         toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| config_err(path, e.message().trim()))?;
     let ctx = Ctx { path, merged: &merged, env };
-    for (set, key) in [
-        (raw.vllm_gpu_memory_utilization.is_some(), "vllm_gpu_memory_utilization"),
-        (raw.push_to_hub_every_n_iterations.is_some(), "push_to_hub_every_n_iterations"),
-        (raw.push_to_hub_repo_id.is_some(), "push_to_hub_repo_id"),
-        (raw.model_revision.is_some(), "model_revision"),
-        (raw.max_prompt_len.is_some(), "max_prompt_len"),
-        (raw.max_completion_len.is_some(), "max_completion_len"),
-    ] {
-        if set {
-            tracing::warn!(config = %path.display(), field = key, "field of the reference config is ignored");
-        }
-    }
+    reject_reference_only(&ctx, &raw)?;
 
     // Data.
     let train = need(&ctx, raw.train_paths_file, "train_paths_file")?;
     check(&ctx, !train.is_empty(), || "train_paths_file is empty".into())?;
     let train_paths = train.iter().map(|p| ctx.path("train_paths_file", p)).collect::<Result<Vec<_>>>()?;
-    let val = raw.val_paths_file.unwrap_or_default();
-    let val_paths = val.iter().map(|p| ctx.path("val_paths_file", p)).collect::<Result<Vec<_>>>()?;
     let data = DataConfig {
         train_mixture: mixture(&ctx, raw.coefficients, train_paths.len(), "coefficients", "train_paths_file")?,
-        val_mixture: mixture(&ctx, raw.val_coefficients, val_paths.len(), "val_coefficients", "val_paths_file")?,
         train_paths,
-        val_paths,
     };
 
     // Generation.
@@ -343,14 +351,11 @@ pub(super) fn validate(path: &Path, merged: Merged, env: &dyn Fn(&str) -> Option
     check(&ctx, !run_name.is_empty() && !run_name.contains(['/', '\\']), || {
         format!("run_name must be a non-empty name without path separators, got {run_name:?}")
     })?;
-    let model_path = ctx.expand("model_path", &need(&ctx, raw.model_path.clone(), "model_path")?)?;
-    let model_path = if model_path.starts_with("./") || model_path.starts_with("../") {
-        ctx.dir_of("model_path").join(model_path).to_string_lossy().into_owned()
-    } else {
-        model_path
-    };
+    // Directories or hub ids: `./` and `../` resolve against the file that sets them, as every path does.
+    let model_path = ctx.path("model_path", &need(&ctx, raw.model_path.clone(), "model_path")?)?;
+    let model_path = model_path.to_string_lossy().into_owned();
     let tokenizer_path = match &raw.tokenizer_path {
-        Some(t) => ctx.expand("tokenizer_path", t)?,
+        Some(t) => ctx.path("tokenizer_path", t)?.to_string_lossy().into_owned(),
         None => model_path.clone(),
     };
     Ok(RlConfig {

@@ -48,7 +48,6 @@ fn minimal_config_gets_reference_defaults_and_resolved_paths() {
     assert_eq!(c.run_name, "run");
     assert_eq!(c.data.train_paths, vec![d.path().join("./data/a.json"), PathBuf::from("data/b.json")]);
     assert_eq!(c.data.train_mixture, Mixture::Coefficients(vec![2.0, 0.5]));
-    assert_eq!(c.data.val_mixture, Mixture::UpsampleToLargest);
     assert_eq!(c.base_exp_dir, PathBuf::from("runs"));
     assert_eq!(c.model_path, d.path().join("../models/m").to_string_lossy());
     assert_eq!(c.tokenizer_path, c.model_path);
@@ -62,6 +61,20 @@ fn minimal_config_gets_reference_defaults_and_resolved_paths() {
     assert_eq!(c.reward.verifier.api_base, "http://127.0.0.1:4877/v1");
     assert_eq!((c.reward.verifier.max_concurrency, c.reward.verifier.max_rounds), (64, 5));
     assert_eq!(c.random_seed, 42);
+    // EARL's unset keep_checkpoints_every_n_iterations keeps every checkpoint; unset save means never.
+    assert_eq!((c.logging.save_checkpoints_every_n_iterations, c.logging.keep_checkpoints_every_n_iterations), (0, 0));
+}
+
+#[test]
+fn tokenizer_path_resolves_against_the_file_that_sets_it() {
+    let d = tempfile::tempdir().unwrap();
+    let c = load(d.path(), &format!("{MINIMAL}tokenizer_path = \"./tok\"\n")).unwrap();
+    assert_eq!(PathBuf::from(&c.tokenizer_path), d.path().join("./tok"));
+    // Not `./`: taken as written (a hub id or a working-directory path), as model_path.
+    let c = load(d.path(), &format!("{MINIMAL}tokenizer_path = \"BAAI/Emu3-Stage1\"\n")).unwrap();
+    assert_eq!(c.tokenizer_path, "BAAI/Emu3-Stage1");
+    let c = load(d.path(), &format!("{MINIMAL}tokenizer_path = \"${{TOK:-../t}}\"\n")).unwrap();
+    assert_eq!(PathBuf::from(&c.tokenizer_path), d.path().join("../t"));
 }
 
 #[test]
@@ -128,8 +141,23 @@ fn inconsistent_settings_are_rejected() {
 }
 
 #[test]
-fn reference_only_fields_are_accepted() {
+fn dead_reference_fields_are_rejected_by_name() {
     let d = tempfile::tempdir().unwrap();
-    let extra = "vllm_gpu_memory_utilization = 0.3\npush_to_hub_every_n_iterations = 100\npush_to_hub_repo_id = \"x\"\n";
-    assert!(load(d.path(), &format!("{MINIMAL}{extra}")).is_ok());
+    for extra in [
+        "vllm_gpu_memory_utilization = 0.3",
+        "push_to_hub_every_n_iterations = 100",
+        "push_to_hub_repo_id = \"x\"",
+        "model_revision = \"ckpt_001999\"",
+        "max_prompt_len = 2048",
+        "max_completion_len = 2048",
+        "val_paths_file = [\"v.json\"]",
+        "val_coefficients = [1.0]",
+    ] {
+        let e = err(d.path(), &format!("{MINIMAL}{extra}\n"));
+        let key = extra.split(' ').next().unwrap();
+        let named = e.contains(&format!("`{key}` is not supported")) && e.contains("remove it");
+        assert!(named && !e.contains('\n'), "{e}");
+    }
+    // Empty validation lists (EARL's released configs) say what earl does: no validation set.
+    assert!(load(d.path(), &format!("{MINIMAL}val_paths_file = []\nval_coefficients = []\n")).is_ok());
 }
