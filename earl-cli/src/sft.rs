@@ -5,9 +5,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use earl_core::tokenizer::Emu3Tokenizer;
 use earl_core::runlock::RunLock;
-use earl_core::train::{open_sources, open_validation_sources, run_sft_locked, DataStream, RunControl, SftExperiment, ValidationSet};
+use earl_core::tokenizer::Emu3Tokenizer;
+use earl_core::train::{
+    open_sources, open_validation_sources, run_sft_locked, DataStream, RunControl, SftExperiment, ValidationSet,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]

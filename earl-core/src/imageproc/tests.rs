@@ -87,7 +87,8 @@ fn save_goes_through_a_temporary_but_keeps_the_final_extensions_format() {
     }
     let e = save(&img, &dir.path().join("a.xyz")).unwrap_err().to_string();
     assert!(e.contains("a.xyz") && e.contains("cannot write image") && !e.contains('\n'), "{e}");
-    let mut names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["a.jpg", "a.png", "a.webp"], "no temporary or failed output left behind");
 }

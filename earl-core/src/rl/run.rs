@@ -26,8 +26,8 @@ use crate::generate::{generate, FinishReason, GenerationConfig, ImageTokens, Sam
 use crate::imageproc::{self, ImageProcessConfig};
 use crate::model::{Emu3ForCausalLM, ForwardArgs};
 use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
-use crate::tokenizer::Emu3Tokenizer;
 use crate::runlock::RunLock;
+use crate::tokenizer::Emu3Tokenizer;
 use crate::train::checkpoint::{prune_checkpoints, resume_latest, save_checkpoint, TrainerState};
 use crate::train::{checkpointed_backward, checkpointed_backward_chunked, AdamWConfig, CosineSchedule, LossNorm, Recipe, SftTrainer};
 use crate::vq::Emu3VqModel;

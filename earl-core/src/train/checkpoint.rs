@@ -157,8 +157,12 @@ pub fn save_checkpoint(root: &Path, trainer: &SftTrainer, state: &TrainerState, 
 fn read_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::Json { path: path.clone(), line: e.line(), column: e.column(), msg: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.clone(),
+        line: e.line(),
+        column: e.column(),
+        msg: e.to_string(),
+    })
 }
 
 /// Completed checkpoints under `root` (a `checkpoint-N` directory whose `trainer_state.json` parses), oldest first.
@@ -201,7 +205,9 @@ pub fn resume_latest(root: &Path, trainer: &mut SftTrainer) -> Result<Option<(Tr
         // A failed restore may have overwritten part of the trainer; the next one overwrites all of it.
         let restored = restore_checkpoint(dir, trainer).and_then(|s| match s.global_step == *step {
             true => Ok(s),
-            false => Err(Error::Data { path: dir.clone(), msg: format!("trainer_state.json says step {}", s.global_step) }),
+            false => {
+                Err(Error::Data { path: dir.clone(), msg: format!("trainer_state.json says step {}", s.global_step) })
+            }
         });
         match restored {
             Ok(state) => {
@@ -217,7 +223,10 @@ pub fn resume_latest(root: &Path, trainer: &mut SftTrainer) -> Result<Option<(Tr
         }
     }
     match newest_err {
-        Some(e) => Err(Error::Data { path: root.to_path_buf(), msg: format!("no checkpoint can be restored; the newest: {e}") }),
+        Some(e) => Err(Error::Data {
+            path: root.to_path_buf(),
+            msg: format!("no checkpoint can be restored; the newest: {e}"),
+        }),
         None => Ok(None),
     }
 }

@@ -261,7 +261,11 @@ pub fn run_sft_locked(
     on_step: &mut dyn FnMut(&StepLog),
 ) -> Result<RunSummary> {
     if lock.dir() != exp.output_dir {
-        return Err(Error::input(format!("the run lock is on {}, not on output_dir {}", lock.dir().display(), exp.output_dir.display())));
+        return Err(Error::input(format!(
+            "the run lock is on {}, not on output_dir {}",
+            lock.dir().display(),
+            exp.output_dir.display()
+        )));
     }
     let device = parse_device(&exp.device)?;
     let kind = if exp.bf16 { Kind::BFloat16 } else { Kind::Float };
