@@ -132,6 +132,7 @@ fn a_resumed_run_logs_each_iteration_once_and_a_busy_directory_is_refused() {
         device: Device::Cpu,
         kind: Kind::Float,
         vq_dir: None,
+        vq_kind: Kind::Float,
         out_dir: Some(c.path().to_path_buf()),
         max_iterations: None,
     };
