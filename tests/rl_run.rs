@@ -186,4 +186,33 @@ fn image_rewards_without_a_vision_tokenizer_are_refused() {
     let e = runner(d.path(), Some(1), cfg).err().expect("refused").to_string();
     assert!(e.contains("pixel_similarity") && e.contains("vision tokenizer") && e.contains("vq_dir"), "{e}");
     assert!(!e.contains('\n') && !d.path().join("metrics.jsonl").exists(), "{e}");
+
+/// A run stopped between checkpoints (written every 5 iterations) and resumed logs every iteration once: the lines
+/// of the iterations it redoes are dropped first. While a run holds the directory, a second one is refused.
+#[test]
+fn a_resumed_run_logs_each_iteration_once_and_a_busy_directory_is_refused() {
+    let c = tempfile::tempdir().unwrap();
+    run(c.path(), Some(7));
+    let tail = run(c.path(), Some(10));
+    assert_eq!(tail.first().map(|r| r.iteration), Some(5), "resumed from checkpoint-5");
+    let logged: Vec<u64> = std::fs::read_to_string(c.path().join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["iteration"].as_u64().unwrap())
+        .collect();
+    assert_eq!(logged, (0..10).collect::<Vec<_>>());
+
+    let _held = earl_core::runlock::RunLock::acquire(c.path()).unwrap();
+    let cfg = config();
+    let rewards = earl_eval::reward_set(&cfg.reward).unwrap();
+    let opts = RlOptions {
+        device: Device::Cpu,
+        kind: Kind::Float,
+        vq_dir: None,
+        vq_kind: Kind::Float,
+        out_dir: Some(c.path().to_path_buf()),
+        max_iterations: None,
+    };
+    let err = RlRunner::new(cfg, rewards, &opts).unwrap().run(&mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains(&format!("is in use by pid {}", std::process::id())), "{err}");
 }

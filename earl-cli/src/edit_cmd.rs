@@ -1,5 +1,7 @@
 //! `earl edit`: edit an image from a text instruction, end to end (VQ encode → EARL prompt → grid-constrained
 //! seeded sampling → VQ decode). Writes OUT.png (and OUT-1.png … for more samples) with a JSON sidecar next to each.
+//! Both are written atomically, and the sidecar is removed before its image is replaced and rewritten after, so a
+//! sidecar on disk always describes the image beside it, whenever the command is killed.
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -73,6 +75,15 @@ fn sample_path(out: &Path, i: usize) -> PathBuf {
     out.with_file_name(format!("{stem}-{i}.{ext}"))
 }
 
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub fn run(a: &EditArgs) -> Result<i32> {
     let device = parse_device(&a.device)?;
     let kind = parse_dtype(a.dtype.as_deref().unwrap_or(if device.is_cuda() { "bf16" } else { "f32" }))?;
@@ -121,6 +132,8 @@ pub fn run(a: &EditArgs) -> Result<i32> {
     let mut written = 0;
     for o in &outputs {
         let png = sample_path(&a.out, o.sample);
+        let json_path = png.with_extension("json");
+        remove_if_present(&json_path)?;
         let t_dec = std::time::Instant::now();
         let (image_status, decode_s) = match &o.grid {
             Ok(grid) => {
@@ -129,7 +142,11 @@ pub fn run(a: &EditArgs) -> Result<i32> {
                 written += 1;
                 (format!("{}×{} codes → {}", grid.w(), grid.h(), png.display()), t_dec.elapsed().as_secs_f64())
             }
-            Err(why) => (format!("no image: {why}"), 0.0),
+            Err(why) => {
+                // The sidecar will say there is no image: an earlier run's image of that name must not stay beside it.
+                remove_if_present(&png)?;
+                (format!("no image: {why}"), 0.0)
+            }
         };
         let sidecar = serde_json::json!({
             "instruction": a.instruction,
@@ -150,9 +167,7 @@ pub fn run(a: &EditArgs) -> Result<i32> {
             "invalid_image_reason": o.grid.as_ref().err(),
             "timings_s": {"load": load_s, "encode": encode_s, "generate": timings.generate_s, "decode": decode_s},
         });
-        let json_path = png.with_extension("json");
-        std::fs::write(&json_path, serde_json::to_string_pretty(&sidecar)? + "\n")
-            .with_context(|| format!("writing {}", json_path.display()))?;
+        earl_core::fsio::write_atomic(&json_path, (serde_json::to_string_pretty(&sidecar)? + "\n").as_bytes())?;
         println!("sample {}: {} tokens, finish {}, {image_status}", o.sample, o.tokens.len(), o.finish.as_str());
     }
     println!(

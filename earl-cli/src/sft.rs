@@ -1,11 +1,15 @@
 //! `earl sft --config experiments/sft/….toml`: runs or resumes an SFT experiment (earl-core `train::run_sft`),
 //! writes `run_manifest.json` (config hash, git commit, seed, versions) beside the metrics log and checkpoints, and
-//! shows a progress bar with loss, lr and throughput.
+//! shows a progress bar with loss, lr and throughput. The output directory is locked before anything is written to
+//! it, so a second run there stops with an error naming the first.
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use earl_core::runlock::RunLock;
 use earl_core::tokenizer::Emu3Tokenizer;
-use earl_core::train::{open_sources, open_validation_sources, run_sft, DataStream, RunControl, SftExperiment, ValidationSet};
+use earl_core::train::{
+    open_sources, open_validation_sources, run_sft_locked, DataStream, RunControl, SftExperiment, ValidationSet,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(clap::Args)]
@@ -45,6 +49,8 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     if let Some(o) = &args.output_dir {
         exp.output_dir = o.clone();
     }
+    // Before the (possibly slow) data loading, so a second run on the directory fails at once.
+    let lock = RunLock::acquire(&exp.output_dir)?;
     let tok = if exp.data_format == "edits" {
         Some(Emu3Tokenizer::from_dir(&exp.tokenizer).with_context(|| format!("tokenizer {}", exp.tokenizer.display()))?)
     } else {
@@ -58,7 +64,6 @@ pub fn run(args: &SftArgs) -> Result<i32> {
         let sources = open_validation_sources(&exp, tok.as_ref())?;
         Some(ValidationSet::sample(&sources, exp.validation_size, exp.seed)?)
     };
-    std::fs::create_dir_all(&exp.output_dir).with_context(|| format!("creating {}", exp.output_dir.display()))?;
     let manifest = serde_json::json!({
         "experiment": exp.name,
         "config_file": args.config,
@@ -72,13 +77,13 @@ pub fn run(args: &SftArgs) -> Result<i32> {
         "validation_samples": validation.as_ref().map_or(0, |v| v.len()),
     });
     let path = exp.output_dir.join("run_manifest.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+    earl_core::fsio::write_atomic(&path, (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes())?;
 
     let bar = ProgressBar::new(0);
     bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")?.progress_chars("=> "));
     bar.set_prefix(exp.name.clone());
     let mut last_eval = None;
-    let summary = run_sft(&exp, &mut stream, validation.as_ref(), RunControl::default(), &mut |log| {
+    let summary = run_sft_locked(&lock, &exp, &mut stream, validation.as_ref(), RunControl::default(), &mut |log| {
         bar.set_length(log.total_steps);
         bar.set_position(log.report.step);
         if let Some(e) = log.eval {

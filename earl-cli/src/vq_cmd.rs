@@ -96,7 +96,7 @@ pub fn encode(a: &EncodeArgs) -> Result<i32> {
     let t0 = Instant::now();
     let codes = tch::no_grad(|| model.encode(&pixels))?;
     let grid = CodeGrid::from_tensor(&codes.get(0))?;
-    std::fs::write(&a.out, grid.to_json() + "\n").with_context(|| format!("writing {}", a.out.display()))?;
+    earl_core::fsio::write_atomic(&a.out, (grid.to_json() + "\n").as_bytes())?;
     let s = pixels.size();
     println!(
         "{} ({}×{}) → resized {}×{} → {}×{} codes in {:.1} ms → {}",

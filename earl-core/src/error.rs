@@ -42,6 +42,10 @@ pub enum Error {
     /// A reward could not score a batch (verifier unreachable after retries, replies never parsable, …).
     #[error("reward `{reward}`: {msg}")]
     Reward { reward: String, msg: String },
+
+    /// Another run holds the run directory's lock ([`crate::runlock::RunLock`]).
+    #[error("run directory {path} is in use by {holder}; wait for that run to end or use another output directory")]
+    Busy { path: PathBuf, holder: String },
 }
 
 impl Error {

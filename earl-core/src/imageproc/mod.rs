@@ -286,12 +286,14 @@ pub fn to_rgb8(pixels: &Tensor, cfg: &ImageProcessConfig) -> Result<Vec<RgbImage
     })
 }
 
-/// Writes an RGB image; the format follows the extension (png, jpg/jpeg, webp).
+/// Writes an RGB image atomically ([`crate::fsio::write_atomic`]: a failed or killed write leaves an earlier file
+/// whole); the format follows the final path's extension (png, jpg/jpeg, webp), not the temporary's.
 pub fn save(img: &RgbImage, path: &Path) -> Result<()> {
-    img.save(path).map_err(|e| match e {
-        ::image::ImageError::IoError(io) => Error::io(path, io),
-        other => Error::input(format!("{}: cannot write image: {other}", path.display())),
-    })
+    let cannot = |e: ::image::ImageError| Error::input(format!("{}: cannot write image: {e}", path.display()));
+    let format = ::image::ImageFormat::from_path(path).map_err(cannot)?;
+    let mut buf = Cursor::new(Vec::new());
+    img.write_to(&mut buf, format).map_err(cannot)?;
+    crate::fsio::write_atomic(path, buf.get_ref())
 }
 
 #[cfg(test)]

@@ -74,6 +74,26 @@ fn bad_files_are_one_line_errors() {
 }
 
 #[test]
+fn save_goes_through_a_temporary_but_keeps_the_final_extensions_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = gradient(16, 8);
+    // The temporary is `.NAME.tmp-PID`, whose extension names no format: the final path's must choose it.
+    for (name, magic) in [("a.png", &b"\x89PNG"[..]), ("a.jpg", &b"\xff\xd8\xff"[..]), ("a.webp", &b"RIFF"[..])] {
+        let p = dir.path().join(name);
+        save(&img, &p).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert!(bytes.starts_with(magic), "{name}: {:?}", &bytes[..4]);
+        assert_eq!(load_rgb(&p, &LoadLimits::default()).unwrap().dimensions(), (16, 8));
+    }
+    let e = save(&img, &dir.path().join("a.xyz")).unwrap_err().to_string();
+    assert!(e.contains("a.xyz") && e.contains("cannot write image") && !e.contains('\n'), "{e}");
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["a.jpg", "a.png", "a.webp"], "no temporary or failed output left behind");
+}
+
+#[test]
 fn target_sizes_follow_earl_unsnapped() {
     let c = ImageProcessConfig::new(8);
     assert_eq!(target_size(512, 512, &c).unwrap(), (256, 256));

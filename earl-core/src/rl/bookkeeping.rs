@@ -65,7 +65,8 @@ pub fn clean_up(root: &Path, newest: u64, keep_every: u64) -> Result<()> {
                 tracing::info!(step, dir = %dir.display(), "kept the model of an older checkpoint");
             }
             Retain::Delete => {
-                std::fs::remove_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                // Renamed to trash first, so a kill mid-delete never leaves a half checkpoint under its name.
+                crate::fsio::remove_dir_atomic(dir, "prune")?;
                 tracing::info!(step, dir = %dir.display(), "removed an older checkpoint");
             }
         }

@@ -6,7 +6,8 @@
 //! token, normalised by the iteration's completion tokens, accumulated over micro-batches of
 //! `per_device_batch_size`, AdamW (no decay by default), clipping. Log-probs come from temperature-scaled logits of
 //! the policy and of a frozen copy of the initial policy; dropout is off. Every random choice derives from
-//! (seed, iteration), so a run resumed from a checkpoint continues exactly as the uninterrupted one.
+//! (seed, iteration), so a run resumed from a checkpoint continues exactly as the uninterrupted one; the run holds
+//! its directory's lock, and a resume first drops the metric lines of iterations the checkpoint does not cover.
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,8 +27,9 @@ use crate::generate::{generate, FinishReason, GenerationConfig, GenerationReques
 use crate::imageproc::{self, ImageProcessConfig};
 use crate::model::{Emu3ForCausalLM, ForwardArgs};
 use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
+use crate::runlock::RunLock;
 use crate::tokenizer::Emu3Tokenizer;
-use crate::train::checkpoint::{list_checkpoints, restore_checkpoint, save_checkpoint, TrainerState};
+use crate::train::checkpoint::{resume_latest, save_checkpoint, TrainerState};
 use crate::train::{checkpointed_backward, checkpointed_backward_chunked, AdamWConfig, CosineSchedule, LossNorm, Recipe, SftTrainer};
 use crate::vq::Emu3VqModel;
 use crate::weights::SafetensorsStore;
@@ -169,18 +171,20 @@ impl RlRunner {
         &self.out_dir
     }
 
-    /// Runs (or resumes, from the newest checkpoint in `out_dir/checkpoints`) up to the last iteration.
+    /// Runs (or resumes, from the newest checkpoint in `out_dir/checkpoints` that restores) up to the last
+    /// iteration. Fails with [`Error::Busy`] while another run holds `out_dir`.
     pub fn run(&mut self, on_iteration: &mut dyn FnMut(&IterationReport)) -> Result<Vec<IterationReport>> {
+        let _lock = RunLock::acquire(&self.out_dir)?;
+        crate::fsio::remove_leftovers(&self.out_dir)?;
         let ckpts = self.out_dir.join("checkpoints");
         let mut start = 0;
-        if let Some((_, dir)) = list_checkpoints(&ckpts).last() {
-            let state = restore_checkpoint(dir, &mut self.trainer)?;
+        if let Some((state, dir)) = resume_latest(&ckpts, &mut self.trainer)? {
             start = state.global_step;
             tracing::info!(iteration = start, dir = %dir.display(), "resuming GRPO run");
         }
-        std::fs::create_dir_all(&self.out_dir).map_err(|e| Error::io(&self.out_dir, e))?;
         self.write_manifest()?;
         let metrics_path = self.out_dir.join("metrics.jsonl");
+        crate::train::run::truncate_metrics(&metrics_path, "iteration", start)?;
         let mut reports = Vec::new();
         for it in start..self.max_iterations {
             let report = self.iteration(it)?;
@@ -206,7 +210,7 @@ impl RlRunner {
             "run_name": self.cfg.run_name, "random_seed": self.cfg.random_seed, "rewards": self.rewards.manifest(),
         });
         let text = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
-        std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+        crate::fsio::write_atomic(&path, text.as_bytes())
     }
 
     /// The prompts of iteration `it`: distinct pool entries, drawn from the (seed, iteration) stream.

@@ -4,7 +4,10 @@
 //! `optimizer.safetensors` (AdamW moments `m.<name>`/`v.<name>`, and the fp32 masters `master.<name>` when the model
 //! file is saved in a narrower dtype) and `trainer_state.json` (step, samples consumed, seed, config hash). The
 //! directory is assembled under a temporary name and renamed into place, so a crash mid-save never leaves a partial
-//! checkpoint under a real name and never touches earlier ones.
+//! checkpoint under a real name and never touches earlier ones; `trainer_state.json`, written last, is the completion
+//! marker. Pruning renames a checkpoint to a trash name before deleting it, so a kill mid-prune never leaves a
+//! half-deleted checkpoint that still looks complete, and [`resume_latest`] falls back past a newest checkpoint that
+//! cannot be restored (truncated or corrupt files) to the previous complete one, saying so.
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ use tch::{Device, Kind, Tensor};
 use super::trainer::SftTrainer;
 use crate::config::{Emu3Config, RopeScaling};
 use crate::error::{guard, Error, Result};
+use crate::fsio;
 use crate::weights::SafetensorsStore;
 
 /// Where a run stands; enough to continue it exactly.
@@ -112,13 +116,14 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], kind: Kind) 
 pub fn save_checkpoint(root: &Path, trainer: &SftTrainer, state: &TrainerState, save_kind: Kind) -> Result<PathBuf> {
     let _span = tracing::info_span!("save_checkpoint", step = state.global_step).entered();
     let final_dir = root.join(format!("checkpoint-{}", state.global_step));
-    let tmp = root.join(format!(".checkpoint-{}.partial", state.global_step));
+    // A temporary name (`.checkpoint-N.tmp-PID`) that the next run's leftover sweep recognises.
+    let tmp = fsio::temp_path(&final_dir);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let cfg = serde_json::to_string_pretty(&hf_config_json(&trainer.model.cfg, save_kind)).expect("json");
-    std::fs::write(tmp.join("config.json"), cfg + "\n").map_err(|e| Error::io(&tmp, e))?;
+    fsio::write_atomic(&tmp.join("config.json"), (cfg + "\n").as_bytes())?;
     let masters: Vec<(String, Tensor)> = trainer.opt.params.iter().map(|p| (p.name.clone(), p.master.shallow_clone())).collect();
     write_safetensors(&tmp.join("model.safetensors"), &masters, save_kind)?;
     let mut opt = Vec::with_capacity(trainer.opt.params.len() * 3);
@@ -131,15 +136,36 @@ pub fn save_checkpoint(root: &Path, trainer: &SftTrainer, state: &TrainerState, 
     }
     write_safetensors(&tmp.join("optimizer.safetensors"), &opt, Kind::Float)?;
     let st = serde_json::to_string_pretty(state).expect("json");
-    std::fs::write(tmp.join("trainer_state.json"), st + "\n").map_err(|e| Error::io(&tmp, e))?;
+    fsio::write_atomic(&tmp.join("trainer_state.json"), (st + "\n").as_bytes())?;
+    // Replacing a checkpoint of the same step (a resumed run redoing it): move the old one aside first, so the real
+    // name only ever holds a complete checkpoint.
+    let trash = fsio::trash_path(&final_dir);
     if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
+        if trash.exists() {
+            std::fs::remove_dir_all(&trash).map_err(|e| Error::io(&trash, e))?;
+        }
+        std::fs::rename(&final_dir, &trash).map_err(|e| Error::io(&final_dir, e))?;
     }
     std::fs::rename(&tmp, &final_dir).map_err(|e| Error::io(&final_dir, e))?;
+    fsio::sync_dir(root)?;
+    if trash.exists() {
+        std::fs::remove_dir_all(&trash).map_err(|e| Error::io(&trash, e))?;
+    }
     Ok(final_dir)
 }
 
-/// Completed checkpoints under `root`, oldest first.
+fn read_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join("trainer_state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.clone(),
+        line: e.line(),
+        column: e.column(),
+        msg: e.to_string(),
+    })
+}
+
+/// Completed checkpoints under `root` (a `checkpoint-N` directory whose `trainer_state.json` parses), oldest first.
 pub fn list_checkpoints(root: &Path) -> Vec<(u64, PathBuf)> {
     let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(root)
         .into_iter()
@@ -148,31 +174,66 @@ pub fn list_checkpoints(root: &Path) -> Vec<(u64, PathBuf)> {
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
             let step = name.strip_prefix("checkpoint-")?.parse().ok()?;
-            e.path().join("trainer_state.json").exists().then(|| (step, e.path()))
+            read_state(&e.path()).is_ok().then(|| (step, e.path()))
         })
         .collect();
     v.sort();
     v
 }
 
-/// Deletes the oldest checkpoints beyond `keep` (0 keeps all).
+/// Deletes the oldest checkpoints beyond `keep` (0 keeps all), each renamed to its trash name first.
 pub fn prune_checkpoints(root: &Path, keep: usize) -> Result<()> {
     let all = list_checkpoints(root);
     if keep == 0 || all.len() <= keep {
         return Ok(());
     }
     for (_, p) in &all[..all.len() - keep] {
-        std::fs::remove_dir_all(p).map_err(|e| Error::io(p, e))?;
+        fsio::remove_dir_atomic(p, "prune")?;
     }
     Ok(())
 }
 
+/// Restores the newest checkpoint under `root` that loads, after sweeping what interrupted saves and prunes left
+/// (trash and temporary directories). A newest checkpoint that fails (truncated or corrupt files, a state that
+/// disagrees with its name) is skipped with a warning giving the reason, and the previous complete one is used;
+/// `None` when there is no checkpoint, an error when none of them restores.
+pub fn resume_latest(root: &Path, trainer: &mut SftTrainer) -> Result<Option<(TrainerState, PathBuf)>> {
+    fsio::remove_leftovers(root)?;
+    let all = list_checkpoints(root);
+    let mut newest_err = None;
+    for (step, dir) in all.iter().rev() {
+        // A failed restore may have overwritten part of the trainer; the next one overwrites all of it.
+        let restored = restore_checkpoint(dir, trainer).and_then(|s| match s.global_step == *step {
+            true => Ok(s),
+            false => {
+                Err(Error::Data { path: dir.clone(), msg: format!("trainer_state.json says step {}", s.global_step) })
+            }
+        });
+        match restored {
+            Ok(state) => {
+                if newest_err.is_some() {
+                    tracing::warn!(dir = %dir.display(), "resuming from an older checkpoint: the newer ones cannot be restored");
+                }
+                return Ok(Some((state, dir.clone())));
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "checkpoint cannot be restored; falling back to the previous one");
+                newest_err.get_or_insert(e);
+            }
+        }
+    }
+    match newest_err {
+        Some(e) => Err(Error::Data {
+            path: root.to_path_buf(),
+            msg: format!("no checkpoint can be restored; the newest: {e}"),
+        }),
+        None => Ok(None),
+    }
+}
+
 /// Loads masters, moments and step from `dir` into `trainer`; returns the saved state.
 pub fn restore_checkpoint(dir: &Path, trainer: &mut SftTrainer) -> Result<TrainerState> {
-    let path = dir.join("trainer_state.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let state: TrainerState = serde_json::from_str(&text)
-        .map_err(|e| Error::Json { path: path.clone(), line: e.line(), column: e.column(), msg: e.to_string() })?;
+    let state = read_state(dir)?;
     let device = trainer.model.device();
     let opt = SafetensorsStore::open(&dir.join("optimizer.safetensors"), Kind::Float, device)?;
     let model = SafetensorsStore::open(&dir.join("model.safetensors"), Kind::Float, device)?;

@@ -15,10 +15,10 @@ pub mod trainer;
 
 pub use experiment::SftExperiment;
 pub use run::{
-    edit_sequence, open_sources, open_validation_sources, run_sft, DataStream, RunControl, SequenceShards, SequenceSource,
-    StepLog, ValidationSet,
+    edit_sequence, open_sources, open_validation_sources, run_sft, run_sft_locked, DataStream, RunControl,
+    SequenceShards, SequenceSource, StepLog, ValidationSet,
 };
-pub use checkpoint::{restore_checkpoint, save_checkpoint, TrainerState};
+pub use checkpoint::{restore_checkpoint, resume_latest, save_checkpoint, TrainerState};
 pub use batch::{collate_left, Batch, Sequence};
 pub use loss::{sft_loss, LossMetrics, LossNorm, IGNORE_INDEX};
 pub use optim::{AdamW, AdamWConfig};

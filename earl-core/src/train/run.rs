@@ -2,7 +2,9 @@
 //! micro-batches → [`SftTrainer::step`] → JSONL metrics and atomic checkpoints, resuming from the newest checkpoint
 //! in `output_dir`. Everything random derives from the experiment's one seed: the mixture, each epoch's order
 //! (`DataRng::derive(seed, "epoch", e)`) and dropout (re-seeded per step), so the data position is just the number
-//! of samples consumed and a resumed run continues bit for bit.
+//! of samples consumed and a resumed run continues bit for bit. A run holds its output directory's lock
+//! ([`RunLock`]) throughout; on resume it drops the metric lines after the checkpoint by rewriting the log
+//! atomically, so a kill at any moment loses no line of the steps the checkpoint covers and never duplicates one.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,7 +12,7 @@ use std::time::Instant;
 use tch::Kind;
 
 use super::batch::{collate_left, Sequence};
-use super::checkpoint::{list_checkpoints, prune_checkpoints, restore_checkpoint, save_checkpoint, TrainerState};
+use super::checkpoint::{prune_checkpoints, resume_latest, save_checkpoint, TrainerState};
 use super::experiment::SftExperiment;
 use super::schedule::CosineSchedule;
 use super::trainer::{Recipe, SftTrainer, StepReport};
@@ -19,7 +21,9 @@ use crate::data::mixture::{build_mixture, MixItem};
 use crate::data::{DataRng, EditRecord, ShardReader};
 use crate::device::parse_device;
 use crate::error::{Error, Result};
+use crate::fsio;
 use crate::prompt::{ImageGrid, PromptBuilder};
+use crate::runlock::RunLock;
 use crate::tokenizer::Emu3Tokenizer;
 use crate::weights::SafetensorsStore;
 
@@ -241,7 +245,7 @@ pub fn total_steps(exp: &SftExperiment, epoch_len: usize) -> u64 {
 }
 
 /// Runs (or resumes) an experiment; `on_step` sees every step's log line. With a validation set, the model is
-/// evaluated every `eval_steps` optimizer steps.
+/// evaluated every `eval_steps` optimizer steps. Fails with [`Error::Busy`] while another run holds `output_dir`.
 pub fn run_sft(
     exp: &SftExperiment,
     stream: &mut DataStream,
@@ -249,6 +253,27 @@ pub fn run_sft(
     control: RunControl,
     on_step: &mut dyn FnMut(&StepLog),
 ) -> Result<RunSummary> {
+    let lock = RunLock::acquire(&exp.output_dir)?;
+    run_sft_locked(&lock, exp, stream, validation, control, on_step)
+}
+
+/// [`run_sft`] under a lock the caller already holds on `output_dir` (`earl sft` takes it before writing its run
+/// manifest there).
+pub fn run_sft_locked(
+    lock: &RunLock,
+    exp: &SftExperiment,
+    stream: &mut DataStream,
+    validation: Option<&ValidationSet>,
+    control: RunControl,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<RunSummary> {
+    if lock.dir() != exp.output_dir {
+        return Err(Error::input(format!(
+            "the run lock is on {}, not on output_dir {}",
+            lock.dir().display(),
+            exp.output_dir.display()
+        )));
+    }
     let device = parse_device(&exp.device)?;
     let kind = if exp.bf16 { Kind::BFloat16 } else { Kind::Float };
     let mut cfg = Emu3Config::from_dir(&exp.model)?;
@@ -268,11 +293,10 @@ pub fn run_sft(
     let store = SafetensorsStore::open(&exp.model, Kind::Float, device)?;
     let mut trainer = SftTrainer::new(&store, &cfg, kind, recipe)?;
     drop(store);
-    std::fs::create_dir_all(&exp.output_dir).map_err(|e| Error::io(&exp.output_dir, e))?;
     let hash = exp.hash();
     let mut state = TrainerState { global_step: 0, samples_seen: 0, seed: exp.seed, config_hash: hash.clone() };
-    if let Some((_, dir)) = list_checkpoints(&exp.output_dir).pop() {
-        state = restore_checkpoint(&dir, &mut trainer)?;
+    if let Some((restored, dir)) = resume_latest(&exp.output_dir, &mut trainer)? {
+        state = restored;
         if state.config_hash != hash {
             return Err(Error::Data {
                 path: dir,
@@ -282,7 +306,7 @@ pub fn run_sft(
         tracing::info!(step = state.global_step, dir = %dir.display(), "resuming");
     }
     let metrics_path = exp.output_dir.join("metrics.jsonl");
-    truncate_metrics(&metrics_path, state.global_step)?;
+    truncate_metrics(&metrics_path, "step", state.global_step + 1)?;
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -339,6 +363,7 @@ pub fn run_sft(
             writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
         }
         on_step(&log);
+        fsio::fault_point(&format!("step-{}", state.global_step));
         let last = state.global_step == total;
         if (exp.save_steps > 0 && state.global_step % exp.save_steps == 0) || last {
             save_checkpoint(&exp.output_dir, &trainer, &state, save_kind)?;
@@ -351,23 +376,26 @@ pub fn run_sft(
     Ok(RunSummary { start_step: start, final_step: state.global_step, total_steps: total, losses })
 }
 
-/// Drops metric lines of steps after `step` (a resumed run rewrites them).
-fn truncate_metrics(path: &Path, step: u64) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v.get("step")?.as_u64())
-                .is_some_and(|s| s <= step)
-        })
-        .collect();
-    let mut out = kept.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
+/// Keeps the lines of a JSONL metrics log whose `key` is below `end`, dropping those a resumed run recomputes (and
+/// a line cut short by a kill mid-append). The log is rewritten through a temporary and a rename, never in place,
+/// so a kill mid-rewrite leaves it whole. Shared by the SFT (`step`) and GRPO (`iteration`) loops.
+pub(crate) fn truncate_metrics(path: &Path, key: &str, end: u64) -> Result<()> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    // Lossy: a line cut mid-character is dropped below like any other unparsable line.
+    let text = String::from_utf8_lossy(&bytes);
+    let mut out = String::with_capacity(text.len());
+    for l in text.lines() {
+        let v = serde_json::from_str::<serde_json::Value>(l).ok();
+        if v.and_then(|v| v.get(key)?.as_u64()).is_some_and(|s| s < end) {
+            out.push_str(l);
+            out.push('\n');
+        }
     }
-    std::fs::write(path, out).map_err(|e| Error::io(path, e))
+    fsio::write_atomic(path, out.as_bytes())
 }
 
 #[cfg(test)]
@@ -383,6 +411,21 @@ mod tests {
         fn get(&self, i: usize) -> Result<Sequence> {
             Ok(Sequence { input_ids: vec![1, 2], labels: vec![self.0 as i64, i as i64] })
         }
+    }
+
+    #[test]
+    fn metrics_truncation_keeps_the_covered_lines_and_drops_a_torn_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("metrics.jsonl");
+        truncate_metrics(&p, "step", 3).unwrap();
+        assert!(!p.exists(), "no log, nothing to do");
+        std::fs::write(&p, "{\"step\":1,\"loss\":2.0}\n{\"step\":2}\n{\"step\":3}\n{\"step\":4}\n{\"st").unwrap();
+        truncate_metrics(&p, "step", 3).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"step\":1,\"loss\":2.0}\n{\"step\":2}\n");
+        std::fs::write(&p, "{\"iteration\":0}\n{\"iteration\":1}\n{\"iteration\":1}\n\u{e9}\n").unwrap();
+        truncate_metrics(&p, "iteration", 1).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"iteration\":0}\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary left behind");
     }
 
     #[test]
