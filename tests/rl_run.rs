@@ -186,15 +186,16 @@ fn image_rewards_without_a_vision_tokenizer_are_refused() {
     let e = runner(d.path(), Some(1), cfg).err().expect("refused").to_string();
     assert!(e.contains("pixel_similarity") && e.contains("vision tokenizer") && e.contains("vq_dir"), "{e}");
     assert!(!e.contains('\n') && !d.path().join("metrics.jsonl").exists(), "{e}");
+}
 
-/// A run stopped between checkpoints (written every 5 iterations) and resumed logs every iteration once: the lines
-/// of the iterations it redoes are dropped first. While a run holds the directory, a second one is refused.
+/// A run stopped between checkpoints (saved after iterations 5, 10, 15 and the last, as the reference) and resumed
+/// logs every iteration once: the lines of the iterations it redoes are dropped first. While a run holds the directory, a second one is refused.
 #[test]
 fn a_resumed_run_logs_each_iteration_once_and_a_busy_directory_is_refused() {
     let c = tempfile::tempdir().unwrap();
     run(c.path(), Some(7));
     let tail = run(c.path(), Some(10));
-    assert_eq!(tail.first().map(|r| r.iteration), Some(5), "resumed from checkpoint-5");
+    assert_eq!(tail.first().map(|r| r.iteration), Some(6), "resumed from checkpoint-6, saved after iteration 5");
     let logged: Vec<u64> = std::fs::read_to_string(c.path().join("metrics.jsonl"))
         .unwrap()
         .lines()
