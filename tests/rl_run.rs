@@ -204,16 +204,6 @@ fn a_resumed_run_logs_each_iteration_once_and_a_busy_directory_is_refused() {
     assert_eq!(logged, (0..10).collect::<Vec<_>>());
 
     let _held = earl_core::runlock::RunLock::acquire(c.path()).unwrap();
-    let cfg = config();
-    let rewards = earl_eval::reward_set(&cfg.reward).unwrap();
-    let opts = RlOptions {
-        device: Device::Cpu,
-        kind: Kind::Float,
-        vq_dir: None,
-        vq_kind: Kind::Float,
-        out_dir: Some(c.path().to_path_buf()),
-        max_iterations: None,
-    };
-    let err = RlRunner::new(cfg, rewards, &opts).unwrap().run(&mut |_| {}).unwrap_err().to_string();
+    let err = runner(c.path(), None, config()).unwrap().run(&mut |_| {}).unwrap_err().to_string();
     assert!(err.contains(&format!("is in use by pid {}", std::process::id())), "{err}");
 }
