@@ -115,9 +115,17 @@ mod tests {
         for step in [4, 6, 11, 16] {
             let c = d.path().join(format!("checkpoint-{step}"));
             std::fs::create_dir_all(&c).unwrap();
-            for f in ["config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"] {
+            for f in ["config.json", "model.safetensors", "optimizer.safetensors"] {
                 std::fs::write(c.join(f), "{}").unwrap();
             }
+            // A checkpoint is complete (listed) only with a trainer state that parses.
+            let state = crate::train::checkpoint::TrainerState {
+                global_step: step,
+                samples_seen: 0,
+                seed: 0,
+                config_hash: String::new(),
+            };
+            std::fs::write(c.join("trainer_state.json"), serde_json::to_string(&state).unwrap()).unwrap();
         }
         clean_up(d.path(), 16, 5).unwrap();
         let files = |step: u64| {
