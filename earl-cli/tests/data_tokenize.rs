@@ -37,6 +37,20 @@ fn tokenize_pairs_resume_and_verify() {
     assert_eq!((a.source.h, a.source.w), (6, 9));
     assert!(recs.iter().any(|r| r.id == "00000002"));
 
+    // A repeated id is an error naming both lines, before any image is encoded (it used to be dropped silently).
+    let dup = tmp.path().join("dup.jsonl");
+    std::fs::write(
+        &dup,
+        "{\"id\": \"a\", \"source\": \"example.png\", \"target\": \"photo.png\", \"instruction\": \"x\"}\n\
+         {\"id\": \"a\", \"source\": \"photo.png\", \"target\": \"gray.png\", \"instruction\": \"y\"}\n",
+    )
+    .unwrap();
+    let ds3 = tmp.path().join("ds3");
+    let (code, _, err) = earl(&["data", "tokenize", dup.to_str().unwrap(), "--vq", "fixtures/vq-tiny", "--out", ds3.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("line 2: id `a` repeats line 1") && err.trim_end().lines().count() == 1, "{err}");
+    assert!(!ds3.join("manifest.json").exists(), "nothing written");
+
     std::fs::write(&list, "{\"source\": \"nope.png\", \"target\": \"gray.png\", \"instruction\": \"x\"}\n").unwrap();
     let (code, _, err) = earl(&["data", "tokenize", list.to_str().unwrap(), "--vq", "fixtures/vq-tiny", "--out", tmp.path().join("ds2").to_str().unwrap()]);
     assert_eq!(code, 2);

@@ -36,6 +36,7 @@ pub fn read_pairs(list: &Path) -> Result<Vec<(String, PairLine)>> {
     let text = std::fs::read_to_string(list).map_err(|e| Error::io(list, e))?;
     let base = list.parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
+    let mut first_line: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let mut p: PairLine = serde_json::from_str(line).map_err(|e| Error::Json {
             path: list.to_path_buf(),
@@ -46,6 +47,13 @@ pub fn read_pairs(list: &Path) -> Result<Vec<(String, PairLine)>> {
         p.source = base.join(&p.source);
         p.target = base.join(&p.target);
         let id = p.id.clone().unwrap_or_else(|| format!("{i:08}"));
+        // Checked before any image is encoded: a repeated id would otherwise be skipped as "already done".
+        if let Some(first) = first_line.insert(id.clone(), i + 1) {
+            return Err(Error::Data {
+                path: list.to_path_buf(),
+                msg: format!("line {}: id `{id}` repeats line {first} (ids must be unique)", i + 1),
+            });
+        }
         out.push((id, p));
     }
     Ok(out)
@@ -117,8 +125,11 @@ fn encode(vq: &Emu3VqModel, cfg: &ImageProcessConfig, img: &ImageData) -> Result
     let codes = tch::no_grad(|| vq.encode(&px))?.get(0); // [h, w]
     let (h, w) = (codes.size()[0] as usize, codes.size()[1] as usize);
     let v = Vec::<i64>::try_from(codes.flatten(0, -1).to_device(tch::Device::Cpu))?;
-    let grid = CodeGrid::new(h, w, v.into_iter().map(|c| c as u16).collect())
-        .map_err(|e| Error::input(format!("{}: {e}", img.describe())))?;
+    let codes = v
+        .into_iter()
+        .map(|c| u16::try_from(c).map_err(|_| Error::input(format!("{}: code {c} does not fit the shard format's 16 bits", img.describe()))))
+        .collect::<Result<Vec<u16>>>()?;
+    let grid = CodeGrid::new(h, w, codes).map_err(|e| Error::input(format!("{}: {e}", img.describe())))?;
     Ok((grid, rgb.dimensions()))
 }
 
@@ -138,8 +149,13 @@ pub fn tokenize_stream(
     w.meta_mut().insert("image_area".into(), serde_json::json!(cfg.area));
     w.meta_mut().insert("seed".into(), serde_json::json!(opts.seed));
     w.meta_mut().extend(meta);
+    let mut seen = std::collections::HashSet::new();
     for (k, p) in pairs.enumerate() {
         let p = p?;
+        // An id met twice in one input is an error, never a silent drop (the second would look "already done").
+        if !seen.insert(p.id.clone()) {
+            return Err(Error::input(format!("id `{}` appears twice in the input (ids must be unique)", p.id)));
+        }
         if !w.is_done(&p.id) {
             let (source, (ow, oh)) = encode(vq, cfg, &p.source)?;
             let (edited, _) = encode(vq, cfg, &p.target)?;
