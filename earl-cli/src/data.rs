@@ -245,3 +245,17 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
         }
     }
 }
+
+/// Checks every shard of every dataset against its manifest's SHA-256 (once per shard per run, before training), so
+/// a same-length corruption is an error naming the shard instead of silently training. `--no-verify` skips it.
+pub fn verify_datasets<'a>(dirs: impl Iterator<Item = &'a PathBuf>) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    let mut shards = 0;
+    for dir in dirs {
+        let reader = ShardReader::open(dir).with_context(|| format!("opening dataset {}", dir.display()))?;
+        reader.verify().with_context(|| format!("verifying dataset {} (--no-verify skips this)", dir.display()))?;
+        shards += earl_core::data::shards::read_manifest(dir)?.shards.len();
+    }
+    eprintln!("verified {shards} shard checksums in {:.2}s", t0.elapsed().as_secs_f64());
+    Ok(())
+}

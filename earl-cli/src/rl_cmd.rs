@@ -29,12 +29,18 @@ pub struct RlArgs {
     /// Stop after this many iterations in total.
     #[arg(long)]
     max_iterations: Option<u64>,
+    /// Skip checking every shard's SHA-256 against its manifest before training.
+    #[arg(long)]
+    no_verify: bool,
 }
 
 pub fn run(a: &RlArgs) -> Result<i32> {
     let cfg = RlConfig::load(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
     let device = parse_device(&a.device)?;
     let kind = parse_dtype(a.dtype.as_deref().unwrap_or(if device.is_cuda() { "bf16" } else { "f32" }))?;
+    if !a.no_verify {
+        crate::data::verify_datasets(cfg.data.train_paths.iter())?;
+    }
     let rewards = earl_eval::rewards::reward_set(&cfg.reward)?;
     let vq_kind = parse_dtype(&a.vq_dtype)?;
     let opts = RlOptions { device, kind, vq_dir: a.vq.clone(), vq_kind, out_dir: a.out_dir.clone(), max_iterations: a.max_iterations };

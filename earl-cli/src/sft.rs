@@ -26,6 +26,9 @@ pub struct SftArgs {
     /// Override `output_dir`.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
+    /// Skip checking every shard's SHA-256 against its manifest before training.
+    #[arg(long)]
+    pub no_verify: bool,
 }
 
 fn git_commit() -> String {
@@ -51,6 +54,9 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     }
     // Before the (possibly slow) data loading, so a second run on the directory fails at once.
     let lock = RunLock::acquire(&exp.output_dir)?;
+    if !args.no_verify {
+        crate::data::verify_datasets(exp.data_paths.iter().chain(&exp.validation_paths))?;
+    }
     let tok = if exp.data_format == "edits" {
         Some(Emu3Tokenizer::from_dir(&exp.tokenizer).with_context(|| format!("tokenizer {}", exp.tokenizer.display()))?)
     } else {

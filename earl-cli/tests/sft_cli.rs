@@ -103,3 +103,32 @@ json.dump({{"prefix": base + "/feature", "path_list": ["0.pth", "1.pth"]}}, open
 fn earl_core_reader(dir: &std::path::Path) -> String {
     std::fs::read_to_string(dir.join("shard-00000.jsonl")).unwrap()
 }
+
+#[test]
+fn a_corrupted_shard_of_the_same_length_is_refused_before_training() {
+    // One digit changed in the shard: same length, still JSON, so only the manifest's SHA-256 can tell.
+    let fx = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root().join("fixtures/lm-tiny-gqa"), fx.path().join("lm-tiny-gqa")).unwrap();
+    let data = fx.path().join("sft-tiny/data");
+    std::fs::create_dir_all(&data).unwrap();
+    for f in ["manifest.json", "shard-00000.jsonl"] {
+        std::fs::copy(root().join("fixtures/sft-tiny/data").join(f), data.join(f)).unwrap();
+    }
+    let shard = data.join("shard-00000.jsonl");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let i = bytes.iter().position(|b| b.is_ascii_digit() && *b != b'9').unwrap();
+    bytes[i] += 1;
+    std::fs::write(&shard, &bytes).unwrap();
+    let runs = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_earl"))
+        .args(["sft", "--config", "experiments/sft/tiny.toml", "--max-steps", "1"])
+        .current_dir(root())
+        .env("EARL_FIXTURES", fx.path())
+        .env("EARL_RUNS", runs.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("SHA-256") && err.contains("shard-00000.jsonl") && err.contains("--no-verify"), "{err}");
+    assert!(!runs.path().join("sft-tiny/metrics.jsonl").exists(), "nothing trained");
+}
