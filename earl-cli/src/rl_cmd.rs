@@ -42,6 +42,7 @@ pub fn run(a: &RlArgs) -> Result<i32> {
         crate::data::verify_datasets(cfg.data.train_paths.iter())?;
     }
     let rewards = earl_eval::rewards::reward_set(&cfg.reward)?;
+    earl_eval::rewards::check_verifier_reachable(&cfg.reward, std::time::Duration::from_secs(5))?;
     let vq_kind = parse_dtype(&a.vq_dtype)?;
     let opts = RlOptions { device, kind, vq_dir: a.vq.clone(), vq_kind, out_dir: a.out_dir.clone(), max_iterations: a.max_iterations };
     let mut runner = RlRunner::new(cfg, rewards, &opts)?;

@@ -132,3 +132,21 @@ fn the_tiny_experiment_is_offline() {
     assert!(tiny.model_path.ends_with("fixtures/bundle-tiny"));
     assert!(Path::new(&tiny.model_path).join("config.json").exists());
 }
+
+#[test]
+fn a_closed_verifier_port_is_an_error_at_start() {
+    use earl_eval::rewards::check_verifier_reachable;
+    use std::time::Duration;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/rl/tiny.toml");
+    let mut cfg = earl_core::rl::config::RlConfig::load_with_env(&path, &|_| None).unwrap().reward;
+    assert!(check_verifier_reachable(&cfg, Duration::from_secs(1)).is_ok(), "no verifier reward: nothing to check");
+    cfg.viescore = true;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    cfg.verifier.api_base = format!("http://127.0.0.1:{port}/v1");
+    check_verifier_reachable(&cfg, Duration::from_secs(1)).unwrap();
+    drop(listener); // the port is closed now
+    let e = check_verifier_reachable(&cfg, Duration::from_secs(1)).unwrap_err().to_string();
+    assert!(e.contains(&format!("127.0.0.1:{port}")) && e.contains("does not accept connections"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+}
