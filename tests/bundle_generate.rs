@@ -72,6 +72,7 @@ fn greedy_generation_matches_transformers_token_for_token() {
         image_tokens: Some(ImageTokens::from_tokenizer(&tok)),
         pad_id: tok.special().pad as i64,
         context_size: None,
+        allow_overlong: false,
     };
     for c in &cases {
         let out = generate(&model, &[c.request.clone()], &cfg(c.max_new), &mut |_, _| {}).unwrap();

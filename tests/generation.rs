@@ -22,6 +22,7 @@ fn cfg(seed: u64, n: usize, sampling: SamplingParams) -> GenerationConfig {
         image_tokens: Some(T),
         pad_id: 0,
         context_size: None,
+        allow_overlong: false,
     }
 }
 

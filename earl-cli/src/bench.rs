@@ -75,6 +75,7 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
             image_tokens: None,
             pad_id: 0,
             context_size: None,
+            allow_overlong: false,
         };
         // Warm-up generation (kernels, allocator), then the timed one.
         let _ = generate(&model, &requests, &GenerationConfig { max_new_tokens: 8, ..gen_cfg.clone() }, &mut |_, _| {})?;

@@ -56,6 +56,9 @@ pub struct EditArgs {
     /// Disable the grid constraint.
     #[arg(long)]
     no_constraint: bool,
+    /// Let --max-new-tokens run past the model's max_position_embeddings (an error otherwise).
+    #[arg(long)]
+    allow_overlong: bool,
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Language-model dtype. Default: bf16 on CUDA, f32 on CPU.
@@ -116,6 +119,7 @@ pub fn run(a: &EditArgs) -> Result<i32> {
         sampling: SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p },
         seed: a.seed,
         constrain: !a.no_constraint,
+        allow_overlong: a.allow_overlong,
     };
     let bar = indicatif::ProgressBar::new(((source.w() + 1) * source.h() + 3) as u64);
     bar.set_style(

@@ -60,3 +60,15 @@ fn failures_are_one_quiet_line() {
     assert_eq!(code, 2);
     assert!(err.contains("temperature must be ≥ 0, got -1") && err.trim_end().lines().count() == 1, "{err}");
 }
+
+#[test]
+fn an_overlong_budget_is_refused_before_anything_is_allocated() {
+    // 100M new tokens against the bundle's 4096 positions: an error at once (it used to warn, preallocate the
+    // cache and get the process killed), naming the flag that allows it.
+    let out = std::env::temp_dir().join(format!("earl-overlong-{}.png", std::process::id()));
+    let args = ["edit", "--image", "fixtures/bundle-tiny/example.png", "--instruction", "x", "--out", out.to_str().unwrap()];
+    let (code, _, err) = earl(&[&args[..], &["--max-new-tokens", "100000000"]].concat());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("max_position_embeddings") && err.contains("--allow-overlong"), "{err}");
+    assert!(err.trim_end().lines().count() == 1 && !out.exists(), "{err}");
+}

@@ -39,6 +39,8 @@ pub struct EditOptions {
     pub seed: u64,
     /// The grid constraint (EARL's default); off lets the model write anything.
     pub constrain: bool,
+    /// Let an explicit `max_new_tokens` run past the model's `max_position_embeddings` (otherwise an error).
+    pub allow_overlong: bool,
 }
 
 impl Default for EditOptions {
@@ -50,6 +52,7 @@ impl Default for EditOptions {
             sampling: SamplingParams::reference_eval(),
             seed: 0,
             constrain: true,
+            allow_overlong: false,
         }
     }
 }
@@ -152,6 +155,7 @@ impl Editor {
             image_tokens: opts.constrain.then(|| ImageTokens::from_tokenizer(&self.tok)),
             pad_id: s.pad as i64,
             context_size: None,
+            allow_overlong: opts.allow_overlong,
         };
         let t0 = Instant::now();
         let mut steps = 0;

@@ -39,6 +39,9 @@ pub struct GenerationConfig {
     /// Limit on prompt + response per row (vLLM's `max_model_len`, the reference's `model_context_size`); `None` =
     /// only `max_new_tokens`. A prompt longer than this is an error.
     pub context_size: Option<usize>,
+    /// Allow prompt + response beyond the model's `max_position_embeddings` (positions it was not trained on, and a
+    /// cache sized for them). Off: that is an error before anything is allocated.
+    pub allow_overlong: bool,
 }
 
 /// The new tokens a row with a `prompt_len`-token prompt may produce: `max_new_tokens`, and with a context size
@@ -222,9 +225,20 @@ fn validate(model: &Emu3ForCausalLM, requests: &[GenerationRequest], cfg: &Gener
             return Err(Error::input(format!("visual ids end at {} beyond the vocabulary of {v}", t.first_visual + t.num_visual)));
         }
     }
-    let longest = requests.iter().map(|r| r.prompt.len()).max().unwrap_or(0) + cfg.max_new_tokens;
-    if longest as i64 > model.cfg.max_position_embeddings {
-        tracing::warn!(longest, max = model.cfg.max_position_embeddings, "sequence longer than max_position_embeddings");
+    let longest = requests
+        .iter()
+        .map(|r| r.prompt.len() + response_budget(r.prompt.len(), cfg.max_new_tokens, cfg.context_size))
+        .max()
+        .unwrap_or(0);
+    let positions = model.cfg.max_position_embeddings;
+    if longest as i64 > positions && !cfg.allow_overlong {
+        return Err(Error::input(format!(
+            "prompt + new tokens reach {longest} positions but the model has {positions} \
+             (max_position_embeddings): lower --max-new-tokens, or pass --allow-overlong"
+        )));
+    }
+    if longest as i64 > positions {
+        tracing::warn!(longest, max = positions, "sequence longer than max_position_embeddings (--allow-overlong)");
     }
     Ok(())
 }
@@ -252,6 +266,7 @@ mod tests {
             image_tokens: Some(T),
             pad_id: 0,
             context_size: None,
+            allow_overlong: false,
         }
     }
 
@@ -317,5 +332,19 @@ mod tests {
         assert!(out.iter().all(|s| (s.tokens.len(), s.finish) == (5, FinishReason::Length)), "{out:?}");
         let e = generate(&m, &[req], &GenerationConfig { context_size: Some(2), ..c }, &mut |_, _| {}).unwrap_err();
         assert!(e.to_string().contains("does not fit context_size 2"), "{e}");
+    }
+
+    #[test]
+    fn budgets_beyond_the_model_positions_are_errors_unless_allowed() {
+        let m = tiny(); // 256 positions
+        let req = GenerationRequest { prompt: vec![1, 2, 3], prefill_len: 0, grid: None };
+        let c = GenerationConfig { eos_ids: vec![], max_new_tokens: 300, ..cfg(SamplingParams::greedy(), 1) };
+        let e = generate(&m, &[req.clone()], &c, &mut |_, _| {}).unwrap_err().to_string();
+        assert!(e.contains("303 positions but the model has 256") && e.contains("--allow-overlong"), "{e}");
+        // A context size that keeps prompt + response within the positions makes it fit.
+        let capped = GenerationConfig { context_size: Some(200), ..c.clone() };
+        assert_eq!(generate(&m, &[req.clone()], &capped, &mut |_, _| {}).unwrap()[0].tokens.len(), 198);
+        let allowed = GenerationConfig { allow_overlong: true, max_new_tokens: 260, ..c };
+        assert_eq!(generate(&m, &[req], &allowed, &mut |_, _| {}).unwrap()[0].tokens.len(), 260);
     }
 }

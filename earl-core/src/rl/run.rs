@@ -281,6 +281,7 @@ impl RlRunner {
             image_tokens: g.grid_constraint.then(|| ImageTokens::from_tokenizer(&self.tok)),
             pad_id: s.pad as i64,
             context_size: Some(g.model_context_size),
+            allow_overlong: false,
         };
         let mut samples = match to_generate.is_empty() {
             true => Vec::new(),
