@@ -254,7 +254,7 @@ pub fn verify_datasets<'a>(dirs: impl Iterator<Item = &'a PathBuf>) -> Result<()
     for dir in dirs {
         let reader = ShardReader::open(dir).with_context(|| format!("opening dataset {}", dir.display()))?;
         reader.verify().with_context(|| format!("verifying dataset {} (--no-verify skips this)", dir.display()))?;
-        shards += earl_core::data::shards::read_manifest(dir)?.shards.len();
+        shards += reader.manifest.shards.len();
     }
     eprintln!("verified {shards} shard checksums in {:.2}s", t0.elapsed().as_secs_f64());
     Ok(())
