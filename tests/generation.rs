@@ -6,7 +6,8 @@ use earl_tests::fixtures_dir;
 use tch::{Device, Kind};
 
 // lm-tiny-gqa has 320 ids; pretend the last 32 are visual codes and a few low ids frame images.
-const T: ImageTokens = ImageTokens { img: 10, eol: 11, eof: 12, eoi: 13, eos: 2, pad: 0, first_visual: 288, num_visual: 32 };
+const T: ImageTokens =
+    ImageTokens { img: 10, eol: 11, eof: 12, eoi: 13, eos: 2, pad: 0, first_visual: 288, num_visual: 32 };
 
 fn model() -> Emu3ForCausalLM {
     Emu3ForCausalLM::from_dir(&fixtures_dir().join("lm-tiny-gqa"), Kind::Float, Device::Cpu).unwrap()

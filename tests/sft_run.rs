@@ -37,7 +37,11 @@ fn logged_losses(dir: &Path) -> Vec<(u64, u64, Option<u64>)> {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap().to_bits(), v["eval_loss"].as_f64().map(f64::to_bits))
+            (
+                v["step"].as_u64().unwrap(),
+                v["loss"].as_f64().unwrap().to_bits(),
+                v["eval_loss"].as_f64().map(f64::to_bits),
+            )
         })
         .collect()
 }
@@ -58,10 +62,8 @@ fn tiny_experiment_overfits() {
     assert_eq!(m.named_parameters().len(), 21);
     assert_eq!(earl_core::train::checkpoint::list_checkpoints(&exp.output_dir).len(), 2, "save_total_limit = 2");
     // Validation (tiny.toml: 8 samples of the training data, every 20 steps) falls with the training loss.
-    let evals: Vec<(u64, f64)> = logged_losses(&exp.output_dir)
-        .into_iter()
-        .filter_map(|(s, _, e)| Some((s, f64::from_bits(e?))))
-        .collect();
+    let evals: Vec<(u64, f64)> =
+        logged_losses(&exp.output_dir).into_iter().filter_map(|(s, _, e)| Some((s, f64::from_bits(e?)))).collect();
     assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), vec![20, 40, 60]);
     eprintln!("tiny eval_loss: {evals:?}");
     assert!(evals[2].1 < evals[0].1 && evals[2].1 < 0.5 * first, "eval loss should fall: {evals:?}");

@@ -64,7 +64,11 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
             prefill_ms = t.elapsed().as_secs_f64() * 1e3;
         }
         let requests: Vec<GenerationRequest> = (0..b)
-            .map(|i| GenerationRequest { prompt: Vec::<i64>::try_from(prompt.get(i as i64)).unwrap_or_default(), prefill_len: 0, grid: None })
+            .map(|i| GenerationRequest {
+                prompt: Vec::<i64>::try_from(prompt.get(i as i64)).unwrap_or_default(),
+                prefill_len: 0,
+                grid: None,
+            })
             .collect();
         let gen_cfg = GenerationConfig {
             max_new_tokens: a.new,
@@ -78,7 +82,8 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
             allow_overlong: false,
         };
         // Warm-up generation (kernels, allocator), then the timed one.
-        let _ = generate(&model, &requests, &GenerationConfig { max_new_tokens: 8, ..gen_cfg.clone() }, &mut |_, _| {})?;
+        let _ =
+            generate(&model, &requests, &GenerationConfig { max_new_tokens: 8, ..gen_cfg.clone() }, &mut |_, _| {})?;
         sync(device);
         // Decode time runs from the first sampled token (prefill done, the sampler's host copy synchronises the
         // device) to the last: every step in between is one forward of the batch plus one sampling.
@@ -152,7 +157,8 @@ pub fn rl(a: &RlBenchArgs) -> Result<i32> {
     let s = tok.special();
     cfg.vocab_size = tok.vocab_size() as i64;
     (cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_ids) = (s.pad as i64, s.bos as i64, vec![s.eos as i64]);
-    let model = Emu3ForCausalLM::load(&RandomSource { seed: 1, std: 0.02, kind: Kind::Float, device: tch::Device::Cpu }, &cfg)?;
+    let model =
+        Emu3ForCausalLM::load(&RandomSource { seed: 1, std: 0.02, kind: Kind::Float, device: tch::Device::Cpu }, &cfg)?;
     write_safetensors(&model_dir.join("model.safetensors"), &model.named_parameters(), Kind::Float)?;
     std::fs::write(model_dir.join("config.json"), serde_json::to_string_pretty(&hf_config_json(&cfg, Kind::Float))?)?;
     drop(model);
@@ -199,7 +205,14 @@ pub fn rl(a: &RlBenchArgs) -> Result<i32> {
     )?;
     let rl_cfg = RlConfig::load_with_env(&toml_path, &|_| None)?;
     let rewards = earl_eval::reward_set(&rl_cfg.reward)?;
-    let opts = RlOptions { device, kind, vq_dir: None, vq_kind: Kind::Float, out_dir: Some(tmp.join("runs")), max_iterations: None };
+    let opts = RlOptions {
+        device,
+        kind,
+        vq_dir: None,
+        vq_kind: Kind::Float,
+        out_dir: Some(tmp.join("runs")),
+        max_iterations: None,
+    };
     let mut runner = RlRunner::new(rl_cfg, rewards, &opts)?;
     let gpu = crate::doctor::gpu_names().first().cloned().unwrap_or_else(|| format!("{device:?}"));
     let params = cfg.num_parameters();

@@ -3,8 +3,8 @@
 //! `bench/train_baseline.py` is the same loop in PyTorch/transformers; `bench/train_compare.sh` runs both.
 use anyhow::Result;
 use earl_core::device::{parse_device, parse_dtype};
-use earl_core::train::{collate_left, CosineSchedule, LossNorm, Recipe, Sequence, SftTrainer};
 use earl_core::train::optim::AdamWConfig;
+use earl_core::train::{collate_left, CosineSchedule, LossNorm, Recipe, Sequence, SftTrainer};
 use earl_core::{Emu3Config, RandomSource};
 use tch::{Device, Kind};
 

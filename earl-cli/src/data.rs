@@ -119,7 +119,11 @@ fn python(explicit: &Option<PathBuf>) -> PathBuf {
         return p.into();
     }
     let venv = PathBuf::from(".venv/bin/python");
-    if venv.exists() { venv } else { "python3".into() }
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
 }
 
 pub fn run(cmd: &DataCommand) -> Result<i32> {
@@ -145,13 +149,17 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
         } => {
             let device = earl_core::device::parse_device(device)?;
             let kind = earl_core::device::parse_dtype(dtype)?;
-            let model = earl_core::Emu3VqModel::from_dir(vq, kind, device).with_context(|| format!("loading {}", vq.display()))?;
+            let model = earl_core::Emu3VqModel::from_dir(vq, kind, device)
+                .with_context(|| format!("loading {}", vq.display()))?;
             let mut cfg = earl_core::imageproc::ImageProcessConfig::from_dir(vq, model.cfg.spatial_factor() as u32)?;
             cfg.area = *area;
-            let opts = TokenizeOptions { seed: *seed, shard_records: *shard_records, rescale_cot_boxes: !keep_cot_boxes };
+            let opts =
+                TokenizeOptions { seed: *seed, shard_records: *shard_records, rescale_cot_boxes: !keep_cot_boxes };
             let bar = ProgressBar::new(0);
-            bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} pairs [{elapsed_precise}<{eta_precise}]")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()));
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} pairs [{elapsed_precise}<{eta_precise}]")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
             let mut progress = |d: usize, n: usize| {
                 bar.set_length(n as u64);
                 bar.set_position(d as u64)
@@ -240,7 +248,13 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
                     _ => drop(r.get::<earl_core::train::Sequence>(i)?),
                 }
             }
-            println!("{}: {} {} records in {} shards, checksums ok", dir.display(), r.len(), r.manifest.kind, r.manifest.shards.len());
+            println!(
+                "{}: {} {} records in {} shards, checksums ok",
+                dir.display(),
+                r.len(),
+                r.manifest.kind,
+                r.manifest.shards.len()
+            );
             Ok(0)
         }
     }

@@ -65,11 +65,14 @@ pub fn run() -> Result<i32> {
     let cuda_linked = !loaded_libs("libtorch_cuda").is_empty();
     println!("libtorch_cuda:  {}", if cuda_linked { "linked" } else { "NOT linked (CUDA unusable)" });
     println!("CUDA available: {} ({} device(s))", tch::Cuda::is_available(), n_cuda);
-    println!("cuDNN:          {}", if tch::Cuda::cudnn_is_available() {
-        format!("available (version {})", tch::utils::version_cudnn())
-    } else {
-        "not available".into()
-    });
+    println!(
+        "cuDNN:          {}",
+        if tch::Cuda::cudnn_is_available() {
+            format!("available (version {})", tch::utils::version_cudnn())
+        } else {
+            "not available".into()
+        }
+    );
     let gpus = gpu_names();
     if gpus.is_empty() {
         println!("GPUs:           none visible");

@@ -44,8 +44,8 @@ pub fn run(a: &ParityArgs) -> Result<i32> {
         return crate::vq_parity::run(a, &reference, kind, device, tol, abs_tol);
     }
     let t0 = std::time::Instant::now();
-    let model = Emu3ForCausalLM::from_dir(&a.model, kind, device)
-        .with_context(|| format!("loading {}", a.model.display()))?;
+    let model =
+        Emu3ForCausalLM::from_dir(&a.model, kind, device).with_context(|| format!("loading {}", a.model.display()))?;
     println!(
         "model {} ({} layers, {} params) as {} on {:?}, loaded in {:.2}s",
         a.model.display(),

@@ -44,15 +44,31 @@ pub fn run(a: &RlArgs) -> Result<i32> {
     let rewards = earl_eval::rewards::reward_set(&cfg.reward)?;
     earl_eval::rewards::check_verifier_reachable(&cfg.reward, std::time::Duration::from_secs(5))?;
     let vq_kind = parse_dtype(&a.vq_dtype)?;
-    let opts = RlOptions { device, kind, vq_dir: a.vq.clone(), vq_kind, out_dir: a.out_dir.clone(), max_iterations: a.max_iterations };
+    let opts = RlOptions {
+        device,
+        kind,
+        vq_dir: a.vq.clone(),
+        vq_kind,
+        out_dir: a.out_dir.clone(),
+        max_iterations: a.max_iterations,
+    };
     let mut runner = RlRunner::new(cfg, rewards, &opts)?;
     println!("GRPO run in {} ({} on {device:?})", runner.out_dir().display(), dtype_name(kind));
     runner.run(&mut |r| {
         println!(
             "iter {:>4}  reward {:.4} ± {:.4}  kl {:.2e}  loss {:+.4e}  len {:.1}  non-stop {:.2}  \
              gen {:.2}s  reward {:.2}s  ref {:.2}s  train {:.2}s",
-            r.iteration, r.reward_mean, r.reward_std, r.kl, r.loss, r.response_len_mean, r.non_stop_rate,
-            r.time_generation_s, r.time_rewards_s, r.time_reference_s, r.time_training_s
+            r.iteration,
+            r.reward_mean,
+            r.reward_std,
+            r.kl,
+            r.loss,
+            r.response_len_mean,
+            r.non_stop_rate,
+            r.time_generation_s,
+            r.time_rewards_s,
+            r.time_reference_s,
+            r.time_training_s
         );
     })?;
     Ok(0)

@@ -58,7 +58,10 @@ pub fn run(args: &SftArgs) -> Result<i32> {
         crate::data::verify_datasets(exp.data_paths.iter().chain(&exp.validation_paths))?;
     }
     let tok = if exp.data_format == "edits" {
-        Some(Emu3Tokenizer::from_dir(&exp.tokenizer).with_context(|| format!("tokenizer {}", exp.tokenizer.display()))?)
+        Some(
+            Emu3Tokenizer::from_dir(&exp.tokenizer)
+                .with_context(|| format!("tokenizer {}", exp.tokenizer.display()))?,
+        )
     } else {
         None
     };
@@ -86,7 +89,9 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     earl_core::fsio::write_atomic(&path, (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes())?;
 
     let bar = ProgressBar::new(0);
-    bar.set_style(ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")?.progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")?.progress_chars("=> "),
+    );
     bar.set_prefix(exp.name.clone());
     let mut last_eval = None;
     let summary = run_sft_locked(&lock, &exp, &mut stream, validation.as_ref(), RunControl::default(), &mut |log| {

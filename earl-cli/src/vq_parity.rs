@@ -8,10 +8,18 @@ use tch::{Device, Kind};
 
 use crate::parity::ParityArgs;
 
-pub fn run(a: &ParityArgs, reference: &SafetensorsStore, kind: Kind, device: Device, tol: f64, abs_tol: f64) -> Result<i32> {
+pub fn run(
+    a: &ParityArgs,
+    reference: &SafetensorsStore,
+    kind: Kind,
+    device: Device,
+    tol: f64,
+    abs_tol: f64,
+) -> Result<i32> {
     let min_agree = a.min_code_agreement.unwrap_or(if kind == Kind::Float { 1.0 } else { 0.99 });
     let t0 = std::time::Instant::now();
-    let model = Emu3VqModel::from_dir(&a.model, kind, device).with_context(|| format!("loading {}", a.model.display()))?;
+    let model =
+        Emu3VqModel::from_dir(&a.model, kind, device).with_context(|| format!("loading {}", a.model.display()))?;
     println!(
         "vision tokenizer {} ({:?} layout, codebook {}, factor {}) as {} on {:?}, loaded in {:.2}s",
         a.model.display(),
@@ -66,7 +74,8 @@ pub fn run(a: &ParityArgs, reference: &SafetensorsStore, kind: Kind, device: Dev
         );
         Ok(0)
     } else {
-        let what: Vec<&str> = [(!codes_ok, "codes"), (!pixels_ok, "decoded")].iter().filter(|x| x.0).map(|x| x.1).collect();
+        let what: Vec<&str> =
+            [(!codes_ok, "codes"), (!pixels_ok, "decoded")].iter().filter(|x| x.0).map(|x| x.1).collect();
         println!("parity FAILED: {} outside {bounds} ({})", what.join(", "), dtype_name(kind));
         Ok(1)
     }

@@ -6,7 +6,8 @@ use common::{earl, root};
 fn parity_passes_on_every_fixture() {
     for name in ["lm-tiny-gqa", "lm-tiny-mha", "lm-tiny-orig"] {
         let dir = format!("fixtures/{name}");
-        let (code, out, err) = earl(&["parity", "--model", &dir, "--reference", &format!("{dir}/reference.safetensors")]);
+        let (code, out, err) =
+            earl(&["parity", "--model", &dir, "--reference", &format!("{dir}/reference.safetensors")]);
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.trim_end().lines().last().unwrap().starts_with("parity ok:"), "{out}");
     }
@@ -25,14 +26,16 @@ fn parity_of_a_different_model_fails_with_exit_1() {
     assert!(text.contains("0.5"));
     std::fs::write(&cfg, text).unwrap();
     let model = tmp.path().to_str().unwrap();
-    let (code, out, _) = earl(&["parity", "--model", model, "--reference", "fixtures/lm-tiny-gqa/reference.safetensors"]);
+    let (code, out, _) =
+        earl(&["parity", "--model", model, "--reference", "fixtures/lm-tiny-gqa/reference.safetensors"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.trim_end().lines().last().unwrap().starts_with("parity FAILED:"), "{out}");
 }
 
 #[test]
 fn bad_paths_are_one_line_errors() {
-    let (code, out, err) = earl(&["parity", "--model", "fixtures/nope", "--reference", "fixtures/lm-tiny-gqa/reference.safetensors"]);
+    let (code, out, err) =
+        earl(&["parity", "--model", "fixtures/nope", "--reference", "fixtures/lm-tiny-gqa/reference.safetensors"]);
     assert_eq!(code, 2, "{out}{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("fixtures/nope"), "{err}");
@@ -52,11 +55,22 @@ fn doctor_reports_libtorch() {
 #[test]
 fn failures_are_one_quiet_line() {
     // An OS error is quoted once, not once per layer of context.
-    let (code, _, err) = earl(&["encode", "--vq", "fixtures/vq-tiny", "--image", "/nonexistent/x.png", "--out", "/tmp/x.json"]);
+    let (code, _, err) =
+        earl(&["encode", "--vq", "fixtures/vq-tiny", "--image", "/nonexistent/x.png", "--out", "/tmp/x.json"]);
     assert_eq!(code, 2);
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
     // Negative numbers are values, so the validation that explains them is reached.
-    let (code, _, err) = earl(&["edit", "--image", "fixtures/bundle-tiny/example.png", "--instruction", "x", "--out", "/tmp/never.png", "--temperature", "-1"]);
+    let (code, _, err) = earl(&[
+        "edit",
+        "--image",
+        "fixtures/bundle-tiny/example.png",
+        "--instruction",
+        "x",
+        "--out",
+        "/tmp/never.png",
+        "--temperature",
+        "-1",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("temperature must be ≥ 0, got -1") && err.trim_end().lines().count() == 1, "{err}");
 }
@@ -66,7 +80,8 @@ fn an_overlong_budget_is_refused_before_anything_is_allocated() {
     // 100M new tokens against the bundle's 4096 positions: an error at once (it used to warn, preallocate the
     // cache and get the process killed), naming the flag that allows it.
     let out = std::env::temp_dir().join(format!("earl-overlong-{}.png", std::process::id()));
-    let args = ["edit", "--image", "fixtures/bundle-tiny/example.png", "--instruction", "x", "--out", out.to_str().unwrap()];
+    let args =
+        ["edit", "--image", "fixtures/bundle-tiny/example.png", "--instruction", "x", "--out", out.to_str().unwrap()];
     let (code, _, err) = earl(&[&args[..], &["--max-new-tokens", "100000000"]].concat());
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("max_position_embeddings") && err.contains("--allow-overlong"), "{err}");

@@ -19,7 +19,17 @@ fn tokenize_pairs_resume_and_verify() {
     )
     .unwrap();
     let out = tmp.path().join("ds");
-    let args = ["data", "tokenize", list.to_str().unwrap(), "--vq", "fixtures/vq-tiny", "--out", out.to_str().unwrap(), "--area", "4096"];
+    let args = [
+        "data",
+        "tokenize",
+        list.to_str().unwrap(),
+        "--vq",
+        "fixtures/vq-tiny",
+        "--out",
+        out.to_str().unwrap(),
+        "--area",
+        "4096",
+    ];
     let (code, stdout, err) = earl(&args);
     assert_eq!(code, 0, "{stdout}{err}");
     assert!(stdout.contains("3 records"), "{stdout}");
@@ -46,20 +56,32 @@ fn tokenize_pairs_resume_and_verify() {
     )
     .unwrap();
     let ds3 = tmp.path().join("ds3");
-    let (code, _, err) = earl(&["data", "tokenize", dup.to_str().unwrap(), "--vq", "fixtures/vq-tiny", "--out", ds3.to_str().unwrap()]);
+    let (code, _, err) =
+        earl(&["data", "tokenize", dup.to_str().unwrap(), "--vq", "fixtures/vq-tiny", "--out", ds3.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("line 2: id `a` repeats line 1") && err.trim_end().lines().count() == 1, "{err}");
     assert!(!ds3.join("manifest.json").exists(), "nothing written");
 
     std::fs::write(&list, "{\"source\": \"nope.png\", \"target\": \"gray.png\", \"instruction\": \"x\"}\n").unwrap();
-    let (code, _, err) = earl(&["data", "tokenize", list.to_str().unwrap(), "--vq", "fixtures/vq-tiny", "--out", tmp.path().join("ds2").to_str().unwrap()]);
+    let (code, _, err) = earl(&[
+        "data",
+        "tokenize",
+        list.to_str().unwrap(),
+        "--vq",
+        "fixtures/vq-tiny",
+        "--out",
+        tmp.path().join("ds2").to_str().unwrap(),
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("nope.png") && err.trim_end().lines().count() == 1, "{err}");
 }
 
 fn records(dir: &std::path::Path) -> std::collections::BTreeMap<String, earl_core::data::EditRecord> {
     let reader = earl_core::data::ShardReader::open(dir).unwrap();
-    (0..reader.len()).map(|i| reader.get::<earl_core::data::EditRecord>(i).unwrap()).map(|r| (r.id.clone(), r)).collect()
+    (0..reader.len())
+        .map(|i| reader.get::<earl_core::data::EditRecord>(i).unwrap())
+        .map(|r| (r.id.clone(), r))
+        .collect()
 }
 
 /// HF-style parquet (fixtures/gen_parquet.py: two train files + a test file, row groups of 2, snappy and zstd,
@@ -70,13 +92,23 @@ fn tokenize_parquet_matches_the_jsonl_path_and_the_reference_cot_rescaling() {
     let tmp = tempfile::tempdir().unwrap();
     let (pq_out, jl_out) = (tmp.path().join("pq"), tmp.path().join("jl"));
     let fx = root().join("fixtures/parquet-tiny");
-    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.join("expected.json")).unwrap()).unwrap();
     let area = expected["area"].as_u64().unwrap().to_string();
     let common = ["--vq", "fixtures/vq-tiny", "--area", area.as_str(), "--seed", "3"];
     let parquet_args = [
         &["data", "tokenize", "--parquet", "fixtures/parquet-tiny/data", "--split", "train"][..],
         &["--original-image-key", "src_img", "--edited-image", "edited_img", "--edit-instruction", "edit_prompt"],
-        &["--id-key", "uid", "--CoT-keys", "reasoning", "--meta-columns", "edit_type", "--out", pq_out.to_str().unwrap()],
+        &[
+            "--id-key",
+            "uid",
+            "--CoT-keys",
+            "reasoning",
+            "--meta-columns",
+            "edit_type",
+            "--out",
+            pq_out.to_str().unwrap(),
+        ],
         &common,
     ]
     .concat();
@@ -87,7 +119,8 @@ fn tokenize_parquet_matches_the_jsonl_path_and_the_reference_cot_rescaling() {
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("8 records"), "{stdout}");
     let list = "fixtures/parquet-tiny/pairs/pairs.jsonl";
-    let (code, stdout, err) = earl(&[&["data", "tokenize", list, "--out", jl_out.to_str().unwrap()][..], &common].concat());
+    let (code, stdout, err) =
+        earl(&[&["data", "tokenize", list, "--out", jl_out.to_str().unwrap()][..], &common].concat());
     assert_eq!(code, 0, "{stdout}{err}");
 
     let (pq, jl) = (records(&pq_out), records(&jl_out));
@@ -106,18 +139,30 @@ fn tokenize_parquet_matches_the_jsonl_path_and_the_reference_cot_rescaling() {
     // Without an id column, ids are row indices over the sorted train files (5 + 3 rows); a wrong column name is a
     // one-line error naming the file and the columns it has.
     let no_id = tmp.path().join("noid");
-    let args = [&["data", "tokenize", "--parquet", "fixtures/parquet-tiny/data", "--split", "train"][..],
+    let args = [
+        &["data", "tokenize", "--parquet", "fixtures/parquet-tiny/data", "--split", "train"][..],
         &["--source-column", "src_img", "--edited-column", "edited_img", "--instruction-column", "prompt_list"],
-        &["--out", no_id.to_str().unwrap()], &common].concat();
+        &["--out", no_id.to_str().unwrap()],
+        &common,
+    ]
+    .concat();
     let (code, _, err) = earl(&args);
     assert_eq!(code, 0, "{err}");
     let r = records(&no_id);
-    assert_eq!(r.keys().map(|k| k.parse::<u32>().unwrap()).collect::<std::collections::BTreeSet<_>>(), (0..8).collect());
+    assert_eq!(
+        r.keys().map(|k| k.parse::<u32>().unwrap()).collect::<std::collections::BTreeSet<_>>(),
+        (0..8).collect()
+    );
     assert_eq!(r["1"].instruction, "remove the cat", "a list column gives its first element");
     assert_eq!(r["1"].source, pq["11"].source);
     let bad_out = tmp.path().join("bad");
-    let bad = [&args[..args.len() - common.len() - 2], &["--out", bad_out.to_str().unwrap()], &["--id-key", "nope"], &common].concat();
+    let bad =
+        [&args[..args.len() - common.len() - 2], &["--out", bad_out.to_str().unwrap()], &["--id-key", "nope"], &common]
+            .concat();
     let (code, _, err) = earl(&bad);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no column \"nope\"") && err.contains("edit_prompt") && err.trim_end().lines().count() == 1, "{err}");
+    assert!(
+        err.contains("no column \"nope\"") && err.contains("edit_prompt") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
 }

@@ -5,21 +5,33 @@ use common::root;
 use std::path::Path;
 use std::process::Command;
 
-
 const HEADER_PREFILL: &str = "text:<|image start|>{h}*{w}<|image token|>";
 
 fn edit(out: &Path, seed: u64, extra: &[&str]) -> (i32, String, String) {
     let seed = seed.to_string();
     let mut args = vec![
-        "edit", "--image", "fixtures/bundle-tiny/example.png", "--instruction", "Make the roof blue",
-        "--out", out.to_str().unwrap(), "--seed", &seed, "--area", "16384",
+        "edit",
+        "--image",
+        "fixtures/bundle-tiny/example.png",
+        "--instruction",
+        "Make the roof blue",
+        "--out",
+        out.to_str().unwrap(),
+        "--seed",
+        &seed,
+        "--area",
+        "16384",
     ];
     if !extra.contains(&"--mode") {
         args.extend_from_slice(&["--mode", HEADER_PREFILL]);
     }
     args.extend_from_slice(extra);
     let o = Command::new(env!("CARGO_BIN_EXE_earl")).args(&args).current_dir(root()).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
 }
 
 #[test]
@@ -38,7 +50,8 @@ fn same_seed_same_bytes_other_seed_other_image() {
     // decoded to 152×104.
     let img = image::open(&a).unwrap();
     assert_eq!((img.width(), img.height()), (152, 104));
-    let side: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.with_extension("json")).unwrap()).unwrap();
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.with_extension("json")).unwrap()).unwrap();
     assert_eq!(side["seed"], 3);
     assert_eq!(side["finish_reason"], "stop");
     assert_eq!(side["source_grid"], serde_json::json!([13, 19]));

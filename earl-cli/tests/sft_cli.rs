@@ -5,7 +5,6 @@ mod common;
 use common::root;
 use std::process::Command;
 
-
 fn earl(args: &[&str], runs: &std::path::Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_earl"))
         .args(args)
@@ -14,7 +13,11 @@ fn earl(args: &[&str], runs: &std::path::Path) -> (i32, String, String) {
         .env("EARL_RUNS", runs)
         .output()
         .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -47,7 +50,11 @@ fn tiny_experiment_overfits_through_the_cli() {
 fn bad_experiments_are_one_line_errors() {
     let runs = tempfile::tempdir().unwrap();
     let bad = runs.path().join("bad.toml");
-    std::fs::write(&bad, "name = \"x\"\nmodel_name_or_path = \"m\"\ndata_paths = [\"${EARL_NOT_SET_ANYWHERE}/d\"]\noutput_dir = \"o\"\n").unwrap();
+    std::fs::write(
+        &bad,
+        "name = \"x\"\nmodel_name_or_path = \"m\"\ndata_paths = [\"${EARL_NOT_SET_ANYWHERE}/d\"]\noutput_dir = \"o\"\n",
+    )
+    .unwrap();
     let (code, _, err) = earl(&["sft", "--config", bad.to_str().unwrap()], runs.path());
     assert_eq!(code, 2);
     assert!(err.contains("EARL_NOT_SET_ANYWHERE is not set") && err.trim().lines().count() == 1, "{err}");
@@ -56,7 +63,21 @@ fn bad_experiments_are_one_line_errors() {
 #[test]
 fn bench_train_runs_tiny_on_cpu() {
     let runs = tempfile::tempdir().unwrap();
-    let args = ["bench", "train", "--tiny", "--device", "cpu", "--dtype", "bf16", "--seq-len", "24", "--steps", "2", "--warmup", "1"];
+    let args = [
+        "bench",
+        "train",
+        "--tiny",
+        "--device",
+        "cpu",
+        "--dtype",
+        "bf16",
+        "--seq-len",
+        "24",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+    ];
     let (code, out, err) = earl(&args, runs.path());
     assert_eq!(code, 0, "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();

@@ -6,8 +6,6 @@ use std::path::Path;
 
 use earl_core::imageproc::{load_rgb, save, LoadLimits, RgbImage};
 
-
-
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -56,11 +54,20 @@ fn bad_inputs_are_one_line_errors() {
         (p("junk.png"), p("thin.png"), p("none.png"), p("ragged.json"), p("big.json"), p("o.png"));
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["encode", "--vq", "fixtures/vq-tiny", "--image", s(&junk), "--out", s(&out)], "junk.png"),
-        (vec!["encode", "--vq", "fixtures/vq-tiny", "--image", s(&thin), "--out", s(&out)], "less than one code (spatial factor 8)"),
+        (
+            vec!["encode", "--vq", "fixtures/vq-tiny", "--image", s(&thin), "--out", s(&out)],
+            "less than one code (spatial factor 8)",
+        ),
         (vec!["encode", "--vq", "fixtures/vq-tiny", "--image", s(&none), "--out", s(&out)], "none.png"),
         (vec!["decode", "--vq", "fixtures/vq-tiny", "--codes", s(&ragged), "--out", s(&o)], "ragged grid: row 1"),
-        (vec!["decode", "--vq", "fixtures/vq-tiny", "--codes", s(&big), "--out", s(&o)], "code 64 is outside the codebook"),
-        (vec!["decode", "--vq", "fixtures/lm-tiny-gqa", "--codes", s(&big), "--out", s(&o)], "not an Emu3 vision tokenizer"),
+        (
+            vec!["decode", "--vq", "fixtures/vq-tiny", "--codes", s(&big), "--out", s(&o)],
+            "code 64 is outside the codebook",
+        ),
+        (
+            vec!["decode", "--vq", "fixtures/lm-tiny-gqa", "--codes", s(&big), "--out", s(&o)],
+            "not an Emu3 vision tokenizer",
+        ),
     ];
     for (args, want) in cases {
         let (code, stdout, err) = earl(&args);
@@ -74,7 +81,8 @@ fn bad_inputs_are_one_line_errors() {
 fn vq_parity_passes_on_both_layouts_and_fails_on_a_different_model() {
     for name in ["vq-tiny", "vq-tiny-orig"] {
         let dir = format!("fixtures/{name}");
-        let (code, out, err) = earl(&["parity", "--model", &dir, "--reference", &format!("{dir}/reference.safetensors")]);
+        let (code, out, err) =
+            earl(&["parity", "--model", &dir, "--reference", &format!("{dir}/reference.safetensors")]);
         assert_eq!(code, 0, "{out}{err}");
         let last = out.trim_end().lines().last().unwrap();
         assert!(last.starts_with("parity ok: codes 100.00% equal"), "{out}");
@@ -86,9 +94,12 @@ fn vq_parity_passes_on_both_layouts_and_fails_on_a_different_model() {
         std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
     }
     let cfg = tmp.path().join("config.json");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"temporal_downsample_factor\": 4", "\"temporal_downsample_factor\": 2");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("\"temporal_downsample_factor\": 4", "\"temporal_downsample_factor\": 2");
     std::fs::write(&cfg, text).unwrap();
-    let (code, out, _) = earl(&["parity", "--model", s(tmp.path()), "--reference", "fixtures/vq-tiny/reference.safetensors"]);
+    let (code, out, _) =
+        earl(&["parity", "--model", s(tmp.path()), "--reference", "fixtures/vq-tiny/reference.safetensors"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.trim_end().lines().last().unwrap().starts_with("parity FAILED:"), "{out}");
 }

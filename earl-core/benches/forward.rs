@@ -14,7 +14,10 @@ fn bench_forward(c: &mut Criterion) {
     let _guard = tch::no_grad_guard();
     let configs = [
         ("tiny", Emu3Config::tiny()),
-        ("h256-l4-v8k", Emu3Config { vocab_size: 8192, pad_token_id: 0, bos_token_id: 1, ..Emu3Config::emu3_shaped(256, 4) }),
+        (
+            "h256-l4-v8k",
+            Emu3Config { vocab_size: 8192, pad_token_id: 0, bos_token_id: 1, ..Emu3Config::emu3_shaped(256, 4) },
+        ),
     ];
     let mut g = c.benchmark_group("emu3_forward_cpu");
     g.sample_size(10);

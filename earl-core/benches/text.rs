@@ -7,7 +7,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use earl_core::prompt::{ImageGrid, Prefill, PromptBuilder};
 use earl_core::tokenizer::{Emu3Tokenizer, TOKENIZER_JSON};
 
-const TEXT: &str = "Replace the red car with a blue bicycle, keep the 2 people on the left and the café sign unchanged. \
+const TEXT: &str =
+    "Replace the red car with a blue bicycle, keep the 2 people on the left and the café sign unchanged. \
     Let's think step by step. The car occupies [120, 340, 480, 600]; 日本語 and emoji 🚗 too.\n";
 
 fn bench_text(c: &mut Criterion) {

@@ -171,7 +171,8 @@ fn parse_rope(raw: &RawEmu3Config, dialect: ConfigDialect) -> std::result::Resul
             match kind {
                 "default" => RopeScaling::None,
                 "linear" => {
-                    let factor = v.get("factor").and_then(Value::as_f64).ok_or("linear rope scaling without a factor")?;
+                    let factor =
+                        v.get("factor").and_then(Value::as_f64).ok_or("linear rope scaling without a factor")?;
                     RopeScaling::Linear { factor }
                 }
                 other => return Err(format!("rope scaling {other:?} is not supported (supported: default, linear)")),
@@ -313,8 +314,8 @@ mod tests {
 
     #[test]
     fn original_dialect_reads_top_level_rope_theta() {
-        let c = parse(r#"{"model_type":"Emu3","rope_theta":10000.0,"rope_scaling":null,"num_key_value_heads":8}"#)
-            .unwrap();
+        let c =
+            parse(r#"{"model_type":"Emu3","rope_theta":10000.0,"rope_scaling":null,"num_key_value_heads":8}"#).unwrap();
         assert_eq!(c.dialect, ConfigDialect::Original);
         assert_eq!(c.rope_theta, 10000.0);
         assert_eq!(c.rope_scaling, RopeScaling::None);

@@ -91,7 +91,14 @@ impl Editor {
     /// Loads the LM (as `kind`) from `model`, the tokenizer from `tokenizer` and the vision tokenizer (as `vq_kind`,
     /// with its `preprocessor_config.json`, if any) from `vq_dir`. EARL runs the vision tokenizer in f32 even when
     /// the LM runs in bf16, so `vq_kind` is its own setting. Set `image_cfg.area` afterwards to change the area.
-    pub fn load(model: &Path, vq_dir: &Path, tokenizer: &Path, kind: Kind, vq_kind: Kind, device: Device) -> Result<Self> {
+    pub fn load(
+        model: &Path,
+        vq_dir: &Path,
+        tokenizer: &Path,
+        kind: Kind,
+        vq_kind: Kind,
+        device: Device,
+    ) -> Result<Self> {
         let tok = Emu3Tokenizer::from_dir(tokenizer)?;
         let lm = Emu3ForCausalLM::from_dir(model, kind, device)?;
         let vq = Emu3VqModel::from_dir(vq_dir, vq_kind, device)?;
@@ -173,7 +180,8 @@ impl Editor {
             .into_iter()
             .map(|g| {
                 let src = &inputs[g.request].source;
-                let parsed = pb.parse_response(&response_ids(&requests[g.request], &g.tokens), Some((src.h(), src.w())));
+                let parsed =
+                    pb.parse_response(&response_ids(&requests[g.request], &g.tokens), Some((src.h(), src.w())));
                 EditOutput {
                     request: g.request,
                     sample: g.sample,
@@ -199,7 +207,12 @@ pub fn default_max_new_tokens(longest_prompt: usize, max_position_embeddings: i6
 
 /// The generation request of an EARL edit: the edit prompt ending in the assistant prefill, how many of its ids
 /// are that prefill (the grid constraint counts them as response), and the source grid the edit must keep.
-pub fn edit_request(tok: &Emu3Tokenizer, source: &ImageGrid, instruction: &str, prefill: &Prefill) -> Result<GenerationRequest> {
+pub fn edit_request(
+    tok: &Emu3Tokenizer,
+    source: &ImageGrid,
+    instruction: &str,
+    prefill: &Prefill,
+) -> Result<GenerationRequest> {
     let prompt: Vec<i64> =
         PromptBuilder::new(tok).edit_prompt(source, instruction, prefill)?.into_iter().map(i64::from).collect();
     let text = prefill.text(source.h(), source.w());

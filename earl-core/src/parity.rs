@@ -192,11 +192,7 @@ pub fn check_vq_reference(model: &crate::Emu3VqModel, reference: &crate::Safeten
     let want = reference.tensor_any("decoded")?;
     let got_codes = model.encode(&pixels)?.to_device(tch::Device::Cpu);
     if got_codes.size() != want_codes.size() {
-        return Err(Error::input(format!(
-            "codes: shape {:?} vs reference {:?}",
-            got_codes.size(),
-            want_codes.size()
-        )));
+        return Err(Error::input(format!("codes: shape {:?} vs reference {:?}", got_codes.size(), want_codes.size())));
     }
     let codes_equal = got_codes.eq_tensor(&want_codes.to_kind(Kind::Int64)).sum(Kind::Int64).int64_value(&[]);
     let codes_flipped_beyond_gap = if reference.contains_name("code_gap") {

@@ -6,8 +6,8 @@
 //! ([`set_check_weights`], `--check-weights`; `earl parity` turns it on), every loaded floating-point tensor is
 //! checked for NaN and Inf, so a damaged checkpoint is an error naming the tensor instead of NaN logits later.
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype as StDtype, Metadata};
@@ -71,9 +71,8 @@ impl SafetensorsStore {
         // SAFETY: the map is read-only; a checkpoint modified while we read it is outside what we can defend.
         let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
         let bad = |msg: String| Error::Safetensors { path: path.clone(), msg };
-        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
-            bad(truncation_detail(&mmap).unwrap_or_else(|| format!("{e:?}")))
-        })?;
+        let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&mmap)
+            .map_err(|e| bad(truncation_detail(&mmap).unwrap_or_else(|| format!("{e:?}"))))?;
         let data_start = 8 + header_len;
         let data_len = mmap.len().saturating_sub(data_start);
         let file_idx = self.files.len();
@@ -264,7 +263,9 @@ pub struct RandomSource {
 impl TensorSource for RandomSource {
     fn tensor(&self, name: &str, shape: &[i64]) -> Result<Tensor> {
         crate::error::guard(&format!("creating random `{name}`"), || {
-            let h = name.bytes().fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+            let h = name
+                .bytes()
+                .fold(self.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
             tch::manual_seed((h >> 1) as i64);
             let t = Tensor::f_randn(shape, (self.kind, self.device))?;
             Ok(if name.ends_with("norm.weight") { t * 0.1 + 1.0 } else { t * self.std })

@@ -233,7 +233,9 @@ impl ChatClient {
                 Attempt::Retry { msg, status, after } => {
                     if n == attempts {
                         return Err(match status {
-                            Some((status, body)) => ChatError::Status { url: self.url.clone(), status, attempts: n, body },
+                            Some((status, body)) => {
+                                ChatError::Status { url: self.url.clone(), status, attempts: n, body }
+                            }
                             None => ChatError::Transport { url: self.url.clone(), msg, attempts: n },
                         });
                     }

@@ -9,5 +9,5 @@ pub mod rewards;
 pub mod verifier;
 
 pub use chat::{ChatClient, ChatError, ChatRequest, ClientOptions};
-pub use verifier::{GroundScore, Unparsable, VerifierOptions, VieScore};
 pub use rewards::{reward_set, verifier_settings};
+pub use verifier::{GroundScore, Unparsable, VerifierOptions, VieScore};

@@ -86,7 +86,8 @@ fn read_value(v: &str) -> Option<Vec<f64>> {
         }
         items.iter().map(|t| t.parse::<f64>().ok()).collect()
     } else {
-        let token: String = v.trim_start_matches(['"', '\'']).chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        let token: String =
+            v.trim_start_matches(['"', '\'']).chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
         token.parse::<f64>().ok().map(|n| vec![n])
     }
 }

@@ -132,5 +132,7 @@ pub fn check_verifier_reachable(cfg: &RewardConfig, timeout: Duration) -> Result
             Err(e) => last = e.to_string(),
         }
     }
-    Err(unreachable(format!("the verifier does not accept connections ({last}); start it or fix reward_function_api_base")))
+    Err(unreachable(format!(
+        "the verifier does not accept connections ({last}); start it or fix reward_function_api_base"
+    )))
 }

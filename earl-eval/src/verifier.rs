@@ -99,7 +99,13 @@ fn ask_until_parsed<T>(
     Ok(answers)
 }
 
-fn unresolved(reward: &str, policy: Unparsable, zeros: &[&'static str], out: &mut [Option<RewardOutput>], rounds: u32) -> Result<()> {
+fn unresolved(
+    reward: &str,
+    policy: Unparsable,
+    zeros: &[&'static str],
+    out: &mut [Option<RewardOutput>],
+    rounds: u32,
+) -> Result<()> {
     let missing: Vec<usize> = out.iter().enumerate().filter(|(_, o)| o.is_none()).map(|(i, _)| i).collect();
     if missing.is_empty() {
         return Ok(());
@@ -128,8 +134,15 @@ pub struct VieScore {
 
 impl VieScore {
     pub const NAME: &'static str = "viescore";
-    pub const COMPONENTS: [&'static str; 7] =
-        ["edit_success", "overedit", "naturalness", "artifacts", "semantic_consistency", "perceptual_quality", "overall"];
+    pub const COMPONENTS: [&'static str; 7] = [
+        "edit_success",
+        "overedit",
+        "naturalness",
+        "artifacts",
+        "semantic_consistency",
+        "perceptual_quality",
+        "overall",
+    ];
 
     pub fn new(client: ChatClient, opts: VerifierOptions) -> Self {
         Self { client, opts }
@@ -247,8 +260,9 @@ impl Reward for GroundScore {
                 }],
             });
         }
-        let answers =
-            ask_until_parsed(&self.client, Self::NAME, &queries, self.opts.max_rounds, |_, reply| parse_tagged_score(reply))?;
+        let answers = ask_until_parsed(&self.client, Self::NAME, &queries, self.opts.max_rounds, |_, reply| {
+            parse_tagged_score(reply)
+        })?;
         let mut out: Vec<Option<RewardOutput>> = inputs
             .iter()
             .zip(answers)

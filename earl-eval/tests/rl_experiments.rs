@@ -71,8 +71,19 @@ fn every_experiment_validates_and_builds_its_rewards() {
     let paper_prompts = lexical(&dir().join("../../prompts/paper"));
     let runs = tomls(&dir());
     let names: Vec<String> = runs.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
-    for want in ["sft_s__rl_s", "sft_s__rl_c", "sft_s__rl_sc", "sft_sc__rl_c", "sft_sc__rl_sc", "sft_sc2stage__rl_c",
-        "sft_sc2stage__rl_sc", "sft_think_s__rl_s", "sft_think_s__rl_c", "sft_think_s__rl_sc", "tiny"] {
+    for want in [
+        "sft_s__rl_s",
+        "sft_s__rl_c",
+        "sft_s__rl_sc",
+        "sft_sc__rl_c",
+        "sft_sc__rl_sc",
+        "sft_sc2stage__rl_c",
+        "sft_sc2stage__rl_sc",
+        "sft_think_s__rl_s",
+        "sft_think_s__rl_c",
+        "sft_think_s__rl_sc",
+        "tiny",
+    ] {
         assert!(names.iter().any(|n| n == want), "experiments/rl/{want}.toml is missing");
     }
     for p in &runs {
@@ -103,7 +114,10 @@ fn paper_runs_keep_the_reference_settings() {
     assert_eq!((earl.generation.episodes_per_iteration, earl.generation.generations_per_sample), (128, 8));
     assert_eq!((earl.optim.per_device_batch_size, earl.generation.model_context_size), (4, 4096));
     assert_eq!(earl.data.train_mixture, Mixture::Coefficients(vec![0.13, 6.0, 6.0, 0.7, 1.55, 3.7, 11.0]));
-    assert_eq!(earl.data.train_paths[0], PathBuf::from("/data/earl-datasets/omniedit/train/list/tokenized_datalist.json"));
+    assert_eq!(
+        earl.data.train_paths[0],
+        PathBuf::from("/data/earl-datasets/omniedit/train/list/tokenized_datalist.json")
+    );
     let log = &earl.logging;
     assert_eq!((log.save_checkpoints_every_n_iterations, log.keep_checkpoints_every_n_iterations), (100, 100));
     assert_eq!(earl.generation.max_response_tokens, 2048);
@@ -118,7 +132,10 @@ fn paper_runs_keep_the_reference_settings() {
     assert_eq!(think.model_path, "mair-lab/thinking-sft-simple");
 
     let sc = load("sft_sc2stage__rl_sc");
-    assert_eq!((sc.optim.num_iterations, sc.optim.per_device_batch_size, sc.generation.model_context_size), (2000, 8, 3000));
+    assert_eq!(
+        (sc.optim.num_iterations, sc.optim.per_device_batch_size, sc.generation.model_context_size),
+        (2000, 8, 3000)
+    );
     assert_eq!(sc.data.train_paths.len(), 7);
     assert!(sc.model_path.ends_with("May07_mixed_gc_post_lr1e-4-checkpoint-1200"));
     assert_eq!(load("sft_sc__rl_c").data.train_paths.len(), 6);

@@ -78,7 +78,11 @@ fn read_request(stream: &mut TcpStream) -> Option<Seen> {
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).ok()?;
-    Some(Seen { line: line.trim_end().to_string(), headers, body: serde_json::from_slice(&body).unwrap_or(Value::Null) })
+    Some(Seen {
+        line: line.trim_end().to_string(),
+        headers,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    })
 }
 
 /// Starts the scripted server; each connection is served on its own thread and closed after one response.
@@ -268,7 +272,10 @@ fn never_parsable_replies_fail_or_score_zero_after_the_configured_rounds() {
     let out = vie.score_batch(&[input(&im, true)]).unwrap();
     assert!(out[0].score == 0.0 && out[0].components.values().all(|v| *v == 0.0));
     let seen = half.seen();
-    assert_eq!((seen.iter().filter(|r| images_in(r) == 2).count(), seen.iter().filter(|r| images_in(r) == 1).count()), (3, 3));
+    assert_eq!(
+        (seen.iter().filter(|r| images_in(r) == 2).count(), seen.iter().filter(|r| images_in(r) == 1).count()),
+        (3, 3)
+    );
 }
 
 #[test]
@@ -349,7 +356,10 @@ fn reward_set_combines_verifier_pq_with_ground_score() {
     });
     let c = client(server.url(), 2000, 2);
     let set = RewardSet::new(
-        vec![Box::new(VieScore::new(c.clone(), opts(Unparsable::Error))), Box::new(GroundScore::new(c, opts(Unparsable::Error)))],
+        vec![
+            Box::new(VieScore::new(c.clone(), opts(Unparsable::Error))),
+            Box::new(GroundScore::new(c, opts(Unparsable::Error))),
+        ],
         FinalReward::parse("sqrt(viescore_pq*ground_score)").unwrap(),
     )
     .unwrap();

@@ -14,5 +14,9 @@ pub fn earl(args: &[&str]) -> (i32, String, String) {
 
 pub fn output(cmd: &mut Command) -> (i32, String, String) {
     let o = cmd.output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
 }

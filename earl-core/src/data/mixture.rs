@@ -17,7 +17,13 @@ pub fn effective_coefficients(sizes: &[usize], coefficients: Option<&[f64]>) -> 
             let max = sizes.iter().copied().max().unwrap_or(0) as f64;
             sizes
                 .iter()
-                .map(|&n| if n == 0 { Err(Error::input("an empty dataset cannot be upsampled")) } else { Ok(max / n as f64) })
+                .map(|&n| {
+                    if n == 0 {
+                        Err(Error::input("an empty dataset cannot be upsampled"))
+                    } else {
+                        Ok(max / n as f64)
+                    }
+                })
                 .collect()
         }
         Some(c) if c.len() != sizes.len() => Err(Error::input(format!(

@@ -145,7 +145,15 @@ impl ParquetPairs {
             opened.push(OpenFile { path: path.clone(), reader, projection, first_row: file_first_row });
         }
         DataRng::derive(seed, "parquet-group-order", 0).shuffle(&mut plan);
-        Ok(ParquetPairs { files: opened, columns, plan, next_group: 0, pending: VecDeque::new(), seed, rows: first_row as usize })
+        Ok(ParquetPairs {
+            files: opened,
+            columns,
+            plan,
+            next_group: 0,
+            pending: VecDeque::new(),
+            seed,
+            rows: first_row as usize,
+        })
     }
 
     /// Rows in all files together.
@@ -160,7 +168,9 @@ impl ParquetPairs {
     fn load_group(&mut self, k: usize) -> Result<()> {
         let g = self.plan[k];
         let f = &self.files[g.file];
-        let err = |e: parquet::errors::ParquetError| Error::input(format!("{}: row group {}: {e}", f.path.display(), g.group));
+        let err = |e: parquet::errors::ParquetError| {
+            Error::input(format!("{}: row group {}: {e}", f.path.display(), g.group))
+        };
         let group = f.reader.get_row_group(g.group).map_err(err)?;
         let mut rows = Vec::new();
         for (i, row) in group.get_row_iter(Some(f.projection.clone())).map_err(err)?.enumerate() {

@@ -66,8 +66,18 @@ mod tests {
 
     #[test]
     fn seeded_streams_are_stable_and_distinct() {
-        let a: Vec<u64> = (0..3).map({ let mut r = DataRng::new(42); move |_| r.next_u64() }).collect();
-        let b: Vec<u64> = (0..3).map({ let mut r = DataRng::new(42); move |_| r.next_u64() }).collect();
+        let a: Vec<u64> = (0..3)
+            .map({
+                let mut r = DataRng::new(42);
+                move |_| r.next_u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..3)
+            .map({
+                let mut r = DataRng::new(42);
+                move |_| r.next_u64()
+            })
+            .collect();
         assert_eq!(a, b);
         // SplitMix64 reference value for seed 0.
         assert_eq!(DataRng::new(0).next_u64(), 0xe220_a839_7b1d_cdaf);

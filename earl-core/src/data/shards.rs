@@ -47,8 +47,12 @@ fn data_err(path: &Path, msg: impl Into<String>) -> Error {
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let m: Manifest = serde_json::from_str(&text)
-        .map_err(|e| Error::Json { path: path.clone(), line: e.line(), column: e.column(), msg: e.to_string() })?;
+    let m: Manifest = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.clone(),
+        line: e.line(),
+        column: e.column(),
+        msg: e.to_string(),
+    })?;
     if m.format != FORMAT || m.version != VERSION {
         return Err(data_err(&path, format!("format {:?} v{} is not {FORMAT} v{VERSION}", m.format, m.version)));
     }
@@ -104,7 +108,14 @@ impl ShardWriter {
             }
             m
         } else {
-            Manifest { format: FORMAT.into(), version: VERSION, kind: kind.into(), records: 0, shards: vec![], meta: Default::default() }
+            Manifest {
+                format: FORMAT.into(),
+                version: VERSION,
+                kind: kind.into(),
+                records: 0,
+                shards: vec![],
+                meta: Default::default(),
+            }
         };
         Ok(ShardWriter { dir: dir.to_path_buf(), shard_records: shard_records.max(1), manifest, current: None, done })
     }
@@ -128,7 +139,8 @@ impl ShardWriter {
         if self.current.is_none() {
             let tmp = self.dir.join(format!("shard-{:05}.jsonl.partial", self.manifest.shards.len()));
             let f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-            self.current = Some(OpenShard { tmp, file: std::io::BufWriter::new(f), records: 0, bytes: 0, hash: Sha256::new() });
+            self.current =
+                Some(OpenShard { tmp, file: std::io::BufWriter::new(f), records: 0, bytes: 0, hash: Sha256::new() });
         }
         let cur = self.current.as_mut().expect("just opened");
         let mut line = serde_json::to_vec(record).map_err(|e| data_err(&cur.tmp, e.to_string()))?;
@@ -225,9 +237,10 @@ impl ShardReader {
 
     /// Record `i`, deserialised.
     pub fn get<T: DeserializeOwned>(&self, i: usize) -> Result<T> {
-        let &(s, off, len) = self.index.get(i).ok_or_else(|| {
-            data_err(&self.dir, format!("record {i} is out of range ({} records)", self.index.len()))
-        })?;
+        let &(s, off, len) = self
+            .index
+            .get(i)
+            .ok_or_else(|| data_err(&self.dir, format!("record {i} is out of range ({} records)", self.index.len())))?;
         let path = self.dir.join(&self.manifest.shards[s as usize].file);
         let mut f = File::open(&path).map_err(|e| Error::io(&path, e))?;
         f.seek(SeekFrom::Start(off)).map_err(|e| Error::io(&path, e))?;

@@ -64,15 +64,19 @@ pub fn read_pairs(list: &Path) -> Result<Vec<(String, PairLine)>> {
 pub enum ImageData {
     Path(PathBuf),
     /// Encoded image bytes (PNG, JPEG, …) with a description for errors (file, row, column).
-    Bytes { bytes: Vec<u8>, origin: String },
+    Bytes {
+        bytes: Vec<u8>,
+        origin: String,
+    },
 }
 
 impl ImageData {
     fn load(&self) -> Result<image::RgbImage> {
         match self {
             ImageData::Path(p) => imageproc::load_rgb(p, &LoadLimits::default()),
-            ImageData::Bytes { bytes, origin } => imageproc::decode_rgb(bytes, &LoadLimits::default())
-                .map_err(|e| Error::input(format!("{origin}: {e}"))),
+            ImageData::Bytes { bytes, origin } => {
+                imageproc::decode_rgb(bytes, &LoadLimits::default()).map_err(|e| Error::input(format!("{origin}: {e}")))
+            }
         }
     }
 
@@ -127,7 +131,11 @@ fn encode(vq: &Emu3VqModel, cfg: &ImageProcessConfig, img: &ImageData) -> Result
     let v = Vec::<i64>::try_from(codes.flatten(0, -1).to_device(tch::Device::Cpu))?;
     let codes = v
         .into_iter()
-        .map(|c| u16::try_from(c).map_err(|_| Error::input(format!("{}: code {c} does not fit the shard format's 16 bits", img.describe()))))
+        .map(|c| {
+            u16::try_from(c).map_err(|_| {
+                Error::input(format!("{}: code {c} does not fit the shard format's 16 bits", img.describe()))
+            })
+        })
         .collect::<Result<Vec<u16>>>()?;
     let grid = CodeGrid::new(h, w, codes).map_err(|e| Error::input(format!("{}: {e}", img.describe())))?;
     Ok((grid, rgb.dimensions()))

@@ -118,7 +118,8 @@ impl GridConstraint {
         }
         let b = Tensor::from_slice(&bounds).view([-1, 2]).to_device(device); // [B, 2]
         let ids = Tensor::arange(vocab, (Kind::Int64, device)).unsqueeze(0); // [1, V]
-        ids.ge_tensor(&b.narrow(1, 0, 1)).logical_and(&ids.lt_tensor(&b.narrow(1, 1, 1))) // [B, V]
+        ids.ge_tensor(&b.narrow(1, 0, 1)).logical_and(&ids.lt_tensor(&b.narrow(1, 1, 1)))
+        // [B, V]
     }
 
     /// Applies the mask: disallowed logits become −∞.
@@ -140,7 +141,8 @@ impl GridConstraint {
 mod tests {
     use super::*;
 
-    const T: ImageTokens = ImageTokens { img: 10, eol: 11, eof: 12, eoi: 13, eos: 14, pad: 0, first_visual: 20, num_visual: 5 };
+    const T: ImageTokens =
+        ImageTokens { img: 10, eol: 11, eof: 12, eoi: 13, eos: 14, pad: 0, first_visual: 20, num_visual: 5 };
 
     fn run(h: i64, w: i64, prefix: &[i64], n: usize) -> Vec<Allowed> {
         let mut r = RowConstraint::new(h, w).unwrap();
@@ -183,7 +185,10 @@ mod tests {
         let row = |i: i64| Vec::<bool>::try_from(m.get(i)).unwrap();
         assert_eq!(row(0).iter().filter(|&&x| x).count(), 20);
         assert!(row(1).iter().all(|&x| x));
-        assert_eq!(row(2).iter().enumerate().filter(|(_, &x)| x).map(|(i, _)| i).collect::<Vec<_>>(), vec![20, 21, 22, 23, 24]);
+        assert_eq!(
+            row(2).iter().enumerate().filter(|(_, &x)| x).map(|(i, _)| i).collect::<Vec<_>>(),
+            vec![20, 21, 22, 23, 24]
+        );
         assert!(RowConstraint::new(0, 2).is_err());
     }
 }

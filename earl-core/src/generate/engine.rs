@@ -189,7 +189,8 @@ pub fn generate(
         }
         // Host ids: the model validates them on the host and copies them over (no device sync for the check).
         let step_ids = Tensor::from_slice(&next_ids).view([live.len() as i64, 1]);
-        logits = model.forward(&step_ids, &ForwardArgs::default(), Some(&mut cache))?.squeeze_dim(1); // [B, V]
+        logits = model.forward(&step_ids, &ForwardArgs::default(), Some(&mut cache))?.squeeze_dim(1);
+        // [B, V]
     }
     debug_assert!(out.iter().all(|s| s.tokens.len() <= cfg.max_new_tokens));
     Ok(out)
@@ -222,7 +223,10 @@ fn validate(model: &Emu3ForCausalLM, requests: &[GenerationRequest], cfg: &Gener
     }
     if let Some(t) = &cfg.image_tokens {
         if t.first_visual + t.num_visual > v {
-            return Err(Error::input(format!("visual ids end at {} beyond the vocabulary of {v}", t.first_visual + t.num_visual)));
+            return Err(Error::input(format!(
+                "visual ids end at {} beyond the vocabulary of {v}",
+                t.first_visual + t.num_visual
+            )));
         }
     }
     let longest = requests
@@ -254,7 +258,8 @@ mod tests {
         Emu3ForCausalLM::load(&src, &Emu3Config::tiny()).unwrap()
     }
 
-    const T: ImageTokens = ImageTokens { img: 10, eol: 11, eof: 12, eoi: 13, eos: 2, pad: 0, first_visual: 300, num_visual: 20 };
+    const T: ImageTokens =
+        ImageTokens { img: 10, eol: 11, eof: 12, eoi: 13, eos: 2, pad: 0, first_visual: 300, num_visual: 20 };
 
     fn cfg(sampling: SamplingParams, n: usize) -> GenerationConfig {
         GenerationConfig {
@@ -280,7 +285,12 @@ mod tests {
             assert_eq!(s.tokens.len(), 2 * 4 + 3);
             assert_eq!(&s.tokens[8..], &[12, 13, 2]);
             assert_eq!((s.tokens[3], s.tokens[7]), (11, 11));
-            assert!(s.tokens.iter().enumerate().filter(|(i, _)| i % 4 != 3 && *i < 8).all(|(_, &t)| (300..320).contains(&t)));
+            assert!(s
+                .tokens
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 4 != 3 && *i < 8)
+                .all(|(_, &t)| (300..320).contains(&t)));
         }
         assert_ne!(out[0].tokens, out[1].tokens, "two samples of one prompt draw from different streams");
     }

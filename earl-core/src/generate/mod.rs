@@ -7,5 +7,5 @@ pub mod engine;
 pub mod sampling;
 
 pub use constraint::{GridConstraint, ImageTokens, RowConstraint};
-pub use engine::{generate, response_budget, FinishReason, GenerationConfig, GenerationRequest, GeneratedSample};
+pub use engine::{generate, response_budget, FinishReason, GeneratedSample, GenerationConfig, GenerationRequest};
 pub use sampling::{sample_stream, SamplingParams, TokenSampler};

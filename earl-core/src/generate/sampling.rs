@@ -122,9 +122,11 @@ impl TokenSampler {
         }
         let step = self.step;
         self.step += 1;
-        let bad = logits.isnan().logical_or(&logits.isposinf()).any_dim(-1, false).logical_or(
-            &logits.max_dim(-1, false).0.isneginf(),
-        ); // [B]
+        let bad = logits
+            .isnan()
+            .logical_or(&logits.isposinf())
+            .any_dim(-1, false)
+            .logical_or(&logits.max_dim(-1, false).0.isneginf()); // [B]
         let ids = if self.params.is_greedy() {
             logits.to_kind(Kind::Float).argmax(-1, false)
         } else {

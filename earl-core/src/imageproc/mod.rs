@@ -11,8 +11,8 @@ pub mod resize;
 use std::io::Cursor;
 use std::path::Path;
 
-use ::image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 pub use ::image::RgbImage;
+use ::image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
@@ -57,7 +57,8 @@ pub fn load_rgb(path: &Path, limits: &LoadLimits) -> Result<RgbImage> {
 /// Decodes an in-memory PNG/JPEG/WebP file to 8-bit RGB, enforcing `limits` before decoding the pixels.
 pub fn decode_rgb(bytes: &[u8], limits: &LoadLimits) -> Result<RgbImage> {
     let bad = |what: &str, e: &dyn std::fmt::Display| Error::input(format!("{what}: {e}"));
-    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| bad("unreadable image", &e))?;
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| bad("unreadable image", &e))?;
     if reader.format().is_none() {
         return Err(Error::input("not a PNG, JPEG or WebP image (unrecognised file signature)"));
     }
@@ -199,7 +200,9 @@ impl FloatOrList {
     fn triple(&self) -> std::result::Result<[f32; 3], String> {
         match self {
             FloatOrList::One(v) => Ok([*v; 3]),
-            FloatOrList::List(v) => <[f32; 3]>::try_from(v.as_slice()).map_err(|_| format!("need 3 values, got {}", v.len())),
+            FloatOrList::List(v) => {
+                <[f32; 3]>::try_from(v.as_slice()).map_err(|_| format!("need 3 values, got {}", v.len()))
+            }
         }
     }
 }

@@ -30,7 +30,8 @@ fn every_format_and_pixel_layout_becomes_rgb() {
     let g = decode_rgb(&encode(&DynamicImage::ImageLuma8(gray.clone()), ImageFormat::Png), &lim).unwrap();
     assert!(g.enumerate_pixels().all(|(x, y, p)| p.0 == [gray.get_pixel(x, y).0[0]; 3]));
 
-    let deep: ImageBuffer<Rgb<u16>, Vec<u16>> = ImageBuffer::from_fn(3, 2, |x, _| Rgb([0, 65535, (x * 257 * 100) as u16]));
+    let deep: ImageBuffer<Rgb<u16>, Vec<u16>> =
+        ImageBuffer::from_fn(3, 2, |x, _| Rgb([0, 65535, (x * 257 * 100) as u16]));
     let d = decode_rgb(&encode(&DynamicImage::ImageRgb16(deep), ImageFormat::Png), &lim).unwrap();
     assert_eq!(d.get_pixel(2, 1).0, [0, 255, 200]);
 
@@ -41,7 +42,10 @@ fn every_format_and_pixel_layout_becomes_rgb() {
     assert_eq!(a.get_pixel(1, 0).0, [255, 255, 255]);
     assert_eq!(a.get_pixel(2, 0).0, [127, 177, 227]);
     let la = ImageBuffer::from_fn(1, 1, |_, _| LumaA([10u8, 255]));
-    assert_eq!(decode_rgb(&encode(&DynamicImage::ImageLumaA8(la), ImageFormat::Png), &lim).unwrap().get_pixel(0, 0).0, [10; 3]);
+    assert_eq!(
+        decode_rgb(&encode(&DynamicImage::ImageLumaA8(la), ImageFormat::Png), &lim).unwrap().get_pixel(0, 0).0,
+        [10; 3]
+    );
 }
 
 #[test]
@@ -52,11 +56,14 @@ fn bad_files_are_one_line_errors() {
         (b"hello, not an image".to_vec(), "unrecognised file signature"),
         (Vec::new(), "unrecognised file signature"),
         (png[..png.len() / 2].to_vec(), "image"),
-        ({
-            let mut p = png.clone();
-            p[40] ^= 0xff; // inside the compressed data
-            p
-        }, "image"),
+        (
+            {
+                let mut p = png.clone();
+                p[40] ^= 0xff; // inside the compressed data
+                p
+            },
+            "image",
+        ),
     ];
     for (bytes, want) in cases {
         let e = decode_rgb(&bytes, &lim).unwrap_err().to_string();
@@ -98,8 +105,10 @@ fn target_sizes_follow_earl_unsnapped() {
     let c = ImageProcessConfig::new(8);
     assert_eq!(target_size(512, 512, &c).unwrap(), (256, 256));
     assert_eq!(target_size(1000, 500, &c).unwrap(), (362, 181)); // 362.04×181.02, not snapped
-    // The examples (h × w): the reference's grid, floored by the encoder.
-    for ((h, w), grid) in [((480, 640), (27, 37)), ((375, 500), (27, 37)), ((1080, 1920), (24, 42)), ((300, 420), (27, 37))] {
+                                                                 // The examples (h × w): the reference's grid, floored by the encoder.
+    for ((h, w), grid) in
+        [((480, 640), (27, 37)), ((375, 500), (27, 37)), ((1080, 1920), (24, 42)), ((300, 420), (27, 37))]
+    {
         let (th, tw) = target_size(h, w, &c).unwrap();
         assert_eq!(grid_size(th, tw, 8), grid, "{h}×{w} → {th}×{tw}");
     }

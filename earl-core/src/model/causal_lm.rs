@@ -134,10 +134,14 @@ impl Emu3ForCausalLM {
             let l = format!("model.layers.{i}");
             out.push((format!("{l}.input_layernorm.weight"), layer.input_layernorm.weight.shallow_clone()));
             let a = &layer.self_attn;
-            for (n, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+            for (n, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)]
+            {
                 linear(&mut out, format!("{l}.self_attn.{n}"), lin);
             }
-            out.push((format!("{l}.post_attention_layernorm.weight"), layer.post_attention_layernorm.weight.shallow_clone()));
+            out.push((
+                format!("{l}.post_attention_layernorm.weight"),
+                layer.post_attention_layernorm.weight.shallow_clone(),
+            ));
             let m = &layer.mlp;
             for (n, lin) in [("gate_proj", &m.gate), ("up_proj", &m.up), ("down_proj", &m.down)] {
                 linear(&mut out, format!("{l}.mlp.{n}"), lin);
@@ -187,10 +191,7 @@ impl Emu3ForCausalLM {
         let (lo, hi) = (host.min().int64_value(&[]), host.max().int64_value(&[]));
         let ids = host.to_device(self.device);
         if lo < 0 || hi >= self.cfg.vocab_size {
-            return Err(Error::input(format!(
-                "token ids must lie in [0, {}), found {lo}..={hi}",
-                self.cfg.vocab_size
-            )));
+            return Err(Error::input(format!("token ids must lie in [0, {}), found {lo}..={hi}", self.cfg.vocab_size)));
         }
         let same_shape = |name: &str, t: &Tensor| -> Result<Tensor> {
             if t.size() != size {
@@ -287,13 +288,20 @@ impl Emu3ForCausalLM {
     }
 
     /// Decoder layer `i` on the residual stream `x` [B, T, h].
-    pub fn layer_forward(&self, i: usize, x: &Tensor, ctx: &LayerInputs, cache: Option<(&mut KvCache, usize)>) -> Tensor {
+    pub fn layer_forward(
+        &self,
+        i: usize,
+        x: &Tensor,
+        ctx: &LayerInputs,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Tensor {
         if let (true, Some(seed)) = (ctx.train && ctx.dropout > 0.0, ctx.dropout_seed) {
             tch::manual_seed(layer_seed(seed, i));
         }
         let layer = &self.layers[i];
         let (train, p) = (ctx.train, ctx.dropout);
-        let a = layer.self_attn.forward(&layer.input_layernorm.forward(x), &ctx.cos, &ctx.sin, &ctx.attn_mask, cache, p);
+        let a =
+            layer.self_attn.forward(&layer.input_layernorm.forward(x), &ctx.cos, &ctx.sin, &ctx.attn_mask, cache, p);
         let x = x + a.dropout(p, train);
         let m = layer.mlp.forward(&layer.post_attention_layernorm.forward(&x));
         x + m.dropout(p, train)

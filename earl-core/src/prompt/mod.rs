@@ -244,7 +244,8 @@ impl<'a> PromptBuilder<'a> {
         self.push_image_block(edited, &mut ids)?;
         ids.push(self.tok.special().eos);
         let input_ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        let labels = input_ids.iter().enumerate().map(|(i, &t)| if i < prompt_len { IGNORE_INDEX } else { t }).collect();
+        let labels =
+            input_ids.iter().enumerate().map(|(i, &t)| if i < prompt_len { IGNORE_INDEX } else { t }).collect();
         Ok(SftExample { input_ids, labels, prompt_len })
     }
 

@@ -44,7 +44,11 @@ pub struct ParsedResponse {
 
 /// `expected` is the grid size the constraint enforced (the source image's); without it, the declared size, and
 /// without that, the first row's length and the number of rows up to `eof`.
-pub(super) fn parse<T: Copy + Into<i64>>(tok: &Emu3Tokenizer, ids: &[T], expected: Option<(usize, usize)>) -> ParsedResponse {
+pub(super) fn parse<T: Copy + Into<i64>>(
+    tok: &Emu3Tokenizer,
+    ids: &[T],
+    expected: Option<(usize, usize)>,
+) -> ParsedResponse {
     let ids: Vec<i64> = ids.iter().map(|&t| t.into()).collect();
     let s = *tok.special();
     let img_pos = ids.iter().position(|&t| t == s.img as i64);
@@ -83,7 +87,8 @@ pub(super) fn parse<T: Copy + Into<i64>>(tok: &Emu3Tokenizer, ids: &[T], expecte
 /// `"{h}*{w}"` with positive decimal sizes.
 fn parse_size(text: &str) -> Option<(usize, usize)> {
     let (h, w) = text.split_once('*')?;
-    let num = |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<usize>().ok()).flatten();
+    let num =
+        |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<usize>().ok()).flatten();
     let (h, w) = (num(h)?, num(w)?);
     (h > 0 && w > 0).then_some((h, w))
 }

@@ -32,7 +32,12 @@ fn as_i64(v: &[u32]) -> Vec<i64> {
 /// EARL's string form of an image block (`format_image_prompt` / `encode_image_tokens`).
 fn image_block_string(g: &ImageGrid) -> String {
     let rows: Vec<String> = g.rows().map(|r| r.iter().map(|&c| visual_token(c)).collect()).collect();
-    format!("<|image start|>{}*{}<|image token|>{}<|extra_200|><|extra_201|><|image end|>", g.h(), g.w(), rows.join("<|extra_200|>"))
+    format!(
+        "<|image start|>{}*{}<|image token|>{}<|extra_200|><|extra_201|><|image end|>",
+        g.h(),
+        g.w(),
+        rows.join("<|extra_200|>")
+    )
 }
 
 #[test]

@@ -122,7 +122,8 @@ fn gather_minus_lse(z: &Tensor, ids: &Tensor) -> Tensor {
 
 fn entropy_of(z: &Tensor) -> Tensor {
     // H = logsumexp(z) − Σ softmax(z)·z, per position.
-    z.logsumexp([-1i64].as_slice(), false) - (z.softmax(-1, z.kind()) * z).sum_dim_intlist([-1i64].as_slice(), false, z.kind())
+    z.logsumexp([-1i64].as_slice(), false)
+        - (z.softmax(-1, z.kind()) * z).sum_dim_intlist([-1i64].as_slice(), false, z.kind())
 }
 
 /// Log-probs [B, T] of `completion_ids` under `logits` [B, T, V], where `logits[:, t]` is the prediction of
@@ -172,7 +173,7 @@ pub fn token_log_probs(
             VocabSplit::Separate { first_visual_id: f } => {
                 let text = z.narrow(-1, 0, f); // [B, T, f]
                 let vision = z.narrow(-1, f, v - f); // [B, T, V − f]
-                // Ids outside a part are clamped into it; `where` discards those values (EARL does the same).
+                                                     // Ids outside a part are clamped into it; `where` discards those values (EARL does the same).
                 let lp_text = gather_minus_lse(&text, &ids.clamp_max(f - 1));
                 let lp_vision = gather_minus_lse(&vision, &(&ids - f).clamp_min(0));
                 (lp_vision.where_self(&is_image, &lp_text), Some((text, vision)))
@@ -369,7 +370,8 @@ pub fn training_token_mask(
                 phase = TokenPhase::VisionOnly;
             }
         }
-        if schedule.train_vision_tokens_only && iteration % schedule.vision_only_cycle_steps < schedule.vision_only_steps
+        if schedule.train_vision_tokens_only
+            && iteration % schedule.vision_only_cycle_steps < schedule.vision_only_steps
         {
             mask = &mask * &image;
             phase = TokenPhase::VisionOnly;

@@ -122,12 +122,25 @@ fn token_schedules_follow_the_reference_cycles() {
     let mask = Tensor::from_slice(&[1i64, 1, 1, 0]).view([1, 4]);
     let image = Tensor::from_slice(&[0i64, 1, 1, 1]).view([1, 4]);
     let row = |t: &Tensor| Vec::<i64>::try_from(t.view([-1])).unwrap();
-    let text = TokenSchedule { train_text_tokens_only: true, text_only_cycle_steps: 10, text_only_steps: 7, ..Default::default() };
+    let text = TokenSchedule {
+        train_text_tokens_only: true,
+        text_only_cycle_steps: 10,
+        text_only_steps: 7,
+        ..Default::default()
+    };
     let (m, mm) = training_token_mask(&mask, &image, &text, 13).unwrap(); // 13 % 10 = 3 < 7: text
-    assert_eq!((row(&m), mm.phase, mm.active_before, mm.active_after), (vec![1, 0, 0, 0], TokenPhase::TextOnly, 3.0, 1.0));
+    assert_eq!(
+        (row(&m), mm.phase, mm.active_before, mm.active_after),
+        (vec![1, 0, 0, 0], TokenPhase::TextOnly, 3.0, 1.0)
+    );
     let (m, mm) = training_token_mask(&mask, &image, &text, 8).unwrap(); // 8 >= 7: visual tokens
     assert_eq!((row(&m), mm.phase), (vec![0, 1, 1, 0], TokenPhase::VisionOnly));
-    let vision = TokenSchedule { train_vision_tokens_only: true, vision_only_cycle_steps: 4, vision_only_steps: 1, ..Default::default() };
+    let vision = TokenSchedule {
+        train_vision_tokens_only: true,
+        vision_only_cycle_steps: 4,
+        vision_only_steps: 1,
+        ..Default::default()
+    };
     let (m, mm) = training_token_mask(&mask, &image, &vision, 4).unwrap();
     assert_eq!((row(&m), mm.phase), (vec![0, 1, 1, 0], TokenPhase::VisionOnly));
     let (m, mm) = training_token_mask(&mask, &image, &vision, 5).unwrap(); // rest of the cycle: every token

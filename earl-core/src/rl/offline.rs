@@ -40,7 +40,10 @@ impl Reward for TokenAgreement {
                     return Ok(RewardOutput::zeros(&Self::COMPONENTS));
                 };
                 let (h, w) = (gt.h().min(pred.h()), gt.w().min(pred.w()));
-                let matched = (0..h).flat_map(|r| (0..w).map(move |c| (r, c))).filter(|&(r, c)| gt.get(r, c) == pred.get(r, c)).count();
+                let matched = (0..h)
+                    .flat_map(|r| (0..w).map(move |c| (r, c)))
+                    .filter(|&(r, c)| gt.get(r, c) == pred.get(r, c))
+                    .count();
                 let rate = matched as f64 / gt.codes().len() as f64;
                 let same_shape = (gt.h(), gt.w()) == (pred.h(), pred.w());
                 Ok(RewardOutput::from_components([
@@ -110,8 +113,21 @@ mod tests {
     use super::super::reward::CodeGrid;
     use super::*;
 
-    fn inp<'a>(src: &'a RgbImage, pred: Option<&'a RgbImage>, gt: &'a RgbImage, pc: Option<&'a CodeGrid>, gc: &'a CodeGrid) -> RewardInput<'a> {
-        RewardInput { instruction: "make it red", source: src, predicted: pred, ground_truth: Some(gt), predicted_codes: pc, ground_truth_codes: Some(gc) }
+    fn inp<'a>(
+        src: &'a RgbImage,
+        pred: Option<&'a RgbImage>,
+        gt: &'a RgbImage,
+        pc: Option<&'a CodeGrid>,
+        gc: &'a CodeGrid,
+    ) -> RewardInput<'a> {
+        RewardInput {
+            instruction: "make it red",
+            source: src,
+            predicted: pred,
+            ground_truth: Some(gt),
+            predicted_codes: pc,
+            ground_truth_codes: Some(gc),
+        }
     }
 
     #[test]

@@ -225,13 +225,21 @@ mod tests {
     }
 
     fn input(img: &RgbImage) -> RewardInput<'_> {
-        RewardInput { instruction: "x", source: img, predicted: Some(img), ground_truth: None, predicted_codes: None, ground_truth_codes: None }
+        RewardInput {
+            instruction: "x",
+            source: img,
+            predicted: Some(img),
+            ground_truth: None,
+            predicted_codes: None,
+            ground_truth_codes: None,
+        }
     }
 
     #[test]
     fn formulas_parse_in_every_reference_spelling() {
         assert_eq!(FinalReward::parse("viescore").unwrap(), FinalReward::Overall("viescore".into()));
-        for s in ["sqrt(viescore_pq*ground_score)", "sqrt(viescore_pqxground_score)", "sqrt( viescore_pxground_score )"] {
+        for s in ["sqrt(viescore_pq*ground_score)", "sqrt(viescore_pqxground_score)", "sqrt( viescore_pxground_score )"]
+        {
             assert_eq!(FinalReward::parse(s).unwrap(), FinalReward::SqrtViescorePqTimesGroundScore);
         }
         assert!(FinalReward::parse("sqrt(a*b)").is_err());
@@ -242,7 +250,8 @@ mod tests {
     fn final_reward_combines_prefixed_components_and_zeroes_unstopped() {
         let vie = Fixed("viescore", vec![("overall", 6.0), ("perceptual_quality", 4.0)]);
         let gs = Fixed("ground_score", vec![("overall", 9.0)]);
-        let set = RewardSet::new(vec![Box::new(vie), Box::new(gs)], FinalReward::SqrtViescorePqTimesGroundScore).unwrap();
+        let set =
+            RewardSet::new(vec![Box::new(vie), Box::new(gs)], FinalReward::SqrtViescorePqTimesGroundScore).unwrap();
         let img = RgbImage::new(1, 1);
         let out = set.score(&[input(&img), input(&img)], &[true, false]).unwrap();
         assert_eq!(out[0].score, 6.0); // sqrt(4 · 9)

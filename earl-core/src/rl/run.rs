@@ -30,7 +30,9 @@ use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
 use crate::runlock::RunLock;
 use crate::tokenizer::Emu3Tokenizer;
 use crate::train::checkpoint::{resume_latest, save_checkpoint, TrainerState};
-use crate::train::{checkpointed_backward, checkpointed_backward_chunked, AdamWConfig, CosineSchedule, LossNorm, Recipe, SftTrainer};
+use crate::train::{
+    checkpointed_backward, checkpointed_backward_chunked, AdamWConfig, CosineSchedule, LossNorm, Recipe, SftTrainer,
+};
 use crate::vq::Emu3VqModel;
 use crate::weights::SafetensorsStore;
 
@@ -118,9 +120,19 @@ impl RlRunner {
         let lm_cfg = crate::config::Emu3Config::from_dir(&model_dir)?;
         let o = &cfg.optim;
         let recipe = Recipe {
-            adamw: AdamWConfig { beta1: o.adam_beta1, beta2: o.adam_beta2, eps: o.adam_epsilon, weight_decay: o.weight_decay },
+            adamw: AdamWConfig {
+                beta1: o.adam_beta1,
+                beta2: o.adam_beta2,
+                eps: o.adam_epsilon,
+                weight_decay: o.weight_decay,
+            },
             // EARL's GRPO uses a constant learning rate.
-            schedule: CosineSchedule { lr: o.learning_rate, min_lr: o.learning_rate, warmup_steps: 0, total_steps: o.num_iterations.max(1) },
+            schedule: CosineSchedule {
+                lr: o.learning_rate,
+                min_lr: o.learning_rate,
+                warmup_steps: 0,
+                total_steps: o.num_iterations.max(1),
+            },
             max_grad_norm: o.max_grad_norm,
             loss_norm: LossNorm::GlobalTokens,
             seed: cfg.random_seed,
@@ -152,7 +164,14 @@ impl RlRunner {
             super::config::Mixture::Coefficients(c) => Some(c.clone()),
         };
         let (mix, _) = build_mixture(&sizes, coefs.as_deref(), cfg.random_seed)?;
-        let offsets: Vec<usize> = sizes.iter().scan(0, |acc, &n| { let o = *acc; *acc += n; Some(o) }).collect();
+        let offsets: Vec<usize> = sizes
+            .iter()
+            .scan(0, |acc, &n| {
+                let o = *acc;
+                *acc += n;
+                Some(o)
+            })
+            .collect();
         let pool: Vec<usize> = mix.into_iter().map(|(d, i)| offsets[d] + i).collect();
         if pool.len() < cfg.generation.prompts_per_iteration {
             return Err(Error::input(format!(
@@ -188,12 +207,22 @@ impl RlRunner {
         let mut reports = Vec::new();
         for it in start..self.max_iterations {
             let report = self.iteration(it)?;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-            writeln!(f, "{}", serde_json::to_string(&report).unwrap_or_default()).map_err(|e| Error::io(&metrics_path, e))?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(|e| Error::io(&metrics_path, e))?;
+            writeln!(f, "{}", serde_json::to_string(&report).unwrap_or_default())
+                .map_err(|e| Error::io(&metrics_path, e))?;
             on_iteration(&report);
             let log = &self.cfg.logging;
             if saves_after(it, self.cfg.optim.num_iterations, log.save_checkpoints_every_n_iterations) {
-                let state = TrainerState { global_step: it + 1, samples_seen: (it + 1) * self.cfg.generation.prompts_per_iteration as u64, seed: self.cfg.random_seed, config_hash: String::new() };
+                let state = TrainerState {
+                    global_step: it + 1,
+                    samples_seen: (it + 1) * self.cfg.generation.prompts_per_iteration as u64,
+                    seed: self.cfg.random_seed,
+                    config_hash: String::new(),
+                };
                 save_checkpoint(&ckpts, &self.trainer, &state, Kind::Float)?;
                 clean_up(&ckpts, it + 1, log.keep_checkpoints_every_n_iterations)?;
             }
@@ -273,7 +302,10 @@ impl RlRunner {
             samples_per_request: g.generations_per_sample,
             sampling: SamplingParams {
                 temperature: g.temperature,
-                top_k: match g.top_k { TopK::Off => 0, TopK::K(k) => k as i64 },
+                top_k: match g.top_k {
+                    TopK::Off => 0,
+                    TopK::K(k) => k as i64,
+                },
                 top_p: g.top_p,
             },
             seed: DataRng::derive(self.cfg.random_seed, "rl-generation", it).next_u64(),
@@ -370,7 +402,8 @@ impl RlRunner {
         let mb = self.cfg.optim.per_device_batch_size.max(1);
         let chunks: Vec<Vec<usize>> = (0..eps.len()).collect::<Vec<_>>().chunks(mb).map(|c| c.to_vec()).collect();
         let (first_visual, n_visual) = (self.tok.first_visual_id() as i64, self.tok.codebook_size() as i64);
-        let (kl_coeff, schedule, pad) = (self.cfg.grpo.kl_coeff, self.cfg.grpo.token_schedule, self.tok.special().pad as i64);
+        let (kl_coeff, schedule, pad) =
+            (self.cfg.grpo.kl_coeff, self.cfg.grpo.token_schedule, self.tok.special().pad as i64);
         let (lr, checkpointing) = (self.cfg.optim.learning_rate, self.cfg.optim.gradient_checkpointing);
         let chunk = self.cfg.optim.loss_chunk_tokens;
         let mut acc = grpo::GrpoLossMetrics::default();
@@ -386,9 +419,15 @@ impl RlRunner {
                 let e = &eps[i];
                 let n = e.prompt.len() + e.tokens.len();
                 let pad_n = t_max - n;
-                ids.extend(std::iter::repeat(pad).take(pad_n).chain(e.prompt.iter().copied()).chain(e.tokens.iter().copied()));
+                ids.extend(
+                    std::iter::repeat(pad).take(pad_n).chain(e.prompt.iter().copied()).chain(e.tokens.iter().copied()),
+                );
                 mask.extend(std::iter::repeat(0i64).take(pad_n).chain(std::iter::repeat(1).take(n)));
-                cmask.extend(std::iter::repeat(0i64).take(pad_n + e.prompt.len()).chain(std::iter::repeat(1).take(e.tokens.len())));
+                cmask.extend(
+                    std::iter::repeat(0i64)
+                        .take(pad_n + e.prompt.len())
+                        .chain(std::iter::repeat(1).take(e.tokens.len())),
+                );
             }
             let b = idx.len() as i64;
             let shape = [b, t_max as i64];
@@ -405,18 +444,32 @@ impl RlRunner {
             let tr = Instant::now();
             let ref_lp = tch::no_grad(|| -> Result<Tensor> {
                 let logits = reference.forward(&ids, &args, None)?.narrow(1, 0, t); // [B, T-1, V]
-                Ok(grpo::token_log_probs(&logits, &targets, &tmask, &image, &LogProbOptions { compute_entropy: false, ..lp_opts })?.0)
+                Ok(grpo::token_log_probs(
+                    &logits,
+                    &targets,
+                    &tmask,
+                    &image,
+                    &LogProbOptions { compute_entropy: false, ..lp_opts },
+                )?
+                .0)
             })?;
             ref_s += tr.elapsed().as_secs_f64();
             let a: Vec<f64> = idx.iter().map(|&i| adv[i]).collect();
             let a = Tensor::from_slice(&a).to_device(device); // [B]
-            // The per-token objective of positions s..s+n (all of them unless the loss is chunked). Every metric is a
-            // token sum, so chunks and micro-batches add up.
+                                                              // The per-token objective of positions s..s+n (all of them unless the loss is chunked). Every metric is a
+                                                              // token sum, so chunks and micro-batches add up.
             let mut objective = |logits: &Tensor, s: i64| -> Result<Tensor> {
                 let n = logits.size()[1];
                 let part = |x: &Tensor| x.narrow(1, s, n);
                 let (lp, lpm) = grpo::token_log_probs(logits, &part(&targets), &part(&tmask), &part(&image), &lp_opts)?;
-                let (loss, m) = grpo::grpo_loss(&lp, &part(&ref_lp), &a.to_kind(lp.kind()), &part(&train_mask), kl_coeff, total_tokens)?;
+                let (loss, m) = grpo::grpo_loss(
+                    &lp,
+                    &part(&ref_lp),
+                    &a.to_kind(lp.kind()),
+                    &part(&train_mask),
+                    kl_coeff,
+                    total_tokens,
+                )?;
                 acc.add(&m);
                 entropy_sum += lpm.entropy.unwrap_or(0.0) * lpm.tokens;
                 Ok(loss)

@@ -32,8 +32,7 @@ pub(crate) struct BytePairEncoder {
 impl BytePairEncoder {
     /// `ranks[i]` is the byte string of rank `i` (ranks must be exactly 0..n); special tokens get the ids after.
     pub(crate) fn new(ranks: Vec<Vec<u8>>, specials: Vec<String>, pattern: &str) -> Result<Self> {
-        let pattern = Regex::new(pattern)
-            .map_err(|e| Error::input(format!("invalid pre-tokenizer regex: {e}")))?;
+        let pattern = Regex::new(pattern).map_err(|e| Error::input(format!("invalid pre-tokenizer regex: {e}")))?;
         let mut rank_map = HashMap::with_capacity(ranks.len());
         for (i, bytes) in ranks.iter().enumerate() {
             if rank_map.insert(bytes.clone(), i as u32).is_some() {
@@ -156,11 +155,7 @@ impl BytePairEncoder {
         };
         let mut pair_ranks: Vec<Option<u32>> = (0..bounds.len() - 1).map(|i| rank_of(&bounds, i)).collect();
         loop {
-            let best = pair_ranks
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| r.map(|r| (r, i)))
-                .min();
+            let best = pair_ranks.iter().enumerate().filter_map(|(i, r)| r.map(|r| (r, i))).min();
             let Some((_, i)) = best else { break };
             bounds.remove(i + 1);
             pair_ranks.remove(i + 1);

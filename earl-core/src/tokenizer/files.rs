@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 
 /// The Qwen pre-tokenizer regex Emu3 uses (baaivision/Emu3 `tokenization_emu3.py`, `PAT_STR`). Unlike cl100k
 /// it splits numbers into single digits (`\p{N}`), and `\s+(?!\S)` needs look-ahead, hence `fancy-regex`.
-pub const EMU3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub const EMU3_PATTERN: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Special tokens numbered right after the BPE ranks, before the vision file's lines (the reference's order).
 pub fn base_special_tokens() -> Vec<String> {
@@ -102,7 +103,8 @@ pub(crate) fn load_tokenizer_json(path: &Path) -> Result<(tokenizers::Tokenizer,
             bytes.push(t.content.as_bytes().to_vec());
             continue;
         }
-        let tok = tk.id_to_token(id).ok_or_else(|| tok_err(path, format!("id {id} has no token (ids must be 0..{n})")))?;
+        let tok =
+            tk.id_to_token(id).ok_or_else(|| tok_err(path, format!("id {id} has no token (ids must be 0..{n})")))?;
         let b: Option<Vec<u8>> = tok.chars().map(|c| inv.get(&c).copied()).collect();
         bytes.push(b.ok_or_else(|| {
             tok_err(path, format!("token {id} `{tok}` is not byte-level BPE (Emu3 tokenizers are byte-level)"))

@@ -108,7 +108,9 @@ impl Emu3Tokenizer {
         } else {
             return Err(Error::Tokenizer {
                 path: dir.to_path_buf(),
-                msg: format!("no tokenizer found: expected {TIKTOKEN_FILE} + {VISION_TOKENS_FILE}, or {TOKENIZER_JSON}"),
+                msg: format!(
+                    "no tokenizer found: expected {TIKTOKEN_FILE} + {VISION_TOKENS_FILE}, or {TOKENIZER_JSON}"
+                ),
             });
         };
         let config = dir.join(TOKENIZER_CONFIG);
@@ -132,7 +134,13 @@ impl Emu3Tokenizer {
         let roles = SpecialIds::default_role_tokens();
         let (special, visual) = resolve_roles(&lookup, &roles, enc.vocab_size(), vision.as_ref())?;
         tracing::debug!(n_ranks = enc.n_ranks(), specials = enc.special_names().len(), "tiktoken tokenizer loaded");
-        Ok(Self { backend: Backend::Tiktoken(Box::new(enc)), bytes, special, visual, source: bpe.as_ref().to_path_buf() })
+        Ok(Self {
+            backend: Backend::Tiktoken(Box::new(enc)),
+            bytes,
+            special,
+            visual,
+            source: bpe.as_ref().to_path_buf(),
+        })
     }
 
     /// Loads a HF `tokenizer.json` (byte-level BPE with the Emu3 special tokens as added tokens).
@@ -219,10 +227,9 @@ impl Emu3Tokenizer {
 
     /// Bytes of one id; an error for an id outside the vocabulary.
     pub fn token_bytes(&self, id: u32) -> Result<&[u8]> {
-        self.bytes
-            .get(id as usize)
-            .map(Vec::as_slice)
-            .ok_or_else(|| Error::input(format!("token id {id} is outside the vocabulary (size {})", self.vocab_size())))
+        self.bytes.get(id as usize).map(Vec::as_slice).ok_or_else(|| {
+            Error::input(format!("token id {id} is outside the vocabulary (size {})", self.vocab_size()))
+        })
     }
 
     /// Id of a special token or of a single-token text (`None` if `token` is not one token).

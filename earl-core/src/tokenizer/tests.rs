@@ -106,7 +106,11 @@ fn tokenizer_config_overrides_roles() {
         std::fs::copy(tiny_dir().join(f), tmp.path().join(f)).unwrap();
     }
     let cfg = tmp.path().join(TOKENIZER_CONFIG);
-    std::fs::write(&cfg, r#"{"bos_token": "<|extra_203|>", "eos_token": {"content": "<|im_end|>"}, "pad_token": null}"#).unwrap();
+    std::fs::write(
+        &cfg,
+        r#"{"bos_token": "<|extra_203|>", "eos_token": {"content": "<|im_end|>"}, "pad_token": null}"#,
+    )
+    .unwrap();
     let tok = Emu3Tokenizer::from_dir(tmp.path()).unwrap();
     assert_eq!(tok.special().eos, tok.token_to_id("<|im_end|>").unwrap());
     assert_eq!(tok.special().bos, tok.token_to_id("<|extra_203|>").unwrap());

@@ -16,7 +16,8 @@ pub struct Sequence {
 impl Sequence {
     /// A sequence whose first `prompt_len` tokens carry no loss (the reference's `labels[:ignore_length] = -100`).
     pub fn with_prompt(input_ids: Vec<i64>, prompt_len: usize) -> Self {
-        let labels = input_ids.iter().enumerate().map(|(i, &t)| if i < prompt_len { IGNORE_INDEX } else { t }).collect();
+        let labels =
+            input_ids.iter().enumerate().map(|(i, &t)| if i < prompt_len { IGNORE_INDEX } else { t }).collect();
         Sequence { input_ids, labels }
     }
 }

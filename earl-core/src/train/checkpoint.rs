@@ -89,7 +89,10 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], kind: Kind) 
     let mut offset = 0usize;
     for (name, t) in &sorted {
         let n = t.numel() * elt;
-        header.insert(name.clone(), serde_json::json!({"dtype": st_dtype(kind)?, "shape": t.size(), "data_offsets": [offset, offset + n]}));
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": st_dtype(kind)?, "shape": t.size(), "data_offsets": [offset, offset + n]}),
+        );
         offset += n;
     }
     let mut h = serde_json::to_vec(&header).map_err(|e| Error::input(e.to_string()))?;
@@ -124,7 +127,8 @@ pub fn save_checkpoint(root: &Path, trainer: &SftTrainer, state: &TrainerState, 
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let cfg = serde_json::to_string_pretty(&hf_config_json(&trainer.model.cfg, save_kind)).expect("json");
     fsio::write_atomic(&tmp.join("config.json"), (cfg + "\n").as_bytes())?;
-    let masters: Vec<(String, Tensor)> = trainer.opt.params.iter().map(|p| (p.name.clone(), p.master.shallow_clone())).collect();
+    let masters: Vec<(String, Tensor)> =
+        trainer.opt.params.iter().map(|p| (p.name.clone(), p.master.shallow_clone())).collect();
     write_safetensors(&tmp.join("model.safetensors"), &masters, save_kind)?;
     let mut opt = Vec::with_capacity(trainer.opt.params.len() * 3);
     for p in &trainer.opt.params {
@@ -242,7 +246,11 @@ pub fn restore_checkpoint(dir: &Path, trainer: &mut SftTrainer) -> Result<Traine
     for p in trainer.opt.params.iter_mut() {
         let shape = p.master.size();
         let master_name = format!("master.{}", p.name);
-        let master = if opt.contains(&master_name) { opt.tensor(&master_name, &shape)? } else { model.tensor(&p.name, &shape)? };
+        let master = if opt.contains(&master_name) {
+            opt.tensor(&master_name, &shape)?
+        } else {
+            model.tensor(&p.name, &shape)?
+        };
         p.master.copy_(&master);
         p.m = opt.tensor(&format!("m.{}", p.name), &shape)?;
         p.v = opt.tensor(&format!("v.{}", p.name), &shape)?;

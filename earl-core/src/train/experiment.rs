@@ -100,27 +100,69 @@ pub struct RawSftExperiment {
     pub per_device_eval_batch_size: usize,
 }
 
-fn d_val_size() -> usize { 50 }
-fn d_one_usize() -> usize { 1 }
-fn d_format() -> String { "edits".into() }
-fn d_seed() -> u64 { 42 }
-fn d_epochs() -> f64 { 10.0 }
-fn d_batch() -> usize { 2 }
-fn d_accum() -> usize { 8 }
-fn d_lr() -> f64 { 1e-4 }
-fn d_min_lr() -> f64 { 1e-5 }
-fn d_wd() -> f64 { 0.1 }
-fn d_clip() -> f64 { 5.0 }
-fn d_b1() -> f64 { 0.9 }
-fn d_b2() -> f64 { 0.95 }
-fn d_eps() -> f64 { 1e-6 }
-fn d_warmup() -> u64 { 30 }
-fn d_sched() -> String { "cosine_with_min_lr".into() }
-fn d_save() -> u64 { 100 }
-fn d_one() -> u64 { 1 }
-fn d_true() -> bool { true }
-fn d_norm() -> LossNorm { LossNorm::GlobalTokens }
-fn d_device() -> String { "cuda".into() }
+fn d_val_size() -> usize {
+    50
+}
+fn d_one_usize() -> usize {
+    1
+}
+fn d_format() -> String {
+    "edits".into()
+}
+fn d_seed() -> u64 {
+    42
+}
+fn d_epochs() -> f64 {
+    10.0
+}
+fn d_batch() -> usize {
+    2
+}
+fn d_accum() -> usize {
+    8
+}
+fn d_lr() -> f64 {
+    1e-4
+}
+fn d_min_lr() -> f64 {
+    1e-5
+}
+fn d_wd() -> f64 {
+    0.1
+}
+fn d_clip() -> f64 {
+    5.0
+}
+fn d_b1() -> f64 {
+    0.9
+}
+fn d_b2() -> f64 {
+    0.95
+}
+fn d_eps() -> f64 {
+    1e-6
+}
+fn d_warmup() -> u64 {
+    30
+}
+fn d_sched() -> String {
+    "cosine_with_min_lr".into()
+}
+fn d_save() -> u64 {
+    100
+}
+fn d_one() -> u64 {
+    1
+}
+fn d_true() -> bool {
+    true
+}
+fn d_norm() -> LossNorm {
+    LossNorm::GlobalTokens
+}
+fn d_device() -> String {
+    "cuda".into()
+}
 
 /// A validated experiment.
 #[derive(Debug, Clone, Serialize)]
@@ -161,14 +203,19 @@ pub struct SftExperiment {
 }
 
 /// Replaces `${VAR}` with the environment's value; `what` names the field in errors.
-pub fn expand_vars(s: &str, what: &str, lookup: &dyn Fn(&str) -> Option<String>) -> std::result::Result<String, String> {
+pub fn expand_vars(
+    s: &str,
+    what: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<String, String> {
     let mut out = String::new();
     let mut rest = s;
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
         let end = rest[i..].find('}').ok_or_else(|| format!("{what}: unterminated ${{ in {s:?}"))? + i;
         let var = &rest[i + 2..end];
-        let val = lookup(var).ok_or_else(|| format!("{what}: environment variable {var} is not set (used in {s:?})"))?;
+        let val =
+            lookup(var).ok_or_else(|| format!("{what}: environment variable {var} is not set (used in {s:?})"))?;
         out.push_str(&val);
         rest = &rest[end + 1..];
     }
@@ -208,7 +255,10 @@ impl RawSftExperiment {
             return Err(format!("data_format {:?} is not \"edits\" or \"sequences\"", self.data_format));
         }
         if self.lr_scheduler_type != "cosine_with_min_lr" {
-            return Err(format!("lr_scheduler_type {:?} is not supported (the paper uses cosine_with_min_lr)", self.lr_scheduler_type));
+            return Err(format!(
+                "lr_scheduler_type {:?} is not supported (the paper uses cosine_with_min_lr)",
+                self.lr_scheduler_type
+            ));
         }
         if self.per_device_train_batch_size == 0 || self.gradient_accumulation_steps == 0 {
             return Err("per_device_train_batch_size and gradient_accumulation_steps must be ≥ 1".into());
@@ -217,9 +267,15 @@ impl RawSftExperiment {
             return Err("set num_train_epochs > 0 or max_steps > 0".into());
         }
         if !(self.learning_rate > 0.0) || self.min_learning_rate < 0.0 || self.min_learning_rate > self.learning_rate {
-            return Err(format!("need 0 ≤ min_learning_rate ({}) ≤ learning_rate ({}), learning_rate > 0", self.min_learning_rate, self.learning_rate));
+            return Err(format!(
+                "need 0 ≤ min_learning_rate ({}) ≤ learning_rate ({}), learning_rate > 0",
+                self.min_learning_rate, self.learning_rate
+            ));
         }
-        if !(0.0..1.0).contains(&self.adam_beta1) || !(0.0..1.0).contains(&self.adam_beta2) || !(self.adam_epsilon > 0.0) {
+        if !(0.0..1.0).contains(&self.adam_beta1)
+            || !(0.0..1.0).contains(&self.adam_beta2)
+            || !(self.adam_epsilon > 0.0)
+        {
             return Err("adam_beta1/adam_beta2 must lie in [0, 1) and adam_epsilon be > 0".into());
         }
         if self.loss_chunk_tokens < 0 || (self.loss_chunk_tokens > 0 && !self.gradient_checkpointing) {
@@ -299,7 +355,10 @@ output_dir = "runs/s""#,
         .unwrap();
         let e = raw.validate(&env).unwrap();
         assert_eq!(e.data_paths, vec![PathBuf::from("/data/omniedit")]);
-        assert_eq!((e.lr, e.min_lr, e.warmup_steps, e.max_grad_norm, e.micro_batch, e.grad_accum), (1e-4, 1e-5, 30, 5.0, 2, 8));
+        assert_eq!(
+            (e.lr, e.min_lr, e.warmup_steps, e.max_grad_norm, e.micro_batch, e.grad_accum),
+            (1e-4, 1e-5, 30, 5.0, 2, 8)
+        );
         assert_eq!(e.adamw, AdamWConfig::default());
         assert!(e.coefficients.is_none());
     }

@@ -48,7 +48,9 @@ pub fn count_targets(labels: &Tensor) -> i64 {
 pub fn sft_loss(logits: &Tensor, labels: &Tensor, denominator: f64) -> Result<(Tensor, LossMetrics)> {
     let (ls, bs) = (logits.size(), labels.size());
     if ls.len() != 3 || bs.len() != 2 || ls[0] != bs[0] || ls[1] != bs[1] || ls[1] < 2 {
-        return Err(Error::input(format!("sft_loss: logits {ls:?} and labels {bs:?} must be [B, T, V] and [B, T], T ≥ 2")));
+        return Err(Error::input(format!(
+            "sft_loss: logits {ls:?} and labels {bs:?} must be [B, T, V] and [B, T], T ≥ 2"
+        )));
     }
     if !(denominator > 0.0) {
         return Err(Error::input(format!("sft_loss: denominator must be positive, got {denominator}")));
@@ -64,7 +66,9 @@ pub fn sft_loss(logits: &Tensor, labels: &Tensor, denominator: f64) -> Result<(T
 pub fn targets_loss(logits: &Tensor, targets: &Tensor, denominator: f64) -> Result<(Tensor, LossMetrics)> {
     let (ls, bs) = (logits.size(), targets.size());
     if ls.len() != 3 || bs.len() != 2 || ls[0] != bs[0] || ls[1] != bs[1] {
-        return Err(Error::input(format!("targets_loss: logits {ls:?} and targets {bs:?} must be [B, N, V] and [B, N]")));
+        return Err(Error::input(format!(
+            "targets_loss: logits {ls:?} and targets {bs:?} must be [B, N, V] and [B, N]"
+        )));
     }
     if !(denominator > 0.0) {
         return Err(Error::input(format!("targets_loss: denominator must be positive, got {denominator}")));

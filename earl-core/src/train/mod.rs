@@ -13,15 +13,15 @@ pub mod run;
 pub mod schedule;
 pub mod trainer;
 
+pub use batch::{collate_left, Batch, Sequence};
+pub use checkpoint::{restore_checkpoint, resume_latest, save_checkpoint, TrainerState};
 pub use experiment::SftExperiment;
+pub use loss::{sft_loss, LossMetrics, LossNorm, IGNORE_INDEX};
+pub use optim::{AdamW, AdamWConfig};
+pub use recompute::{checkpointed_backward, checkpointed_backward_chunked};
 pub use run::{
     edit_sequence, open_sources, open_validation_sources, run_sft, run_sft_locked, DataStream, RunControl,
     SequenceShards, SequenceSource, StepLog, ValidationSet,
 };
-pub use checkpoint::{restore_checkpoint, resume_latest, save_checkpoint, TrainerState};
-pub use batch::{collate_left, Batch, Sequence};
-pub use loss::{sft_loss, LossMetrics, LossNorm, IGNORE_INDEX};
-pub use optim::{AdamW, AdamWConfig};
-pub use recompute::{checkpointed_backward, checkpointed_backward_chunked};
 pub use schedule::CosineSchedule;
 pub use trainer::{EvalReport, Recipe, SftTrainer, StepReport};

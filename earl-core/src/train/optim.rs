@@ -32,7 +32,11 @@ pub fn decays(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     let norm_component = lower.split('.').any(|c| c == "norm");
     let norm_suffix = lower.split('.').any(|c| c.ends_with("_norm"));
-    !(lower.contains("bias") || lower.contains("layernorm") || lower.contains("rmsnorm") || norm_component || norm_suffix)
+    !(lower.contains("bias")
+        || lower.contains("layernorm")
+        || lower.contains("rmsnorm")
+        || norm_component
+        || norm_suffix)
 }
 
 /// One AdamW step on a parameter: returns the new (param, m, v). `step` is the 1-based step count used for bias
@@ -61,7 +65,16 @@ pub fn adamw_update(
 /// `addcdiv_`): fewer passes over memory and no temporaries of the parameter's size beyond two. This is what
 /// [`AdamW::step`] runs; it equals [`adamw_update`] up to floating-point rounding order (tested).
 #[allow(clippy::too_many_arguments)]
-pub fn adamw_update_(p: &mut Tensor, g: &Tensor, m: &mut Tensor, v: &mut Tensor, step: u64, lr: f64, hp: &AdamWConfig, decay: bool) {
+pub fn adamw_update_(
+    p: &mut Tensor,
+    g: &Tensor,
+    m: &mut Tensor,
+    v: &mut Tensor,
+    step: u64,
+    lr: f64,
+    hp: &AdamWConfig,
+    decay: bool,
+) {
     if decay && hp.weight_decay != 0.0 {
         let _ = p.g_mul_scalar_(1.0 - lr * hp.weight_decay);
     }

@@ -83,16 +83,26 @@ pub fn edit_sequence(prompts: &PromptBuilder, r: &EditRecord, cot_keys: &[String
 }
 
 /// Opens the experiment's training datasets as sequence sources (`tok` is needed for `edits` data).
-pub fn open_sources<'a>(exp: &SftExperiment, tok: Option<&'a Emu3Tokenizer>) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
+pub fn open_sources<'a>(
+    exp: &SftExperiment,
+    tok: Option<&'a Emu3Tokenizer>,
+) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
     open_dirs(&exp.data_paths, exp, tok)
 }
 
 /// Opens the experiment's validation datasets (`validation_paths`) as sequence sources.
-pub fn open_validation_sources<'a>(exp: &SftExperiment, tok: Option<&'a Emu3Tokenizer>) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
+pub fn open_validation_sources<'a>(
+    exp: &SftExperiment,
+    tok: Option<&'a Emu3Tokenizer>,
+) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
     open_dirs(&exp.validation_paths, exp, tok)
 }
 
-fn open_dirs<'a>(dirs: &[PathBuf], exp: &SftExperiment, tok: Option<&'a Emu3Tokenizer>) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
+fn open_dirs<'a>(
+    dirs: &[PathBuf],
+    exp: &SftExperiment,
+    tok: Option<&'a Emu3Tokenizer>,
+) -> Result<Vec<Box<dyn SequenceSource + 'a>>> {
     let mut out: Vec<Box<dyn SequenceSource + 'a>> = Vec::new();
     for dir in dirs {
         let reader = ShardReader::open(dir)?;
@@ -111,7 +121,11 @@ fn open_dirs<'a>(dirs: &[PathBuf], exp: &SftExperiment, tok: Option<&'a Emu3Toke
         }
         if exp.data_format == "edits" {
             let tok = tok.ok_or_else(|| Error::input("data_format \"edits\" needs a tokenizer"))?;
-            out.push(Box::new(EditSequences { reader, prompts: PromptBuilder::new(tok), cot_keys: exp.cot_keys.clone() }));
+            out.push(Box::new(EditSequences {
+                reader,
+                prompts: PromptBuilder::new(tok),
+                cot_keys: exp.cot_keys.clone(),
+            }));
         } else {
             out.push(Box::new(SequenceShards(reader)));
         }
@@ -430,7 +444,8 @@ mod tests {
 
     #[test]
     fn validation_draws_size_over_n_from_each_dataset_without_replacement() {
-        let sources: Vec<Box<dyn SequenceSource>> = vec![Box::new(Tagged(0, 100)), Box::new(Tagged(1, 3)), Box::new(Tagged(2, 40))];
+        let sources: Vec<Box<dyn SequenceSource>> =
+            vec![Box::new(Tagged(0, 100)), Box::new(Tagged(1, 3)), Box::new(Tagged(2, 40))];
         let v = ValidationSet::sample(&sources, 30, 7).unwrap();
         let tags: Vec<(i64, i64)> = v.sequences.iter().map(|s| (s.labels[0], s.labels[1])).collect();
         // 30 / 3 = 10 per dataset; the second has only 3.

@@ -145,7 +145,12 @@ impl SftTrainer {
     /// Loss and gradients of one micro-batch without updating anything (used by parity tests): returns the loss
     /// with `denominator` and leaves gradients in the compute parameters' `.grad()`.
     /// Dropout (when `train`) is seeded from the recipe's seed as at step 0, micro-batch 0.
-    pub fn loss_and_backward(&self, batch: &Batch, denominator: f64, train: bool) -> Result<(f64, super::loss::LossMetrics)> {
+    pub fn loss_and_backward(
+        &self,
+        batch: &Batch,
+        denominator: f64,
+        train: bool,
+    ) -> Result<(f64, super::loss::LossMetrics)> {
         let seed = micro_seed(self.recipe.seed, 0, 0);
         sft_backward(&self.model, batch, denominator, train.then_some(seed), self.checkpointing())
     }
@@ -154,7 +159,8 @@ impl SftTrainer {
     pub fn evaluate(&self, batches: &[Batch]) -> Result<EvalReport> {
         let t0 = std::time::Instant::now();
         let _span = tracing::debug_span!("sft_eval", batches = batches.len()).entered();
-        let (mut mean_sum, mut counted, mut ce_sum, mut correct, mut tokens, mut samples) = (0.0, 0usize, 0.0, 0.0, 0i64, 0usize);
+        let (mut mean_sum, mut counted, mut ce_sum, mut correct, mut tokens, mut samples) =
+            (0.0, 0usize, 0.0, 0.0, 0i64, 0usize);
         for b in batches {
             let m = tch::no_grad(|| -> Result<super::loss::LossMetrics> {
                 let args = ForwardArgs { attention_mask: Some(&b.attention_mask), ..Default::default() };
@@ -328,7 +334,14 @@ fn sft_backward(
                 (sum, tokens, correct) = (sum + m.sum, tokens + m.tokens, correct + m.accuracy * m.tokens as f64);
                 Ok(value)
             };
-            let value = super::recompute::checkpointed_backward_chunked(model, &batch.input_ids, &args, t - 1, chunk, &mut chunk_loss)?;
+            let value = super::recompute::checkpointed_backward_chunked(
+                model,
+                &batch.input_ids,
+                &args,
+                t - 1,
+                chunk,
+                &mut chunk_loss,
+            )?;
             let accuracy = if tokens > 0 { correct / tokens as f64 } else { 0.0 };
             return Ok((value.double_value(&[]), super::loss::LossMetrics { sum, tokens, accuracy }));
         }

@@ -15,7 +15,20 @@ fn convolution(x: &Tensor, weight: &Tensor, bias: &Tensor, stride: &[i64], paddi
     let ones = vec![1; stride.len()];
     let zeros = vec![0; stride.len()];
     let cudnn = tch::Cuda::user_enabled_cudnn();
-    x.internal_convolution(weight, Some(bias), stride, padding, ones, false, zeros, 1, false, false, cudnn, crate::device::allow_tf32())
+    x.internal_convolution(
+        weight,
+        Some(bias),
+        stride,
+        padding,
+        ones,
+        false,
+        zeros,
+        1,
+        false,
+        false,
+        cudnn,
+        crate::device::allow_tf32(),
+    )
 }
 
 /// `nn.Conv2d` with square kernel, stride and symmetric padding.
@@ -28,7 +41,15 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    pub fn load(src: &dyn TensorSource, name: &str, cin: i64, cout: i64, k: i64, stride: i64, pad: i64) -> Result<Self> {
+    pub fn load(
+        src: &dyn TensorSource,
+        name: &str,
+        cin: i64,
+        cout: i64,
+        k: i64,
+        stride: i64,
+        pad: i64,
+    ) -> Result<Self> {
         Ok(Conv2d {
             weight: src.tensor(&format!("{name}.weight"), &[cout, cin, k, k])?,
             bias: src.tensor(&format!("{name}.bias"), &[cout])?,
@@ -54,7 +75,14 @@ pub struct CausalConv3d {
 }
 
 impl CausalConv3d {
-    pub fn load(src: &dyn TensorSource, name: &str, cin: i64, cout: i64, k: [i64; 3], stride: [i64; 3]) -> Result<Self> {
+    pub fn load(
+        src: &dyn TensorSource,
+        name: &str,
+        cin: i64,
+        cout: i64,
+        k: [i64; 3],
+        stride: [i64; 3],
+    ) -> Result<Self> {
         let split = |p: i64| [p / 2 + p % 2, p / 2];
         let (h, w) = (split(k[1] - stride[1]), split(k[2] - stride[2]));
         Ok(CausalConv3d {
@@ -147,7 +175,12 @@ pub struct BatchNorm3d {
 impl BatchNorm3d {
     pub fn load(src: &dyn TensorSource, name: &str, c: i64) -> Result<Self> {
         let t = |s: &str| src.tensor(&format!("{name}.{s}"), &[c]);
-        Ok(BatchNorm3d { weight: t("weight")?, bias: t("bias")?, running_mean: t("running_mean")?, running_var: t("running_var")? })
+        Ok(BatchNorm3d {
+            weight: t("weight")?,
+            bias: t("bias")?,
+            running_mean: t("running_mean")?,
+            running_var: t("running_var")?,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
@@ -234,7 +267,7 @@ pub enum AttnNames {
 #[derive(Debug)]
 pub struct AttnBlock {
     norm: Norm,
-    qkv: Tensor,     // [3C, C]: q, k, v stacked — one matmul instead of three
+    qkv: Tensor,      // [3C, C]: q, k, v stacked — one matmul instead of three
     qkv_bias: Tensor, // [3C]
     out: Tensor,      // [C, C]
     out_bias: Tensor,

@@ -252,7 +252,10 @@ impl VqConfig {
             }
         }
         if self.temporal_downsample_factor.count_ones() != 1 {
-            return Err(format!("temporal_downsample_factor {} is not a power of two", self.temporal_downsample_factor));
+            return Err(format!(
+                "temporal_downsample_factor {} is not a power of two",
+                self.temporal_downsample_factor
+            ));
         }
         if self.embed_dim != self.latent_channels {
             return Err(format!(
@@ -266,7 +269,10 @@ impl VqConfig {
         }
         for (what, c) in self.attention_channels() {
             if c % self.num_attention_heads != 0 {
-                return Err(format!("the {what} has {c} channels, not divisible by {} heads", self.num_attention_heads));
+                return Err(format!(
+                    "the {what} has {c} channels, not divisible by {} heads",
+                    self.num_attention_heads
+                ));
             }
         }
         Ok(())

@@ -73,7 +73,15 @@ impl Encoder {
                 cin = cout;
                 if cfg.has_attention(i) {
                     let (attn, norm) = n.level_attention(&lp, j);
-                    attns.push(AttnBlock::load(src, &attn, &norm, cout, cfg.num_attention_heads, None, n.attn_names())?);
+                    attns.push(AttnBlock::load(
+                        src,
+                        &attn,
+                        &norm,
+                        cout,
+                        cfg.num_attention_heads,
+                        None,
+                        n.attn_names(),
+                    )?);
                 }
             }
             let downsample =

@@ -17,9 +17,8 @@ pub struct CodeGrid {
 impl CodeGrid {
     /// Parses and validates `codes.json` text; `origin` names the source in errors.
     pub fn from_json(text: &str, origin: &str) -> Result<Self> {
-        let g: CodeGrid = serde_json::from_str(text).map_err(|e| {
-            Error::input(format!("{origin}:{}:{}: not a code grid: {e}", e.line(), e.column()))
-        })?;
+        let g: CodeGrid = serde_json::from_str(text)
+            .map_err(|e| Error::input(format!("{origin}:{}:{}: not a code grid: {e}", e.line(), e.column())))?;
         g.validate().map_err(|m| Error::input(format!("{origin}: {m}")))?;
         Ok(g)
     }

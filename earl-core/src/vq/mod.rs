@@ -18,9 +18,9 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 pub use config::{is_vq_checkpoint, RawVqConfig, VqConfig, VqLayout};
-pub use grid::CodeGrid;
 use decoder::Decoder;
 use encoder::Encoder;
+pub use grid::CodeGrid;
 use names::Names;
 use quantizer::Quantizer;
 
@@ -69,7 +69,14 @@ impl Emu3VqModel {
             encoder: Encoder::load(src, &n, &cfg)?,
             decoder: Decoder::load(src, &n, &cfg)?,
             quantize: Quantizer::load(src, &format!("{}.embedding.weight", n.root("quantize")), cfg.codebook_size, e)?,
-            quant_conv: blocks::CausalConv3d::load(src, &format!("{}.conv", n.root("quant_conv")), z, e, [3, 1, 1], [1; 3])?,
+            quant_conv: blocks::CausalConv3d::load(
+                src,
+                &format!("{}.conv", n.root("quant_conv")),
+                z,
+                e,
+                [3, 1, 1],
+                [1; 3],
+            )?,
             post_quant_conv: blocks::CausalConv3d::load(
                 src,
                 &format!("{}.conv", n.root("post_quant_conv")),
@@ -99,13 +106,10 @@ impl Emu3VqModel {
         let f = self.cfg.spatial_factor();
         match s[..] {
             [b, c, h, w] if b > 0 && c == self.cfg.in_channels && h >= f && w >= f => Ok((b, h, w)),
-            [_, c, h, w] if c == self.cfg.in_channels => Err(Error::input(format!(
-                "image size {h}×{w} is smaller than one code of the spatial factor {f}"
-            ))),
-            _ => Err(Error::input(format!(
-                "images must be [B, {}, H, W], got {s:?}",
-                self.cfg.in_channels
-            ))),
+            [_, c, h, w] if c == self.cfg.in_channels => {
+                Err(Error::input(format!("image size {h}×{w} is smaller than one code of the spatial factor {f}")))
+            }
+            _ => Err(Error::input(format!("images must be [B, {}, H, W], got {s:?}", self.cfg.in_channels))),
         }
     }
 
@@ -174,7 +178,7 @@ impl Emu3VqModel {
             let quant = self.quantize.lookup(&codes).permute([0, 3, 1, 2]).unsqueeze(2); // [B, e, 1, h, w]
             let post = self.post_quant_conv.forward(&quant); // [B, z, 1, h, w]
             let both = self.decoder.temporal(&Tensor::cat(&[&post, &quant], 0)); // [2B, z, T, h, w]
-            // Only the first frame is returned for a still image; the 2D decoder treats frames independently.
+                                                                                 // Only the first frame is returned for a still image; the 2D decoder treats frames independently.
             let first = both.select(2, 0); // [2B, z, h, w]
             let (hidden, zq) = (first.narrow(0, 0, b), first.narrow(0, b, b));
             Ok(self.decoder.frames(&hidden, &zq))

@@ -199,7 +199,9 @@ pub(super) fn validate(path: &Path, merged: Merged, env: &dyn Fn(&str) -> Option
         format!("episodes_per_iteration ({episodes}) must be a positive multiple of generations_per_sample ({group})")
     })?;
     let temperature = need(&ctx, raw.temperature, "temperature")?;
-    check(&ctx, temperature.is_finite() && temperature > 0.0, || format!("temperature must be > 0, got {temperature}"))?;
+    check(&ctx, temperature.is_finite() && temperature > 0.0, || {
+        format!("temperature must be > 0, got {temperature}")
+    })?;
     let top_p = raw.top_p.unwrap_or(1.0);
     check(&ctx, top_p > 0.0 && top_p <= 1.0, || format!("top_p must be in (0, 1], got {top_p}"))?;
     let top_k = match raw.top_k.unwrap_or(-1) {
@@ -264,7 +266,8 @@ pub(super) fn validate(path: &Path, merged: Merged, env: &dyn Fn(&str) -> Option
     };
     let t = &token_schedule;
     check(&ctx, !(t.train_text_tokens_only && t.train_vision_tokens_only), || {
-        "train_text_tokens_only and train_vision_tokens_only exclude each other (together they can mask every token)".into()
+        "train_text_tokens_only and train_vision_tokens_only exclude each other (together they can mask every token)"
+            .into()
     })?;
     for (cycle, steps, name) in [
         (t.text_only_cycle_steps, t.text_only_steps, "text_only"),
@@ -290,12 +293,16 @@ pub(super) fn validate(path: &Path, merged: Merged, env: &dyn Fn(&str) -> Option
     let on_unparsable = match raw.reward_function_on_unparsable.as_deref().unwrap_or("error") {
         "error" => OnUnparsable::Error,
         "zero" => OnUnparsable::Zero,
-        other => return Err(ctx.err(format!("reward_function_on_unparsable must be \"error\" or \"zero\", got {other:?}"))),
+        other => {
+            return Err(ctx.err(format!("reward_function_on_unparsable must be \"error\" or \"zero\", got {other:?}")))
+        }
     };
     let needs_verifier = viescore || ground_score;
     let api_base = match (&raw.reward_function_api_base, needs_verifier) {
         (_, false) => String::new(),
-        (None, true) => return Err(ctx.err("reward_function_api_base is required when viescore or ground_score is enabled")),
+        (None, true) => {
+            return Err(ctx.err("reward_function_api_base is required when viescore or ground_score is enabled"))
+        }
         (Some(s), true) => {
             let url = ctx.expand("reward_function_api_base", s)?;
             check(&ctx, url.starts_with("http://") || url.starts_with("https://"), || {
@@ -327,7 +334,9 @@ pub(super) fn validate(path: &Path, merged: Merged, env: &dyn Fn(&str) -> Option
     let v = &verifier;
     check(&ctx, v.max_concurrency >= 1, || "reward_function_max_concurrency must be >= 1".into())?;
     check(&ctx, v.timeout_s.is_finite() && v.timeout_s > 0.0, || "reward_function_timeout_s must be > 0".into())?;
-    check(&ctx, v.max_attempts >= 1 && v.max_rounds >= 1, || "reward_function_max_attempts/max_rounds must be >= 1".into())?;
+    check(&ctx, v.max_attempts >= 1 && v.max_rounds >= 1, || {
+        "reward_function_max_attempts/max_rounds must be >= 1".into()
+    })?;
     let reward = RewardConfig {
         viescore,
         ground_score,

@@ -51,9 +51,15 @@ fn minimal_config_gets_reference_defaults_and_resolved_paths() {
     assert_eq!(c.base_exp_dir, PathBuf::from("runs"));
     assert_eq!(c.model_path, d.path().join("../models/m").to_string_lossy());
     assert_eq!(c.tokenizer_path, c.model_path);
-    assert_eq!((c.generation.prompts_per_iteration, c.generation.top_k, c.generation.grid_constraint), (2, TopK::Off, true));
+    assert_eq!(
+        (c.generation.prompts_per_iteration, c.generation.top_k, c.generation.grid_constraint),
+        (2, TopK::Off, true)
+    );
     let o = &c.optim;
-    assert_eq!((o.adam_beta1, o.adam_beta2, o.adam_epsilon, o.weight_decay, o.max_grad_norm), (0.9, 0.999, 1e-8, 0.0, 1.0));
+    assert_eq!(
+        (o.adam_beta1, o.adam_beta2, o.adam_epsilon, o.weight_decay, o.max_grad_norm),
+        (0.9, 0.999, 1e-8, 0.0, 1.0)
+    );
     assert!(c.grpo.separate_language_and_vision_vocabs);
     // EARL's defaults compute both verifier rewards and train on VIEScore.
     assert_eq!(c.reward.enabled(), vec!["viescore", "ground_score"]);
