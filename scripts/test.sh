@@ -5,6 +5,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
 source scripts/env.sh
+# rustfmt and clippy ship with rustup's default profile; add them where a minimal toolchain left them out.
+for tool in rustfmt clippy; do
+    cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$tool"
+done
+echo "== rustfmt (rustfmt.toml: the project's width 120)"
+cargo fmt --all --check
+echo "== clippy (warnings are errors; the allowed lints are listed with reasons in Cargo.toml)"
+cargo clippy --workspace --all-targets -- -D warnings
 echo "== fixtures: regenerate with the reference and compare with the committed goldens"
 .venv/bin/python fixtures/make_fixtures.py --check
 echo "== cargo test"

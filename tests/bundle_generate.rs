@@ -75,7 +75,7 @@ fn greedy_generation_matches_transformers_token_for_token() {
         allow_overlong: false,
     };
     for c in &cases {
-        let out = generate(&model, &[c.request.clone()], &cfg(c.max_new), &mut |_, _| {}).unwrap();
+        let out = generate(&model, std::slice::from_ref(&c.request), &cfg(c.max_new), &mut |_, _| {}).unwrap();
         assert_eq!(out[0].tokens, c.generated, "case {}", c.name);
     }
     // All cases in one left-padded batch: each row still matches its reference continuation.

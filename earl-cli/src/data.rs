@@ -14,6 +14,8 @@ use earl_core::data::tokenize::{self, TokenizeOptions};
 use earl_core::data::{CodeGrid, EditRecord, ShardReader, ShardWriter};
 use indicatif::{ProgressBar, ProgressStyle};
 
+// Parsed once per process; boxing the big variant would only obscure the clap derive.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand)]
 pub enum DataCommand {
     /// Import EARL's tokenized data (`tokenized_datalist.json` lists) into an `edits` dataset directory.

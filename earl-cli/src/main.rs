@@ -11,7 +11,7 @@ mod sft;
 mod vq_cmd;
 mod vq_parity;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -163,7 +163,7 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn forward(model_dir: &PathBuf, ids: &str, device: &str, dtype: &str) -> Result<i32> {
+fn forward(model_dir: &Path, ids: &str, device: &str, dtype: &str) -> Result<i32> {
     let device = parse_device(device)?;
     let kind = parse_dtype(dtype)?;
     let ids: Vec<i64> = ids

@@ -103,8 +103,8 @@ pub fn generate(
     let mut mask = Vec::with_capacity(requests.len() * t_max);
     for r in requests {
         let pad = t_max - r.prompt.len();
-        ids.extend(std::iter::repeat(cfg.pad_id).take(pad).chain(r.prompt.iter().copied()));
-        mask.extend(std::iter::repeat(0i64).take(pad).chain(std::iter::repeat(1).take(r.prompt.len())));
+        ids.extend(std::iter::repeat_n(cfg.pad_id, pad).chain(r.prompt.iter().copied()));
+        mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, r.prompt.len())));
     }
     let r_count = requests.len() as i64;
     let ids = Tensor::from_slice(&ids).view([r_count, t_max as i64]).to_device(device);
@@ -303,8 +303,8 @@ mod tests {
             .map(|i| GenerationRequest { prompt: vec![1, 50 + i, 7, 10], prefill_len: 1, grid: Some((1, 3)) })
             .collect();
         let c = cfg(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0 }, 1);
-        let alone = generate(&m, &[a.clone()], &c, &mut |_, _| {}).unwrap();
-        let again = generate(&m, &[a.clone()], &c, &mut |_, _| {}).unwrap();
+        let alone = generate(&m, std::slice::from_ref(&a), &c, &mut |_, _| {}).unwrap();
+        let again = generate(&m, std::slice::from_ref(&a), &c, &mut |_, _| {}).unwrap();
         assert_eq!(alone, again);
         // Request 0 alone vs. first of a batch of five: the stream is (seed, 0, 0) in both.
         let mut batch = vec![a];
@@ -338,7 +338,7 @@ mod tests {
         let m = tiny();
         let req = GenerationRequest { prompt: vec![1, 2, 3], prefill_len: 0, grid: None };
         let c = GenerationConfig { eos_ids: vec![], context_size: Some(7), ..cfg(SamplingParams::greedy(), 2) };
-        let out = generate(&m, &[req.clone()], &c, &mut |_, _| {}).unwrap();
+        let out = generate(&m, std::slice::from_ref(&req), &c, &mut |_, _| {}).unwrap();
         assert!(out.iter().all(|s| (s.tokens.len(), s.finish) == (5, FinishReason::Length)), "{out:?}");
         let e = generate(&m, &[req], &GenerationConfig { context_size: Some(2), ..c }, &mut |_, _| {}).unwrap_err();
         assert!(e.to_string().contains("does not fit context_size 2"), "{e}");
@@ -349,11 +349,11 @@ mod tests {
         let m = tiny(); // 256 positions
         let req = GenerationRequest { prompt: vec![1, 2, 3], prefill_len: 0, grid: None };
         let c = GenerationConfig { eos_ids: vec![], max_new_tokens: 300, ..cfg(SamplingParams::greedy(), 1) };
-        let e = generate(&m, &[req.clone()], &c, &mut |_, _| {}).unwrap_err().to_string();
+        let e = generate(&m, std::slice::from_ref(&req), &c, &mut |_, _| {}).unwrap_err().to_string();
         assert!(e.contains("303 positions but the model has 256") && e.contains("--allow-overlong"), "{e}");
         // A context size that keeps prompt + response within the positions makes it fit.
         let capped = GenerationConfig { context_size: Some(200), ..c.clone() };
-        assert_eq!(generate(&m, &[req.clone()], &capped, &mut |_, _| {}).unwrap()[0].tokens.len(), 198);
+        assert_eq!(generate(&m, std::slice::from_ref(&req), &capped, &mut |_, _| {}).unwrap()[0].tokens.len(), 198);
         let allowed = GenerationConfig { allow_overlong: true, max_new_tokens: 260, ..c };
         assert_eq!(generate(&m, &[req], &allowed, &mut |_, _| {}).unwrap()[0].tokens.len(), 260);
     }

@@ -55,7 +55,7 @@ impl SamplingParams {
     pub fn warp(&self, logits: &Tensor) -> Tensor {
         let mut x = logits.to_kind(Kind::Float);
         if self.temperature > 0.0 && self.temperature != 1.0 {
-            x = x / self.temperature;
+            x /= self.temperature;
         }
         let v = x.size()[1];
         if self.top_k > 0 && self.top_k < v {

@@ -83,7 +83,7 @@ impl Rotary {
         let exponent = Tensor::arange_start_step(0, d, 2, (Kind::Int64, device)).to_kind(Kind::Float) / (d as f64);
         let mut inv_freq = Tensor::pow_scalar(cfg.rope_theta, &exponent).reciprocal();
         if let RopeScaling::Linear { factor } = cfg.rope_scaling {
-            inv_freq = inv_freq / factor;
+            inv_freq /= factor;
         }
         Rotary { inv_freq }
     }

@@ -12,7 +12,7 @@ use crate::train::checkpoint::list_checkpoints;
 /// `save_checkpoints_every_n_iterations = every` (0 = never). The reference's rule: every multiple of `every` and
 /// the last iteration, but never iteration 0.
 pub fn saves_after(iteration: u64, num_iterations: u64, every: u64) -> bool {
-    every > 0 && iteration != 0 && (iteration % every == 0 || iteration + 1 == num_iterations)
+    every > 0 && iteration != 0 && (iteration.is_multiple_of(every) || iteration + 1 == num_iterations)
 }
 
 /// What the clean-up after a save does with one checkpoint.

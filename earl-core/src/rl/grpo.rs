@@ -45,7 +45,7 @@ pub fn group_advantages(rewards: &[f64], group_size: usize) -> Result<(Vec<f64>,
     if group_size == 0 {
         return Err(Error::input("group_advantages: group_size must be at least 1"));
     }
-    if rewards.is_empty() || rewards.len() % group_size != 0 {
+    if rewards.is_empty() || !rewards.len().is_multiple_of(group_size) {
         return Err(Error::input(format!(
             "group_advantages: {} rewards do not form whole groups of {group_size}",
             rewards.len()

@@ -272,7 +272,7 @@ impl RlRunner {
         report.non_stop_rate = episodes.iter().filter(|e| e.finish != FinishReason::Stop).count() as f64 / n;
         report.valid_image_rate = valid as f64 / n;
         let every = self.cfg.logging.log_episodes_every_n_iterations;
-        if every > 0 && it % every == 0 {
+        if every > 0 && it.is_multiple_of(every) {
             self.dump_episodes(it, &episodes, &scores)?;
         }
         Ok(report)
@@ -420,13 +420,11 @@ impl RlRunner {
                 let n = e.prompt.len() + e.tokens.len();
                 let pad_n = t_max - n;
                 ids.extend(
-                    std::iter::repeat(pad).take(pad_n).chain(e.prompt.iter().copied()).chain(e.tokens.iter().copied()),
+                    std::iter::repeat_n(pad, pad_n).chain(e.prompt.iter().copied()).chain(e.tokens.iter().copied()),
                 );
-                mask.extend(std::iter::repeat(0i64).take(pad_n).chain(std::iter::repeat(1).take(n)));
+                mask.extend(std::iter::repeat_n(0i64, pad_n).chain(std::iter::repeat_n(1, n)));
                 cmask.extend(
-                    std::iter::repeat(0i64)
-                        .take(pad_n + e.prompt.len())
-                        .chain(std::iter::repeat(1).take(e.tokens.len())),
+                    std::iter::repeat_n(0i64, pad_n + e.prompt.len()).chain(std::iter::repeat_n(1, e.tokens.len())),
                 );
             }
             let b = idx.len() as i64;

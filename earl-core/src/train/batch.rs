@@ -55,9 +55,9 @@ pub fn collate_left(seqs: &[Sequence], device: Device) -> Result<Batch> {
     let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     for s in seqs {
         let pad = t - s.input_ids.len();
-        ids.extend(std::iter::repeat(0).take(pad).chain(s.input_ids.iter().copied()));
-        mask.extend(std::iter::repeat(0i64).take(pad).chain(std::iter::repeat(1).take(s.input_ids.len())));
-        labels.extend(std::iter::repeat(IGNORE_INDEX).take(pad).chain(s.labels.iter().copied()));
+        ids.extend(std::iter::repeat_n(0, pad).chain(s.input_ids.iter().copied()));
+        mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, s.input_ids.len())));
+        labels.extend(std::iter::repeat_n(IGNORE_INDEX, pad).chain(s.labels.iter().copied()));
     }
     let shape = [seqs.len() as i64, t as i64];
     let mk = |v: Vec<i64>| Tensor::from_slice(&v).view(shape).to_device(device);

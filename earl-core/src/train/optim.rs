@@ -41,6 +41,8 @@ pub fn decays(name: &str) -> bool {
 
 /// One AdamW step on a parameter: returns the new (param, m, v). `step` is the 1-based step count used for bias
 /// correction; `decay` selects the weight-decay group. All tensors f32 of one shape.
+// The argument list mirrors torch's functional `adamw` one-for-one, which is what the parity tests compare with.
+#[allow(clippy::too_many_arguments)]
 pub fn adamw_update(
     p: &Tensor,
     g: &Tensor,

@@ -30,6 +30,9 @@ use crate::weights::SafetensorsStore;
 /// Anything that yields training sequences by index.
 pub trait SequenceSource {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     fn get(&self, i: usize) -> Result<Sequence>;
 }
 
@@ -359,7 +362,7 @@ pub fn run_sft_locked(
         state.samples_seen += per_step;
         let dt = t0.elapsed().as_secs_f64();
         let eval = match &eval_batches {
-            Some(b) if state.global_step % exp.eval_steps == 0 => Some(trainer.evaluate(b)?),
+            Some(b) if state.global_step.is_multiple_of(exp.eval_steps) => Some(trainer.evaluate(b)?),
             _ => None,
         };
         let log = StepLog {
@@ -372,14 +375,14 @@ pub fn run_sft_locked(
             eval,
         };
         losses.push(report.loss);
-        if state.global_step % exp.logging_steps == 0 || state.global_step == total || log.eval.is_some() {
+        if state.global_step.is_multiple_of(exp.logging_steps) || state.global_step == total || log.eval.is_some() {
             let line = serde_json::to_string(&log).expect("json");
             writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
         }
         on_step(&log);
         fsio::fault_point(&format!("step-{}", state.global_step));
         let last = state.global_step == total;
-        if (exp.save_steps > 0 && state.global_step % exp.save_steps == 0) || last {
+        if (exp.save_steps > 0 && state.global_step.is_multiple_of(exp.save_steps)) || last {
             save_checkpoint(&exp.output_dir, &trainer, &state, save_kind)?;
             prune_checkpoints(&exp.output_dir, exp.save_total_limit)?;
         }
