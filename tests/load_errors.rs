@@ -114,3 +114,41 @@ fn non_finite_weights_are_reported_when_checking() {
     earl_core::weights::set_check_weights(false);
     assert!(e.contains(&name) && e.contains("2 non-finite values (NaN or Inf)"), "{e}");
 }
+
+#[test]
+fn config_with_fewer_layers_than_the_weights_is_an_error() {
+    // Loading only the first layer would silently build a different model.
+    let dir = scratch_copy("lm-tiny-gqa");
+    let cfg = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 1");
+    std::fs::write(&cfg, text).unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("more decoder layers than the config's num_hidden_layers = 1"), "{msg}");
+}
+
+#[test]
+fn integer_weight_is_refused_not_cast() {
+    let d = scratch_copy("lm-tiny-gqa");
+    let file = d.path().join("model.safetensors");
+    let st = earl_core::SafetensorsStore::open(&file, Kind::Float, Device::Cpu).unwrap();
+    let mut kept: Vec<(String, Tensor)> =
+        st.names().into_iter().map(|n| (n.clone(), st.tensor_any(&n).unwrap())).collect();
+    drop(st);
+    let (_, t) = kept.iter_mut().find(|(n, _)| n.ends_with("layers.0.mlp.down_proj.weight")).unwrap();
+    *t = t.to_kind(Kind::Int64);
+    Tensor::write_safetensors(&kept, &file).unwrap();
+    let msg = load_err(d.path());
+    assert!(msg.contains("layers.0.mlp.down_proj.weight") && msg.contains("integer"), "{msg}");
+}
+
+#[test]
+fn missing_shape_field_is_blamed_on_the_config() {
+    // transformers fills an absent hidden_size with 4096 as we do; the error must then say the config is the cause.
+    let dir = scratch_copy("lm-tiny-gqa");
+    let cfg = dir.path().join("config.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    json.as_object_mut().unwrap().remove("hidden_size");
+    std::fs::write(&cfg, json.to_string()).unwrap();
+    let msg = load_err(dir.path());
+    assert!(msg.contains("config.json does not set hidden_size"), "{msg}");
+}

@@ -185,8 +185,26 @@ fn parse_rope(raw: &RawEmu3Config, dialect: ConfigDialect) -> std::result::Resul
 impl Emu3Config {
     /// Reads and validates `dir/config.json`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
+        Ok(Self::from_dir_with_defaults(dir)?.0)
+    }
+
+    /// [`Self::from_dir`], plus the shape fields that `config.json` leaves out (filled with Emu3-8B's values, as
+    /// transformers' `Emu3TextConfig` defaults do), so a later shape mismatch can blame the config.
+    pub fn from_dir_with_defaults(dir: &Path) -> Result<(Self, Vec<&'static str>)> {
         let path: PathBuf = dir.join("config.json");
-        RawEmu3Config::from_file(&path)?.into_config(&path)
+        let raw = RawEmu3Config::from_file(&path)?;
+        let text = raw.text_config.as_deref().unwrap_or(&raw);
+        let defaulted = [
+            ("vocab_size", text.vocab_size),
+            ("hidden_size", text.hidden_size),
+            ("intermediate_size", text.intermediate_size),
+            ("num_hidden_layers", text.num_hidden_layers),
+            ("num_attention_heads", text.num_attention_heads),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.is_none().then_some(name))
+        .collect();
+        Ok((raw.into_config(&path)?, defaulted))
     }
 
     /// The released 8.5B Emu3 decoder (BAAI/Emu3-Gen, the EARL base model).

@@ -145,6 +145,15 @@ impl SafetensorsStore {
                 msg: format!("tensor `{name}` has {} bytes for {numel} elements of {stored:?}", bytes.len()),
             });
         }
+        // A weight stored as integers where a float is expected is a wrong or corrupted checkpoint: casting it would
+        // load silent garbage (transformers refuses it too, on the dtype check of `load_state_dict`).
+        if force_kind.is_some_and(is_float) && !is_float(stored) {
+            return Err(Error::Dtype {
+                name: name.into(),
+                path: f.path.clone(),
+                dtype: format!("{stored:?} (integer) where float weights are expected; it would be cast silently"),
+            });
+        }
         let target = force_kind.unwrap_or(if is_float(stored) { self.kind } else { stored });
         crate::error::guard(&format!("loading `{name}` from {}", f.path.display()), || {
             // Copy in the stored dtype, move, then convert on the device: one tensor at a time, no f32 blow-up.

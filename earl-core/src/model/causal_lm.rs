@@ -72,10 +72,21 @@ const HEAD_NAMES: [&str; 2] = ["lm_head.weight", "text_model.lm_head.weight"];
 impl Emu3ForCausalLM {
     /// Reads `dir/config.json` and the safetensors weights of `dir`, as `kind` on `device`.
     pub fn from_dir(dir: &Path, kind: Kind, device: Device) -> Result<Self> {
-        let cfg = Emu3Config::from_dir(dir)?;
+        let (cfg, defaulted) = Emu3Config::from_dir_with_defaults(dir)?;
         let store = SafetensorsStore::open(dir, kind, device)?;
         tracing::info!(dir = %dir.display(), params = cfg.num_parameters(), ?kind, ?device, "loading Emu3 decoder");
-        Self::load(&store, &cfg)
+        // transformers fills an absent shape field with Emu3-8B's value, as we do; when the weights then disagree,
+        // the config is what to fix, not the tensor.
+        Self::load(&store, &cfg).map_err(|e| match e {
+            Error::Shape { .. } if !defaulted.is_empty() => Error::Config {
+                path: dir.join("config.json"),
+                msg: format!(
+                    "{e}; config.json does not set {}, so Emu3-8B's values were assumed",
+                    defaulted.join(", ")
+                ),
+            },
+            e => e,
+        })
     }
 
     /// Builds the model from any tensor source; every checkpoint tensor name is spelled here and nowhere else.
@@ -97,6 +108,14 @@ impl Emu3ForCausalLM {
                 post_attention_layernorm: RmsNorm::load(src, &format!("{l}.post_attention_layernorm.weight"), h, eps)?,
                 mlp: Mlp::load(src, &format!("{l}.mlp"), cfg)?,
             });
+        }
+        // Weights with more layers than the config names would otherwise be dropped without a word.
+        let extra = format!("{p}layers.{}.input_layernorm.weight", cfg.num_layers);
+        if src.contains(&extra) {
+            return Err(Error::input(format!(
+                "the weights hold more decoder layers than the config's num_hidden_layers = {} (found `{extra}`)",
+                cfg.num_layers
+            )));
         }
         let norm = RmsNorm::load(src, &format!("{p}norm.weight"), h, eps)?;
         let head_name = HEAD_NAMES.iter().find(|n| src.contains(n)).copied();
