@@ -220,3 +220,24 @@ fn first_ten_steps_match_a_torch_run_of_the_recipe() {
         eprintln!("{key}: max |Δloss| over {steps} steps = {worst:.2e}; bf16 compute: max relative Δ {worst_bf16:.2e}");
     }
 }
+
+#[test]
+fn an_all_masked_global_batch_is_skipped_not_trained() {
+    // With every label −100 there is no loss, yet an AdamW step would still decay the weights (weight_decay > 0 in
+    // the recipe): the step is reported as skipped, the weights stay bit for bit, and the step count advances.
+    let (_, mut batch, _) = golden_batch();
+    batch.labels = batch.labels.full_like(-100);
+    let mut json = recipe_json();
+    json["weight_decay"] = serde_json::json!(0.1);
+    let mut t = trainer(LossNorm::GlobalTokens, &json);
+    let before: Vec<Tensor> = t.opt.params.iter().map(|p| p.master.copy()).collect();
+    let report = t.step(std::slice::from_ref(&batch)).unwrap();
+    assert!(report.skipped && report.target_tokens == 0, "{report:?}");
+    assert_eq!(t.step_count(), 1);
+    for (p, b) in t.opt.params.iter().zip(&before) {
+        assert!(p.master.equal(b), "{} moved on a skipped step", p.name);
+    }
+    // A batch with targets trains as before.
+    let (_, batch, _) = golden_batch();
+    assert!(!t.step(&[batch]).unwrap().skipped);
+}

@@ -51,6 +51,9 @@ pub struct StepReport {
     pub target_tokens: i64,
     /// Real (unpadded) input tokens processed.
     pub tokens: i64,
+    /// The global batch had no target token (every label −100): nothing was trained (see [`SftTrainer::step`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
 }
 
 /// Validation metrics (`eval_*` fields of `metrics.jsonl`).
@@ -218,6 +221,9 @@ impl SftTrainer {
         let step = self.opt.step;
         let _span = tracing::debug_span!("sft_step", step).entered();
         let targets: i64 = micro.iter().map(|b| count_targets(&b.labels)).sum();
+        if targets == 0 {
+            return Ok(self.skip_step(micro));
+        }
         let (mut loss, mut ce_sum, mut correct, mut tokens) = (0.0, 0.0, 0.0, 0);
         let (lr, _) = self.recipe.schedule.lr_at(step);
         let (norm, seed, ckpt) = (self.recipe.loss_norm, self.recipe.seed, self.checkpointing());
@@ -244,7 +250,29 @@ impl SftTrainer {
             clip_coef: sm.clip_coef,
             target_tokens: targets,
             tokens,
+            skipped: false,
         })
+    }
+
+    /// A global batch whose labels are all masked has no loss to learn from, yet an AdamW step would still apply
+    /// weight decay and the moments' momentum (transformers' `Trainer` takes that step; we report and skip it). The
+    /// step counter advances, so the schedule and the data order stay those of the uninterrupted step numbering.
+    fn skip_step(&mut self, micro: &[Batch]) -> StepReport {
+        let step = self.opt.step;
+        tracing::warn!(step = step + 1, "every label of the global batch is masked (-100): step skipped, not trained");
+        self.opt.step += 1;
+        StepReport {
+            step: step + 1,
+            loss: 0.0,
+            token_loss: 0.0,
+            accuracy: 0.0,
+            lr: self.recipe.schedule.lr_at(step).0,
+            grad_norm: 0.0,
+            clip_coef: 1.0,
+            target_tokens: 0,
+            tokens: micro.iter().map(|b| b.num_tokens()).sum(),
+            skipped: true,
+        }
     }
 
     /// One optimizer step with any loss: `backward(model, i)` runs the forward and `backward()` of micro-batch `i`
