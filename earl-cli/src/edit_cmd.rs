@@ -88,6 +88,8 @@ fn remove_if_present(path: &Path) -> Result<()> {
 }
 
 pub fn run(a: &EditArgs) -> Result<i32> {
+    // The output is checked before any model is loaded or token generated.
+    imageproc::check_output(&a.out)?;
     let device = parse_device(&a.device)?;
     let kind = parse_dtype(a.dtype.as_deref().unwrap_or(if device.is_cuda() { "bf16" } else { "f32" }))?;
     let prefill: Prefill = a.mode.parse()?;

@@ -54,6 +54,9 @@ pub struct DecodeArgs {
     /// Output image; the format follows the extension (png, jpg, webp).
     #[arg(long)]
     out: PathBuf,
+    /// Largest decoded image, in pixels (default: the vision tokenizer's `max_pixels`).
+    #[arg(long)]
+    max_pixels: Option<u64>,
     #[command(flatten)]
     on: DeviceArgs,
 }
@@ -116,8 +119,13 @@ pub fn encode(a: &EncodeArgs) -> Result<i32> {
 pub fn decode(a: &DecodeArgs) -> Result<i32> {
     let text = std::fs::read_to_string(&a.codes).with_context(|| format!("reading {}", a.codes.display()))?;
     let grid = CodeGrid::from_json(&text, &a.codes.display().to_string())?;
+    imageproc::check_output(&a.out)?;
     let model = load(&a.vq, &a.on)?;
-    let cfg = ImageProcessConfig::from_dir(&a.vq, model.cfg.spatial_factor() as u32)?;
+    let factor = model.cfg.spatial_factor() as u32;
+    let cfg = ImageProcessConfig::from_dir(&a.vq, factor)?;
+    let max_pixels = a.max_pixels.unwrap_or(cfg.max_pixels);
+    imageproc::check_decode_size(grid.height as u32, grid.width as u32, factor, max_pixels)
+        .with_context(|| format!("decoding {}", a.codes.display()))?;
     let t0 = Instant::now();
     let pixels = tch::no_grad(|| model.decode(&grid.to_tensor()?))?;
     let img = imageproc::to_rgb8(&pixels, &cfg)?.remove(0);

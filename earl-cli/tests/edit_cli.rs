@@ -91,3 +91,13 @@ fn bad_inputs_are_one_line_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope.png"));
 }
+
+#[test]
+fn an_unwritable_output_is_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (code, stdout, err) = edit(&tmp.path().join("missing-dir/e.png"), 0, &[]);
+    assert_eq!(code, 2, "{stdout}{err}");
+    assert!(err.contains("does not exist") && err.trim_end().lines().count() == 1, "{err}");
+    // Nothing was loaded or generated: the fixture note comes after the check.
+    assert!(!stdout.contains("fixture") && !err.contains("fixture"), "{stdout}{err}");
+}

@@ -49,6 +49,14 @@ fn bad_inputs_are_one_line_errors() {
     save(&RgbImage::new(1, 5000), &p("thin.png")).unwrap(); // at area 65536: 4×3620 pixels, under one code wide
     std::fs::write(p("ragged.json"), r#"{"height": 2, "width": 2, "codes": [[1, 2], [3]]}"#).unwrap();
     std::fs::write(p("big.json"), r#"{"height": 1, "width": 2, "codes": [[1, 64]]}"#).unwrap();
+    // 600×600 codes decode to 4800² pixels, over the default max_pixels of 4096².
+    let row = format!("[{}]", vec!["0"; 600].join(","));
+    std::fs::write(
+        p("huge.json"),
+        format!(r#"{{"height": 600, "width": 600, "codes": [{}]}}"#, vec![row; 600].join(",")),
+    )
+    .unwrap();
+    let huge = p("huge.json");
     let out = p("x.json");
     let (junk, thin, none, ragged, big, o) =
         (p("junk.png"), p("thin.png"), p("none.png"), p("ragged.json"), p("big.json"), p("o.png"));
@@ -63,6 +71,14 @@ fn bad_inputs_are_one_line_errors() {
         (
             vec!["decode", "--vq", "fixtures/vq-tiny", "--codes", s(&big), "--out", s(&o)],
             "code 64 is outside the codebook",
+        ),
+        (
+            vec!["decode", "--vq", "fixtures/vq-tiny", "--codes", s(&huge), "--out", s(&o)],
+            "a 600×600 grid decodes to 4800×4800 = 23040000 pixels, over max_pixels = 16777216",
+        ),
+        (
+            vec!["decode", "--vq", "fixtures/vq-tiny", "--codes", s(&big), "--out", "o.pgn"],
+            "o.pgn: cannot write an image there",
         ),
         (
             vec!["decode", "--vq", "fixtures/lm-tiny-gqa", "--codes", s(&big), "--out", s(&o)],

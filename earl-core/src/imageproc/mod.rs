@@ -299,5 +299,41 @@ pub fn save(img: &RgbImage, path: &Path) -> Result<()> {
     crate::fsio::write_atomic(path, buf.get_ref())
 }
 
+/// Checks, before any work is spent, that `path` can take an image: a format we write from its extension, and a
+/// directory that exists. (Without it, a typo in the extension was found only after the whole generation.)
+pub fn check_output(path: &Path) -> Result<()> {
+    let format = ::image::ImageFormat::from_path(path)
+        .map_err(|e| Error::input(format!("{}: cannot write an image there: {e}", path.display())))?;
+    if !format.writing_enabled()
+        || !matches!(format, ::image::ImageFormat::Png | ::image::ImageFormat::Jpeg | ::image::ImageFormat::WebP)
+    {
+        return Err(Error::input(format!(
+            "{}: writing {format:?} is not supported (use .png, .jpg or .webp)",
+            path.display()
+        )));
+    }
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => {
+            Err(Error::input(format!("{}: the output directory {} does not exist", path.display(), dir.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checks that decoding an `h`×`w` grid stays within `max_pixels` (the vision tokenizer's `max_pixels`, which
+/// bounds every image the encoder accepts): the decoder's cost grows with the pixel count, and a mistyped grid of
+/// 2048×2048 codes would run for minutes before failing for memory.
+pub fn check_decode_size(h: u32, w: u32, factor: u32, max_pixels: u64) -> Result<()> {
+    let pixels = h as u64 * w as u64 * factor as u64 * factor as u64;
+    if pixels > max_pixels {
+        return Err(Error::input(format!(
+            "a {h}×{w} grid decodes to {}×{} = {pixels} pixels, over max_pixels = {max_pixels} (raise it with --max-pixels)",
+            h * factor,
+            w * factor
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -150,3 +150,17 @@ fn preprocessor_config_supplies_mean_and_std() {
     let e = ImageProcessConfig::from_dir(d.path(), 8).unwrap_err().to_string();
     assert!(e.contains("image_std: need 3 values"), "{e}");
 }
+
+#[test]
+fn outputs_and_decode_sizes_are_checked_before_work() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(check_output(&dir.path().join("a.png")).is_ok());
+    assert!(check_output(Path::new("a.webp")).is_ok());
+    let e = check_output(&dir.path().join("a.pgn")).unwrap_err().to_string();
+    assert!(e.contains("a.pgn"), "{e}");
+    let e = check_output(&dir.path().join("nope/a.png")).unwrap_err().to_string();
+    assert!(e.contains("does not exist"), "{e}");
+    assert!(check_decode_size(32, 32, 8, 256 * 256).is_ok());
+    let e = check_decode_size(2048, 2048, 8, 256 * 256).unwrap_err().to_string();
+    assert!(e.contains("16384×16384") && e.contains("--max-pixels"), "{e}");
+}
