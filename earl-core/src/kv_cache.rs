@@ -25,7 +25,24 @@ impl KvCache {
         if batch <= 0 || max_len <= 0 {
             return Err(Error::input(format!("cache needs a positive batch and length, got {batch} × {max_len}")));
         }
-        crate::error::guard("allocating the KV cache", || {
+        let bytes = Self::bytes_needed(cfg, batch, max_len, kind);
+        let too_big = |have: String| {
+            Error::input(format!(
+                "the KV cache for {batch} sequences × {max_len} positions needs {}, more than {have}; lower the \
+                 number of samples (--samples) or the new tokens (--max-new-tokens)",
+                gib(bytes)
+            ))
+        };
+        // Checked before allocating: on the CPU an oversized zero-filled cache is not refused by the allocator but
+        // killed by the kernel later (seen at 24 GB with `--samples 100000`).
+        if device == Device::Cpu {
+            if let Some(avail) = available_host_memory() {
+                if bytes > avail {
+                    return Err(too_big(format!("the {} of memory available", gib(avail))));
+                }
+            }
+        }
+        let made = crate::error::guard("allocating the KV cache", || {
             let shape = [batch, cfg.num_kv_heads, max_len, cfg.head_dim];
             let alloc = || Tensor::f_zeros(shape, (kind, device));
             let keys = (0..cfg.num_layers).map(|_| alloc()).collect::<std::result::Result<Vec<_>, _>>()?;
@@ -38,7 +55,21 @@ impl KvCache {
                 len: 0,
                 max_len,
             })
+        });
+        // A GPU says "out of memory" only when asked: say then how much the cache needed and which flag lowers it.
+        made.map_err(|e| {
+            if e.to_string().contains("out of memory") {
+                too_big(format!("{device:?} could give"))
+            } else {
+                e
+            }
         })
+    }
+
+    /// Bytes of the key and value buffers of a cache of `batch` × `max_len` positions.
+    pub fn bytes_needed(cfg: &Emu3Config, batch: i64, max_len: i64, kind: Kind) -> u64 {
+        let per_layer = batch as u64 * cfg.num_kv_heads as u64 * max_len as u64 * cfg.head_dim as u64;
+        2 * cfg.num_layers as u64 * per_layer * kind.elt_size_in_bytes() as u64
     }
 
     /// Tokens stored per row (padding slots included).
@@ -135,6 +166,18 @@ impl KvCache {
     }
 }
 
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// `MemAvailable` of /proc/meminfo (Linux), in bytes; `None` where it cannot be read.
+fn available_host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +189,15 @@ mod tests {
 
     fn vec_i64(t: &Tensor) -> Vec<i64> {
         Vec::<i64>::try_from(t.flatten(0, -1).to_kind(Kind::Int64)).unwrap()
+    }
+
+    #[test]
+    fn an_oversized_cache_is_refused_before_allocation() {
+        // 8.5B shapes, 100 000 samples × 4096 positions: about 50 TiB, more than any host has.
+        let cfg = Emu3Config::emu3_8b();
+        let e = KvCache::new(&cfg, 100_000, 4096, Kind::BFloat16, Device::Cpu).unwrap_err().to_string();
+        assert!(e.contains("100000 sequences × 4096 positions needs") && e.contains("--samples"), "{e}");
+        assert_eq!(KvCache::bytes_needed(&cfg, 1, 4096, Kind::BFloat16), 2 * 32 * 8 * 4096 * 128 * 2);
     }
 
     #[test]
