@@ -18,13 +18,17 @@ fn experiment(runs: &Path) -> SftExperiment {
     SftExperiment::from_file(&path).unwrap()
 }
 
+fn vocab(exp: &SftExperiment) -> i64 {
+    earl_core::Emu3Config::from_dir(&exp.model).unwrap().vocab_size
+}
+
 fn run(exp: &SftExperiment, control: RunControl) -> Vec<f64> {
     let reader = ShardReader::open(&exp.data_paths[0]).unwrap();
-    let sources: Vec<Box<dyn SequenceSource>> = vec![Box::new(SequenceShards(reader))];
+    let sources: Vec<Box<dyn SequenceSource>> = vec![Box::new(SequenceShards::new(reader, vocab(exp)))];
     let mut stream = DataStream::new(sources, exp.coefficients.as_deref(), exp.seed).unwrap();
     let validation = (!exp.validation_paths.is_empty()).then(|| {
         let reader = ShardReader::open(&exp.validation_paths[0]).unwrap();
-        let sources: Vec<Box<dyn SequenceSource>> = vec![Box::new(SequenceShards(reader))];
+        let sources: Vec<Box<dyn SequenceSource>> = vec![Box::new(SequenceShards::new(reader, vocab(exp)))];
         ValidationSet::sample(&sources, exp.validation_size, exp.seed).unwrap()
     });
     run_sft(exp, &mut stream, validation.as_ref(), control, &mut |_| {}).unwrap().losses
@@ -113,7 +117,7 @@ fn resuming_under_another_configuration_is_refused() {
     run(&a, RunControl { stop_after: Some(1) });
     a.lr *= 2.0;
     let reader = ShardReader::open(&a.data_paths[0]).unwrap();
-    let mut stream = DataStream::new(vec![Box::new(SequenceShards(reader))], None, a.seed).unwrap();
+    let mut stream = DataStream::new(vec![Box::new(SequenceShards::new(reader, vocab(&a)))], None, a.seed).unwrap();
     let err = run_sft(&a, &mut stream, None, RunControl::default(), &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("different experiment configuration"), "{err}");
 }
@@ -186,4 +190,24 @@ fn a_dataset_tokenized_at_another_image_area_is_refused() {
     assert_eq!(open_sources(&exp, None).unwrap().len(), 1);
     exp.image_area = None;
     assert_eq!(open_sources(&exp, None).unwrap().len(), 1, "no area set: nothing to check");
+}
+
+/// A label id beyond the vocabulary used to panic inside the cross-entropy kernel: it is refused where it is read,
+/// naming the shard file and line.
+#[test]
+fn a_label_outside_the_vocabulary_names_its_file_and_line() {
+    use earl_core::data::ShardWriter;
+    use earl_core::train::{open_sources, Sequence};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut w = ShardWriter::create_or_resume(&data, "sequences", 8).unwrap();
+    w.push(None, &Sequence { input_ids: vec![1, 5, 6, 2], labels: vec![-100, 5, 6, 2] }).unwrap();
+    w.push(None, &Sequence { input_ids: vec![1, 5, 6, 2], labels: vec![-100, 5, 100_000, 2] }).unwrap();
+    w.finish().unwrap();
+    let mut exp = experiment(tmp.path());
+    exp.data_paths = vec![data];
+    let sources = open_sources(&exp, None).unwrap();
+    assert!(sources[0].get(0).is_ok());
+    let e = sources[0].get(1).unwrap_err().to_string();
+    assert!(e.contains(".jsonl") && e.contains("line 2") && e.contains("label 100000 at position 2"), "{e}");
 }

@@ -33,7 +33,12 @@ pub enum DataCommand {
         python: Option<PathBuf>,
     },
     /// Check a dataset directory: manifest, record counts, SHA-256 of every shard, and that every record parses.
-    Verify { dir: PathBuf },
+    Verify {
+        dir: PathBuf,
+        /// Also check token ids and labels against this model's vocabulary (its `config.json`).
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Tokenize raw image pairs through the vision tokenizer, from a JSONL list with `source`, `target` (or
     /// `edited`), `instruction`, optional `id`, `cot` and `meta` per line (paths relative to the list), or from
     /// Hugging Face parquet files with the columns named (`--parquet`). Seeded order; resumable (ids already in
@@ -241,13 +246,17 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
             );
             Ok(0)
         }
-        DataCommand::Verify { dir } => {
+        DataCommand::Verify { dir, model } => {
             let r = ShardReader::open(dir)?;
             r.verify()?;
+            let vocab = model.as_deref().map(earl_core::Emu3Config::from_dir).transpose()?.map(|c| c.vocab_size);
             for i in 0..r.len() {
                 match r.manifest.kind.as_str() {
                     "edits" => drop(r.get::<EditRecord>(i)?),
-                    _ => drop(r.get::<earl_core::train::Sequence>(i)?),
+                    _ => {
+                        let s: earl_core::train::Sequence = r.get(i)?;
+                        s.check(vocab).map_err(|e| r.record_error(i, e))?;
+                    }
                 }
             }
             println!(

@@ -166,3 +166,20 @@ fn tokenize_parquet_matches_the_jsonl_path_and_the_reference_cot_rescaling() {
         "{err}"
     );
 }
+
+#[test]
+fn verify_refuses_a_label_outside_the_model_vocabulary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("seqs");
+    let mut w = earl_core::data::ShardWriter::create_or_resume(&out, "sequences", 8).unwrap();
+    let s = |labels: Vec<i64>| earl_core::train::Sequence { input_ids: vec![1, 5, 6, 2], labels };
+    w.push(None, &s(vec![-100, 5, 6, 2])).unwrap();
+    w.push(None, &s(vec![-100, 5, 6, 400])).unwrap(); // lm-tiny-gqa has 320 tokens
+    w.finish().unwrap();
+    let dir = out.to_str().unwrap();
+    let (code, stdout, err) = earl(&["data", "verify", dir]);
+    assert_eq!(code, 0, "no model given: structure only: {stdout}{err}");
+    let (code, _, err) = earl(&["data", "verify", dir, "--model", "fixtures/lm-tiny-gqa"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("shard-00000.jsonl: line 2: label 400 at position 3") && err.lines().count() == 1, "{err}");
+}

@@ -246,10 +246,17 @@ impl ShardReader {
         f.seek(SeekFrom::Start(off)).map_err(|e| Error::io(&path, e))?;
         let mut buf = vec![0u8; len as usize];
         f.read_exact(&mut buf).map_err(|e| Error::io(&path, e))?;
-        serde_json::from_slice(&buf).map_err(|e| {
-            let line = self.index[..i].iter().filter(|x| x.0 == s).count() + 1;
-            data_err(&path, format!("line {line}: {e}"))
-        })
+        serde_json::from_slice(&buf).map_err(|e| self.record_error(i, e))
+    }
+
+    /// An error about record `i` that names its shard file and line (what a user opens to look at it).
+    pub fn record_error(&self, i: usize, msg: impl std::fmt::Display) -> Error {
+        let Some(&(s, _, _)) = self.index.get(i) else {
+            return data_err(&self.dir, format!("record {i}: {msg}"));
+        };
+        let path = self.dir.join(&self.manifest.shards[s as usize].file);
+        let line = self.index[..i].iter().filter(|x| x.0 == s).count() + 1;
+        data_err(&path, format!("line {line}: {msg}"))
     }
 
     /// Recomputes every shard's SHA-256 and compares it with the manifest.

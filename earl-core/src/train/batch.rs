@@ -20,6 +20,28 @@ impl Sequence {
             input_ids.iter().enumerate().map(|(i, &t)| if i < prompt_len { IGNORE_INDEX } else { t }).collect();
         Sequence { input_ids, labels }
     }
+
+    /// Checks what a batch of this sequence needs, so that bad data is refused where it is read (naming its file
+    /// and line) and not deep inside an embedding or cross-entropy kernel: equal, non-zero lengths; ids in
+    /// `[0, vocab)`; labels in `[0, vocab)` or −100. `vocab = None` checks everything but the upper bound.
+    pub fn check(&self, vocab: Option<i64>) -> std::result::Result<(), String> {
+        if self.input_ids.is_empty() || self.input_ids.len() != self.labels.len() {
+            return Err(format!(
+                "{} ids and {} labels (need equal, non-zero lengths)",
+                self.input_ids.len(),
+                self.labels.len()
+            ));
+        }
+        let top = vocab.unwrap_or(i64::MAX);
+        if let Some((i, &t)) = self.input_ids.iter().enumerate().find(|&(_, &t)| t < 0 || t >= top) {
+            return Err(format!("input id {t} at position {i} is outside the vocabulary [0, {top})"));
+        }
+        let bad_label = |&l: &i64| l != IGNORE_INDEX && (l < 0 || l >= top);
+        if let Some((i, &l)) = self.labels.iter().enumerate().find(|(_, l)| bad_label(l)) {
+            return Err(format!("label {l} at position {i} is neither −100 nor in the vocabulary [0, {top})"));
+        }
+        Ok(())
+    }
 }
 
 /// A left-padded batch, every tensor [B, T] i64.
@@ -43,13 +65,7 @@ pub fn collate_left(seqs: &[Sequence], device: Device) -> Result<Batch> {
         return Err(Error::input("cannot collate an empty batch"));
     }
     for (i, s) in seqs.iter().enumerate() {
-        if s.input_ids.is_empty() || s.input_ids.len() != s.labels.len() {
-            return Err(Error::input(format!(
-                "sequence {i}: {} ids and {} labels (need equal, non-zero lengths)",
-                s.input_ids.len(),
-                s.labels.len()
-            )));
-        }
+        s.check(None).map_err(|e| Error::input(format!("sequence {i} of the batch: {e}")))?;
     }
     let t = seqs.iter().map(|s| s.input_ids.len()).max().unwrap_or(0);
     let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());

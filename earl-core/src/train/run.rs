@@ -36,15 +36,28 @@ pub trait SequenceSource {
     fn get(&self, i: usize) -> Result<Sequence>;
 }
 
-/// A `sequences` dataset directory (records `{input_ids, labels}`).
-pub struct SequenceShards(pub ShardReader);
+/// A `sequences` dataset directory (records `{input_ids, labels}`), each record checked against the model's
+/// vocabulary as it is read ([`Sequence::check`]).
+pub struct SequenceShards {
+    reader: ShardReader,
+    vocab: i64,
+}
+
+impl SequenceShards {
+    /// Sequences of `reader` for a model of `vocab` tokens.
+    pub fn new(reader: ShardReader, vocab: i64) -> Self {
+        SequenceShards { reader, vocab }
+    }
+}
 
 impl SequenceSource for SequenceShards {
     fn len(&self) -> usize {
-        self.0.len()
+        self.reader.len()
     }
     fn get(&self, i: usize) -> Result<Sequence> {
-        self.0.get(i)
+        let s: Sequence = self.reader.get(i)?;
+        s.check(Some(self.vocab)).map_err(|e| self.reader.record_error(i, e))?;
+        Ok(s)
     }
 }
 
@@ -130,7 +143,7 @@ fn open_dirs<'a>(
                 cot_keys: exp.cot_keys.clone(),
             }));
         } else {
-            out.push(Box::new(SequenceShards(reader)));
+            out.push(Box::new(SequenceShards::new(reader, crate::Emu3Config::from_dir(&exp.model)?.vocab_size)));
         }
     }
     Ok(out)
