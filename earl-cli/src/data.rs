@@ -206,9 +206,18 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
                 .arg(&script)
                 .args(lists)
                 .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
                 .spawn()
                 .with_context(|| format!("starting {}", script.display()))?;
             let stdout = child.stdout.take().context("converter stdout")?;
+            // Python's diagnostics are collected, not streamed: a failure is then one line (the exception), with
+            // the whole traceback in a log file and on stderr under RUST_BACKTRACE=1.
+            let mut stderr = child.stderr.take().context("converter stderr")?;
+            let diagnostics = std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+                text
+            });
             let bar = ProgressBar::new_spinner();
             bar.set_style(ProgressStyle::with_template("{spinner} {pos} samples ({per_sec}) {msg}")?);
             let (mut skipped, mut added) = (0u64, 0u64);
@@ -232,12 +241,25 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
                 added += 1;
             }
             let status = child.wait()?;
+            let diagnostics = diagnostics.join().unwrap_or_default();
             // Keep what was converted even when the converter failed part-way: a rerun resumes after it.
             let manifest = writer.finish()?;
             bar.finish_and_clear();
             if !status.success() {
-                bail!("the converter failed ({status}); {added} samples were written, rerun to resume");
+                let log = std::env::temp_dir().join(format!("earl-import-earl-{}.log", std::process::id()));
+                let _ = std::fs::write(&log, &diagnostics);
+                if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+                    eprint!("{diagnostics}");
+                }
+                let last = diagnostics.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+                bail!(
+                    "the converter failed ({status}): {}; {added} samples were written, rerun to resume (Python's \
+                     output: {})",
+                    last.trim(),
+                    log.display()
+                );
             }
+            eprint!("{diagnostics}");
             println!(
                 "imported {added} samples ({skipped} already present, {before} before) into {}: {} records in {} shards",
                 out.display(),

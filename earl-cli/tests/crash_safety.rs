@@ -14,7 +14,11 @@ use earl_core::train::checkpoint::list_checkpoints;
 /// Runs `earl` with `EARL_FAULT` set to `fault` (when given); returns the status, stdout and stderr.
 fn earl(args: &[&str], fault: Option<&str>) -> (ExitStatus, String, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_earl"));
-    cmd.args(args).current_dir(root()).env("EARL_FIXTURES", root().join("fixtures")).env_remove("EARL_FAULT");
+    cmd.args(args)
+        .current_dir(root())
+        .env("EARL_FIXTURES", root().join("fixtures"))
+        .env_remove("EARL_FAULT")
+        .env_remove("RUST_BACKTRACE");
     if let Some(f) = fault {
         cmd.env("EARL_FAULT", f);
     }

@@ -26,7 +26,12 @@ fn edit(out: &Path, seed: u64, extra: &[&str]) -> (i32, String, String) {
         args.extend_from_slice(&["--mode", HEADER_PREFILL]);
     }
     args.extend_from_slice(extra);
-    let o = Command::new(env!("CARGO_BIN_EXE_earl")).args(&args).current_dir(root()).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_earl"))
+        .args(&args)
+        .current_dir(root())
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into(),

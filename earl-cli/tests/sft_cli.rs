@@ -11,6 +11,7 @@ fn earl(args: &[&str], runs: &std::path::Path) -> (i32, String, String) {
         .current_dir(root())
         .env("EARL_FIXTURES", root().join("fixtures"))
         .env("EARL_RUNS", runs)
+        .env_remove("RUST_BACKTRACE")
         .output()
         .unwrap();
     (
@@ -119,6 +120,13 @@ json.dump({{"prefix": base + "/feature", "path_list": ["0.pth", "1.pth"]}}, open
     assert!(out.contains("2 edits records"), "{out}");
     let reader = earl_core_reader(&out_dir);
     assert!(reader.contains("\"instruction\":\"edit 1\"") && reader.contains("\"thinking\":\"t1\""), "{reader}");
+
+    // A list naming a file that is not there: one line with Python's exception, not a traceback.
+    std::fs::write(&list, format!(r#"{{"prefix": {:?}, "path_list": ["nope.pth"]}}"#, base.join("feature"))).unwrap();
+    let (code, out, err) = earl(&args, tmp.path());
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("nope.pth") && err.contains("Python's output:") && !err.contains("Traceback"), "{err}");
 }
 
 fn earl_core_reader(dir: &std::path::Path) -> String {

@@ -1,5 +1,6 @@
 //! Helpers shared by the CLI tests: the repository root (where `earl` runs, so fixture paths are relative) and a
-//! runner returning (exit code, stdout, stderr).
+//! runner returning (exit code, stdout, stderr). `RUST_BACKTRACE` is removed: it asks `earl` for the full detail
+//! behind its one-line errors, which the tests check.
 #![allow(dead_code)]
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,7 +10,7 @@ pub fn root() -> PathBuf {
 }
 
 pub fn earl(args: &[&str]) -> (i32, String, String) {
-    output(Command::new(env!("CARGO_BIN_EXE_earl")).args(args).current_dir(root()))
+    output(Command::new(env!("CARGO_BIN_EXE_earl")).args(args).current_dir(root()).env_remove("RUST_BACKTRACE"))
 }
 
 pub fn output(cmd: &mut Command) -> (i32, String, String) {
