@@ -78,8 +78,30 @@ pub fn decode_rgb(bytes: &[u8], limits: &LoadLimits) -> Result<RgbImage> {
             limits.max_width, limits.max_height, limits.max_pixels
         )));
     }
+    if is_animated(bytes) {
+        // As PIL's `Image.open(...).convert("RGB")` in the reference: the first frame. Said, so it is not a surprise.
+        tracing::warn!("animated image: only its first frame is used");
+    }
     let img = DynamicImage::from_decoder(decoder).map_err(|e| bad("corrupt image", &e))?;
     Ok(to_rgb(img))
+}
+
+/// Whether a PNG holds an animation (an `acTL` chunk before the image data, APNG) or a WebP has the animation flag of
+/// its `VP8X` header. Reads only the container headers.
+pub fn is_animated(bytes: &[u8]) -> bool {
+    if let Some(mut rest) = bytes.strip_prefix(b"\x89PNG\r\n\x1a\n") {
+        while rest.len() >= 8 {
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            match &rest[4..8] {
+                b"acTL" => return true,
+                b"IDAT" => return false,
+                _ => rest = rest.get(12usize.saturating_add(len)..).unwrap_or(&[]),
+            }
+        }
+        return false;
+    }
+    // RIFF....WEBPVP8X, then the flags byte: bit 1 is "animation".
+    bytes.len() > 20 && &bytes[..4] == b"RIFF" && &bytes[8..16] == b"WEBPVP8X" && bytes[20] & 0x02 != 0
 }
 
 /// 8-bit RGB from any decoded image: 16-bit channels are scaled to 8 bits, gray is replicated, and alpha is

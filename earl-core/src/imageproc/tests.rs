@@ -164,3 +164,23 @@ fn outputs_and_decode_sizes_are_checked_before_work() {
     let e = check_decode_size(2048, 2048, 8, 256 * 256).unwrap_err().to_string();
     assert!(e.contains("16384×16384") && e.contains("--max-pixels"), "{e}");
 }
+
+#[test]
+fn animations_are_recognised_from_their_headers() {
+    let mut png = Vec::new();
+    RgbImage::new(2, 2).write_to(&mut Cursor::new(&mut png), ImageFormat::Png).unwrap();
+    assert!(!is_animated(&png));
+    // An APNG: an acTL chunk (frames, plays) right after IHDR (8-byte signature + 25-byte IHDR chunk). The CRC is not
+    // read by the detector.
+    let mut apng = png[..33].to_vec();
+    apng.extend_from_slice(&[0, 0, 0, 8, b'a', b'c', b'T', b'L', 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+    apng.extend_from_slice(&png[33..]);
+    assert!(is_animated(&apng));
+    let webp = |flags: u8| {
+        let mut b = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0".to_vec();
+        b.extend_from_slice(&[flags, 0, 0, 0, 1, 0, 0, 1, 0, 0]);
+        b
+    };
+    assert!(is_animated(&webp(0x02)) && !is_animated(&webp(0x10)));
+    assert!(!is_animated(b"not an image"));
+}
