@@ -59,13 +59,14 @@ pub struct Allowed {
     pub hi: i64,
 }
 
-/// Per-row state of the constraint.
+/// Per-row state of the constraint. Fields are private: the grid size is checked positive once in
+/// [`RowConstraint::new`] (a zero width would divide by zero in [`RowConstraint::allowed`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowConstraint {
     /// Grid rows (codes) the image must have; positive.
-    pub height: i64,
+    height: i64,
     /// Grid columns (codes) per row, `eol` excluded; positive.
-    pub width: i64,
+    width: i64,
     /// Response length when `img` was seen (its index in the response), if it was.
     img_at: Option<usize>,
     len: usize,
@@ -79,6 +80,7 @@ impl RowConstraint {
     ///
     /// let t = ImageTokens { img: 10, eol: 11, eof: 12, eoi: 13, eos: 14, pad: 15, first_visual: 100, num_visual: 50 };
     /// let mut row = RowConstraint::new(1, 2)?;
+    /// assert_eq!((row.height(), row.width()), (1, 2));
     /// // Before `img`: only text ids (below the first visual id).
     /// assert_eq!(row.allowed(&t), Allowed { lo: 0, hi: 100 });
     /// row.push(t.img, &t);
@@ -98,6 +100,16 @@ impl RowConstraint {
             return Err(Error::input(format!("grid size must be positive, got {height}×{width}")));
         }
         Ok(RowConstraint { height, width, img_at: None, len: 0 })
+    }
+
+    /// Grid rows the response must produce.
+    pub fn height(&self) -> i64 {
+        self.height
+    }
+
+    /// Codes per grid row, `eol` excluded.
+    pub fn width(&self) -> i64 {
+        self.width
     }
 
     /// Feeds one response token (prefill tokens included).

@@ -13,9 +13,13 @@ use crate::weights::{SafetensorsStore, TensorSource};
 /// One decoder layer: pre-norm attention and MLP, each added back to the residual stream.
 #[derive(Debug)]
 pub struct DecoderLayer {
+    /// Norm before attention.
     pub input_layernorm: RmsNorm,
+    /// Grouped-query self-attention.
     pub self_attn: Attention,
+    /// Norm before the MLP.
     pub post_attention_layernorm: RmsNorm,
+    /// SwiGLU MLP.
     pub mlp: Mlp,
 }
 

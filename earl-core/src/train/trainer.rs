@@ -28,7 +28,7 @@ pub struct Recipe {
     pub max_grad_norm: f64,
     /// What the summed token cross-entropy of a step is divided by.
     pub loss_norm: LossNorm,
-    /// Seeds dropout (with step, micro-batch and layer) and, where the run uses it, initialisation.
+    /// Seeds dropout, together with the step, micro-batch and layer.
     pub seed: u64,
     /// Activation checkpointing ([`super::recompute`]): recompute each layer in the backward pass instead of
     /// keeping its activations. Memory only; the gradients are the same.
