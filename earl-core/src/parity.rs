@@ -185,9 +185,9 @@ impl VqParity {
     }
 }
 
-/// Runs the vision tokenizer on a reference file: encodes `pixel_values` (f32 [B,3,H,W]) and compares with `codes`
-/// (i64 [B,h,w]); decodes the reference `codes` (so a code mismatch does not leak into the pixel comparison) and
-/// compares with `decoded` (f32 [B,3,H,W]). With the reference's `code_gap` (f32 [B,h,w]), differing codes are
+/// Runs the vision tokenizer on a reference file: encodes `pixel_values` (f32 `[B,3,H,W]`) and compares with `codes`
+/// (i64 `[B,h,w]`); decodes the reference `codes` (so a code mismatch does not leak into the pixel comparison) and
+/// compares with `decoded` (f32 `[B,3,H,W]`). With the reference's `code_gap` (f32 `[B,h,w]`), differing codes are
 /// split into near-ties, which rounding explains, and the rest.
 pub fn check_vq_reference(model: &crate::Emu3VqModel, reference: &crate::SafetensorsStore) -> Result<VqParity> {
     let pixels = reference.tensor_any("pixel_values")?;

@@ -256,8 +256,8 @@ impl GrpoLossMetrics {
 /// The GRPO loss of one micro-batch:
 /// `Σ_{b,t} mask·[ −logp·A + β·(exp(ref − logp) − (ref − logp) − 1) ] / total_tokens`, with β = `kl_coeff` and
 /// `total_tokens` the completion tokens of the *whole iteration* (so gradients of micro-batches accumulate to the
-/// iteration's token-mean; EARL `compute_pg_loss`). `logps`, `ref_logps`, `mask` are [B, T]; `advantages` is [B]
-/// (one value per completion) or [B, T]. Only `logps` should carry gradient; `ref_logps` and `advantages` are
+/// iteration's token-mean; EARL `compute_pg_loss`). `logps`, `ref_logps`, `mask` are `[B, T]`; `advantages` is
+/// `[B]` (one value per completion) or `[B, T]`. Only `logps` should carry gradient; `ref_logps` and `advantages` are
 /// treated as constants.
 pub fn grpo_loss(
     logps: &Tensor,
