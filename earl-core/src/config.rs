@@ -29,31 +29,53 @@ pub enum RopeScaling {
     /// Plain RoPE (`rope_type: "default"`, or `rope_scaling: null`).
     None,
     /// Position interpolation: inverse frequencies divided by `factor` (transformers `rope_type: "linear"`).
-    Linear { factor: f64 },
+    Linear {
+        /// Divisor of the inverse frequencies; positive.
+        factor: f64,
+    },
 }
 
-/// The validated configuration every module is built from.
+/// The validated configuration every module is built from. [`Emu3Config::validate`] holds for every value built by
+/// [`RawEmu3Config::into_config`] and the presets; code that builds one by hand should call it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Emu3Config {
+    /// Rows of the embedding and LM head: text tokens, special tokens and the visual codes.
     pub vocab_size: i64,
+    /// Width of the residual stream.
     pub hidden_size: i64,
+    /// Width of the SwiGLU MLP's gate and up projections.
     pub intermediate_size: i64,
+    /// Decoder layers (`num_hidden_layers` in `config.json`).
     pub num_layers: i64,
+    /// Query heads (`num_attention_heads`).
     pub num_heads: i64,
+    /// Key/value heads (`num_key_value_heads`); divides `num_heads` (grouped-query attention).
     pub num_kv_heads: i64,
+    /// Width of one head; even (rotary halves). Defaults to `hidden_size / num_heads`.
     pub head_dim: i64,
+    /// Longest sequence the model was trained for; generation refuses to exceed it unless told otherwise.
     pub max_position_embeddings: i64,
+    /// Epsilon of every RMSNorm.
     pub rms_norm_eps: f64,
+    /// RoPE base frequency.
     pub rope_theta: f64,
+    /// RoPE variant, from `rope_scaling` (original dialect) or `rope_parameters` (transformers 5).
     pub rope_scaling: RopeScaling,
+    /// Whether q/k/v/o projections carry a bias.
     pub attention_bias: bool,
+    /// Whether the MLP projections carry a bias.
     pub mlp_bias: bool,
     /// Used both inside attention and on the two residual branches in training mode, as the reference does.
     pub attention_dropout: f64,
+    /// Whether the LM head shares the embedding matrix (no `lm_head.weight` is read).
     pub tie_word_embeddings: bool,
+    /// Padding token id; inside the vocabulary.
     pub pad_token_id: i64,
+    /// Beginning-of-sequence token id; inside the vocabulary.
     pub bos_token_id: i64,
+    /// Token ids that end generation (`eos_token_id` may be an integer or a list in `config.json`).
     pub eos_token_ids: Vec<i64>,
+    /// The `config.json` dialect this came from, which decides the weight names.
     pub dialect: ConfigDialect,
 }
 
@@ -61,27 +83,49 @@ pub struct Emu3Config {
 /// [`RawEmu3Config::into_config`].
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RawEmu3Config {
+    /// `"Emu3"`, `"emu3_text_model"` or `"emu3"`; selects the dialect.
     pub model_type: Option<String>,
+    /// The language-model part of a multimodal (`"emu3"`) config.
     pub text_config: Option<Box<RawEmu3Config>>,
+    /// See [`Emu3Config::vocab_size`].
     pub vocab_size: Option<i64>,
+    /// See [`Emu3Config::hidden_size`].
     pub hidden_size: Option<i64>,
+    /// See [`Emu3Config::intermediate_size`].
     pub intermediate_size: Option<i64>,
+    /// See [`Emu3Config::num_layers`].
     pub num_hidden_layers: Option<i64>,
+    /// See [`Emu3Config::num_heads`].
     pub num_attention_heads: Option<i64>,
+    /// See [`Emu3Config::num_kv_heads`]; defaults to `num_attention_heads` (no GQA).
     pub num_key_value_heads: Option<i64>,
+    /// See [`Emu3Config::head_dim`].
     pub head_dim: Option<i64>,
+    /// Must be `"silu"` when present.
     pub hidden_act: Option<String>,
+    /// See [`Emu3Config::max_position_embeddings`].
     pub max_position_embeddings: Option<i64>,
+    /// See [`Emu3Config::rms_norm_eps`].
     pub rms_norm_eps: Option<f64>,
+    /// RoPE base (original dialect; transformers 5 keeps it in `rope_parameters`).
     pub rope_theta: Option<f64>,
+    /// Original-dialect RoPE variant (`{"type": "linear", "factor": f}` or null).
     pub rope_scaling: Option<Value>,
+    /// transformers-5 RoPE block (`{rope_type, rope_theta, factor?}`); wins over the top-level fields.
     pub rope_parameters: Option<Value>,
+    /// See [`Emu3Config::attention_bias`].
     pub attention_bias: Option<bool>,
+    /// See [`Emu3Config::mlp_bias`].
     pub mlp_bias: Option<bool>,
+    /// See [`Emu3Config::attention_dropout`].
     pub attention_dropout: Option<f64>,
+    /// See [`Emu3Config::tie_word_embeddings`].
     pub tie_word_embeddings: Option<bool>,
+    /// See [`Emu3Config::pad_token_id`].
     pub pad_token_id: Option<i64>,
+    /// See [`Emu3Config::bos_token_id`].
     pub bos_token_id: Option<i64>,
+    /// An integer or a list of integers.
     pub eos_token_id: Option<Value>,
 }
 
@@ -276,6 +320,9 @@ impl Emu3Config {
         self.vocab_size * h + self.num_layers * layer + h + head
     }
 
+    /// Checks the invariants every module relies on: positive sizes, `num_heads` a multiple of `num_kv_heads`,
+    /// an even `head_dim`, positive epsilon/theta/scaling factor, dropout in `[0, 1)`, pad and bos inside the
+    /// vocabulary. Returns the first violation as a one-line message.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let pos = [
             ("vocab_size", self.vocab_size),

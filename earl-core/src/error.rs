@@ -5,47 +5,130 @@ use std::path::PathBuf;
 /// The result type of earl-core.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Every failure earl-core reports. Each variant renders as one line that names what failed and where.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A file or directory could not be read, written, created or renamed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The path the operation was on.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
 
+    /// A JSON file is syntactically malformed or has a field of the wrong type.
     #[error("{path}:{line}:{column}: malformed JSON: {msg}")]
-    Json { path: PathBuf, line: usize, column: usize, msg: String },
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error, as serde_json reports it.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// serde_json's message.
+        msg: String,
+    },
 
+    /// A configuration parses but is invalid (unsupported option, inconsistent sizes, out-of-range value).
     #[error("{path}: invalid config: {msg}")]
-    Config { path: PathBuf, msg: String },
+    Config {
+        /// The config file (or a stand-in such as the flag that supplied the value).
+        path: PathBuf,
+        /// What is wrong, in one line.
+        msg: String,
+    },
 
+    /// A `.safetensors` file or its index is unreadable (bad header, truncated data, bad index JSON).
     #[error("{path}: not a valid safetensors file: {msg}")]
-    Safetensors { path: PathBuf, msg: String },
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
 
+    /// A checkpoint lacks a tensor the model needs.
     #[error("tensor `{name}` not found in {searched}")]
-    MissingTensor { name: String, searched: String },
+    MissingTensor {
+        /// The tensor name, as the checkpoint layout spells it.
+        name: String,
+        /// Where it was looked for (a directory, file list or description).
+        searched: String,
+    },
 
+    /// A checkpoint tensor has a shape other than the config implies.
     #[error("tensor `{name}` in {path}: expected shape {expected:?}, found {found:?}")]
-    Shape { name: String, path: PathBuf, expected: Vec<i64>, found: Vec<i64> },
+    Shape {
+        /// The tensor name.
+        name: String,
+        /// The file holding it.
+        path: PathBuf,
+        /// The shape the config implies.
+        expected: Vec<i64>,
+        /// The shape stored in the file.
+        found: Vec<i64>,
+    },
 
+    /// A checkpoint tensor has a dtype we do not load.
     #[error("tensor `{name}` in {path}: unsupported dtype {dtype}")]
-    Dtype { name: String, path: PathBuf, dtype: String },
+    Dtype {
+        /// The tensor name.
+        name: String,
+        /// The file holding it.
+        path: PathBuf,
+        /// The stored dtype, as safetensors names it.
+        dtype: String,
+    },
 
+    /// A data file (shard, manifest, parquet table, image, checkpoint state) is malformed or inconsistent.
     #[error("{path}: {msg}")]
-    Data { path: PathBuf, msg: String },
-    #[error("{path}: invalid tokenizer: {msg}")]
-    Tokenizer { path: PathBuf, msg: String },
+    Data {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong, with the record or row where known.
+        msg: String,
+    },
 
+    /// The text tokenizer files are missing pieces or disagree with each other.
+    #[error("{path}: invalid tokenizer: {msg}")]
+    Tokenizer {
+        /// The tokenizer file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+
+    /// An argument from the caller is invalid (shape, range, empty input, option combination).
     #[error("invalid input: {0}")]
     Input(String),
 
+    /// libtorch failed (out of memory, device mismatch, …); `msg` is the first line of its message.
     #[error("libtorch error during {context}: {msg}")]
-    Torch { context: String, msg: String },
+    Torch {
+        /// What earl-core was doing.
+        context: String,
+        /// The first line of libtorch's message (the C++ backtrace is dropped).
+        msg: String,
+    },
 
     /// A reward could not score a batch (verifier unreachable after retries, replies never parsable, …).
     #[error("reward `{reward}`: {msg}")]
-    Reward { reward: String, msg: String },
+    Reward {
+        /// The reward's name.
+        reward: String,
+        /// Why scoring failed.
+        msg: String,
+    },
 
     /// Another run holds the run directory's lock ([`crate::runlock::RunLock`]).
     #[error("run directory {path} is in use by {holder}; wait for that run to end or use another output directory")]
-    Busy { path: PathBuf, holder: String },
+    Busy {
+        /// The run directory.
+        path: PathBuf,
+        /// Who holds the lock, as its lock file describes it (pid, host, start time).
+        holder: String,
+    },
 }
 
 impl Error {

@@ -48,6 +48,23 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Writes `bytes` to `path` atomically (temporary, fsync, rename, directory fsync).
+///
+/// ```
+/// use earl_core::fsio::{is_temp_name, write_atomic};
+///
+/// let dir = std::env::temp_dir().join(format!("earl-fsio-doctest-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("out.json");
+/// write_atomic(&path, b"{\"old\": 1}")?;
+/// write_atomic(&path, b"{\"new\": 2}")?; // replaces the file whole
+/// assert_eq!(std::fs::read(&path).unwrap(), b"{\"new\": 2}");
+/// // No temporary is left behind.
+/// let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+/// assert_eq!(names, ["out.json"]);
+/// assert!(is_temp_name(".out.json.tmp-123") && !is_temp_name("out.json"));
+/// std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok::<(), earl_core::Error>(())
+/// ```
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |w| w.write_all(bytes))
 }

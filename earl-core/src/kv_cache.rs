@@ -9,6 +9,9 @@ use tch::{Device, Kind, Tensor};
 use crate::config::Emu3Config;
 use crate::error::{Error, Result};
 
+/// Per-layer key/value buffers of a batch plus its padding mask and next position ids. Fields are private: the
+/// buffers, mask and length must stay consistent, so only [`crate::model::Emu3ForCausalLM::forward`] and the row
+/// operations here change them.
 #[derive(Debug)]
 pub struct KvCache {
     keys: Vec<Tensor>,   // per layer [B, H_kv, T_max, D]
@@ -76,18 +79,23 @@ impl KvCache {
     pub fn len(&self) -> i64 {
         self.len
     }
+    /// Whether no token is stored yet.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+    /// Tokens per row the buffers were allocated for (`max_len` of [`Self::new`]).
     pub fn capacity(&self) -> i64 {
         self.max_len
     }
+    /// Rows in the batch.
     pub fn batch(&self) -> i64 {
         self.valid.size()[0]
     }
+    /// Decoder layers cached (one key and one value buffer each).
     pub fn num_layers(&self) -> usize {
         self.keys.len()
     }
+    /// Device of the buffers.
     pub fn device(&self) -> Device {
         self.valid.device()
     }

@@ -99,7 +99,9 @@ mod tests {
 /// One compared quantity of a reference file.
 #[derive(Debug, Clone)]
 pub struct ParityCheck {
+    /// What was compared (`logits`, `decode_logits`, …).
     pub name: &'static str,
+    /// How close ours came to the reference's.
     pub report: ParityReport,
 }
 
@@ -167,6 +169,7 @@ pub fn unexplained_code_flips(ours: &Tensor, reference: &Tensor, gap: &Tensor, m
 pub struct VqParity {
     /// Codes of `pixel_values` equal to the reference's.
     pub codes_equal: i64,
+    /// Codes compared (every position of the reference's code grid).
     pub codes_total: i64,
     /// Of the differing codes, those where the reference's nearest-code gap exceeds [`F32_CODE_GAP`] (`None` for a
     /// reference file without `code_gap`). In f32 this must be 0.
@@ -182,9 +185,9 @@ impl VqParity {
     }
 }
 
-/// Runs the vision tokenizer on a reference file: encodes `pixel_values` (f32 [B,3,H,W]) and compares with `codes`
-/// (i64 [B,h,w]); decodes the reference `codes` (so a code mismatch does not leak into the pixel comparison) and
-/// compares with `decoded` (f32 [B,3,H,W]). With the reference's `code_gap` (f32 [B,h,w]), differing codes are
+/// Runs the vision tokenizer on a reference file: encodes `pixel_values` (f32 `[B,3,H,W]`) and compares with `codes`
+/// (i64 `[B,h,w]`); decodes the reference `codes` (so a code mismatch does not leak into the pixel comparison) and
+/// compares with `decoded` (f32 `[B,3,H,W]`). With the reference's `code_gap` (f32 `[B,h,w]`), differing codes are
 /// split into near-ties, which rounding explains, and the rest.
 pub fn check_vq_reference(model: &crate::Emu3VqModel, reference: &crate::SafetensorsStore) -> Result<VqParity> {
     let pixels = reference.tensor_any("pixel_values")?;

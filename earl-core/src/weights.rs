@@ -18,9 +18,13 @@ use crate::error::{Error, Result};
 /// Where modules get their parameters from. `shape` is the shape the module expects; a source must fail with a
 /// clear error (naming tensor and file) when the stored one differs.
 pub trait TensorSource {
+    /// The tensor `name`, of exactly `shape`, converted to [`Self::kind`] on [`Self::device`].
     fn tensor(&self, name: &str, shape: &[i64]) -> Result<Tensor>;
+    /// Whether the source has a tensor `name` (used to detect optional tensors and checkpoint layouts).
     fn contains(&self, name: &str) -> bool;
+    /// The dtype tensors are returned in.
     fn kind(&self) -> Kind;
+    /// The device tensors are returned on.
     fn device(&self) -> Device;
 }
 
@@ -263,9 +267,13 @@ fn checkpoint_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// values do not depend on load order. Norm weights are drawn around 1, everything else N(0, std²). Used to measure
 /// speed on 8.5B-shaped models created directly on the GPU.
 pub struct RandomSource {
+    /// Combined with each tensor's name to seed its generator.
     pub seed: u64,
+    /// Standard deviation of the non-norm tensors.
     pub std: f64,
+    /// dtype of the created tensors.
     pub kind: Kind,
+    /// Device the tensors are created on.
     pub device: Device,
 }
 

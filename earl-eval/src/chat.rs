@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 pub struct ClientOptions {
     /// Base URL; `/chat/completions` is appended. A bare `http://host:port` gets `/v1` first (vLLM's prefix).
     pub base_url: String,
+    /// Model name sent in every request (`model` of the request body).
     pub model: String,
     /// Sent as `Authorization: Bearer …` when non-empty.
     pub api_key: String,
@@ -27,6 +28,7 @@ pub struct ClientOptions {
     pub max_attempts: u32,
     /// First backoff; doubled after each failed attempt up to `max_backoff`.
     pub initial_backoff: Duration,
+    /// Longest wait between attempts (a server's `Retry-After` may ask for more).
     pub max_backoff: Duration,
 }
 
@@ -49,12 +51,36 @@ impl ClientOptions {
 /// Why a request failed for good.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ChatError {
+    /// The server answered with an HTTP error: a non-retryable status, or a retryable one on the last attempt.
     #[error("{url}: HTTP {status} after {attempts} attempt(s): {body}")]
-    Status { url: String, status: u16, attempts: u32, body: String },
+    Status {
+        /// The endpoint.
+        url: String,
+        /// The HTTP status of the last attempt.
+        status: u16,
+        /// Attempts made, the first included.
+        attempts: u32,
+        /// The response body of the last attempt (for the server's own explanation).
+        body: String,
+    },
+    /// No HTTP answer (connection refused, DNS failure, timeout, broken connection) on every attempt.
     #[error("{url}: {msg} (after {attempts} attempt(s))")]
-    Transport { url: String, msg: String, attempts: u32 },
+    Transport {
+        /// The endpoint.
+        url: String,
+        /// The last attempt's failure.
+        msg: String,
+        /// Attempts made, the first included (0 where not counted: waiting for the endpoint, a stopped worker).
+        attempts: u32,
+    },
+    /// The server answered 2xx with a body that is not a chat-completions response.
     #[error("{url}: malformed chat-completions response: {msg}")]
-    Protocol { url: String, msg: String },
+    Protocol {
+        /// The endpoint.
+        url: String,
+        /// What is missing or malformed.
+        msg: String,
+    },
 }
 
 /// One chat message; `content` is a string or a list of parts (OpenAI format).
@@ -80,7 +106,9 @@ pub fn jpeg_data_url(img: &RgbImage) -> String {
 /// A chat request without the model name (the client adds it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
+    /// The conversation, as built by [`message`].
     pub messages: Vec<Value>,
+    /// Completion token limit (`max_tokens`).
     pub max_tokens: u32,
     /// `None` leaves the server's default.
     pub temperature: Option<f64>,
@@ -141,6 +169,7 @@ fn endpoint_base(base: &str) -> String {
 }
 
 impl ChatClient {
+    /// A client for `opts`; no connection is made until the first request.
     pub fn new(opts: ClientOptions) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -159,10 +188,12 @@ impl ChatClient {
         }
     }
 
+    /// The options the client was built with.
     pub fn options(&self) -> &ClientOptions {
         &self.opts
     }
 
+    /// The full chat-completions URL requests go to.
     pub fn url(&self) -> &str {
         &self.url
     }

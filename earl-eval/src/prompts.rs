@@ -65,10 +65,13 @@ pub const OWN_WORDING: &str = "project's own (rewards differ from the paper's)";
 /// Where a template's text came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateOrigin {
+    /// The project's own wording, compiled in.
     BuiltIn,
     /// A template file and the SHA-256 of its bytes.
     File {
+        /// The file, as given.
         path: PathBuf,
+        /// Lower-case hex SHA-256 of the file's bytes.
         sha256: String,
     },
 }
@@ -76,11 +79,14 @@ pub enum TemplateOrigin {
 /// One prompt template and its origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
+    /// The template text, placeholders unfilled (see [`fill`]).
     pub text: String,
+    /// Where `text` came from.
     pub origin: TemplateOrigin,
 }
 
 impl Template {
+    /// A compiled-in template.
     pub fn built_in(text: &str) -> Self {
         Self { text: text.to_string(), origin: TemplateOrigin::BuiltIn }
     }
@@ -97,6 +103,7 @@ impl Template {
         Ok(Self { text, origin: TemplateOrigin::File { path: path.to_path_buf(), sha256 } })
     }
 
+    /// Whether this is the built-in wording.
     pub fn is_built_in(&self) -> bool {
         self.origin == TemplateOrigin::BuiltIn
     }
@@ -121,9 +128,13 @@ pub fn provenance(templates: &[(&str, &Template)]) -> Value {
 /// The four prompts a verifier needs; built-in wording unless replaced by files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptSet {
+    /// VIEScore semantic consistency (user turn; source and edited image follow).
     pub semantic_consistency: Template,
+    /// VIEScore perceptual quality (user turn; the edited image follows).
     pub perceptual_quality: Template,
+    /// GroundScore system turn.
     pub ground_score_system: Template,
+    /// GroundScore user turn (the ground-truth and predicted images follow).
     pub ground_score_user: Template,
 }
 

@@ -161,6 +161,7 @@ impl ParquetPairs {
         self.rows
     }
 
+    /// Whether the files hold no row.
     pub fn is_empty(&self) -> bool {
         self.rows == 0
     }

@@ -7,6 +7,7 @@
 pub struct DataRng(u64);
 
 impl DataRng {
+    /// The stream seeded with `seed` (the raw SplitMix64 state).
     pub fn new(seed: u64) -> Self {
         DataRng(seed)
     }
@@ -20,6 +21,7 @@ impl DataRng {
         r
     }
 
+    /// The next 64 random bits (one SplitMix64 step).
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;

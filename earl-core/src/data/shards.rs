@@ -14,25 +14,38 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// The `format` every manifest carries; readers reject any other.
 pub const FORMAT: &str = "earl-jsonl-shards";
+/// The manifest `version` this code reads and writes.
 pub const VERSION: u32 = 1;
+/// File name of the manifest inside a dataset directory.
 pub const MANIFEST: &str = "manifest.json";
 
+/// One finished shard as the manifest lists it; [`ShardReader::open`] checks `records` and `bytes` against the file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardInfo {
+    /// File name relative to the dataset directory (`shard-00000.jsonl`, …).
     pub file: String,
+    /// Lines (records) in the shard.
     pub records: u64,
+    /// Size of the shard file in bytes.
     pub bytes: u64,
+    /// Lower-case hex SHA-256 of the shard file.
     pub sha256: String,
 }
 
+/// Contents of `manifest.json`. `records` is the sum of the shards' counts ([`read_manifest`] checks it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Always [`FORMAT`].
     pub format: String,
+    /// Always [`VERSION`].
     pub version: u32,
     /// `edits` ([`super::EditRecord`]) or `sequences` ([`crate::train::Sequence`]).
     pub kind: String,
+    /// Records in all shards together.
     pub records: u64,
+    /// Finished shards, in order.
     pub shards: Vec<ShardInfo>,
     /// Free-form provenance (source, tool, seed, image area…).
     #[serde(default)]
@@ -130,6 +143,7 @@ impl ShardWriter {
         self.manifest.records + self.current.as_ref().map_or(0, |c| c.records)
     }
 
+    /// The manifest's free-form `meta` map, written with the manifest after each shard and by [`Self::finish`].
     pub fn meta_mut(&mut self) -> &mut serde_json::Map<String, serde_json::Value> {
         &mut self.manifest.meta
     }
@@ -190,6 +204,7 @@ impl ShardWriter {
 /// Random access to the records of a dataset directory.
 pub struct ShardReader {
     dir: PathBuf,
+    /// The validated manifest; the record index was built from it, so treat it as read-only.
     pub manifest: Manifest,
     /// (shard, byte offset, byte length without the newline) per record.
     index: Vec<(u32, u64, u32)>,
@@ -227,10 +242,12 @@ impl ShardReader {
         Ok(ShardReader { dir: dir.to_path_buf(), manifest, index })
     }
 
+    /// Records in the dataset.
     pub fn len(&self) -> usize {
         self.index.len()
     }
 
+    /// Whether the dataset holds no record.
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }

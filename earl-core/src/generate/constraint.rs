@@ -15,14 +15,21 @@ use crate::error::{Error, Result};
 /// Ids of the tokens that frame an image in the Emu3 vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageTokens {
+    /// [`SpecialIds::img`](crate::tokenizer::SpecialIds::img): the grid begins after it.
     pub img: i64,
+    /// [`SpecialIds::eol`](crate::tokenizer::SpecialIds::eol): ends each grid row.
     pub eol: i64,
+    /// [`SpecialIds::eof`](crate::tokenizer::SpecialIds::eof): follows the last row's `eol`.
     pub eof: i64,
+    /// [`SpecialIds::eoi`](crate::tokenizer::SpecialIds::eoi): follows `eof`.
     pub eoi: i64,
+    /// [`SpecialIds::eos`](crate::tokenizer::SpecialIds::eos): ends the response, after `eoi`.
     pub eos: i64,
+    /// [`SpecialIds::pad`](crate::tokenizer::SpecialIds::pad): the only token allowed once a grid is complete.
     pub pad: i64,
     /// First visual-code id; codes are `first_visual .. first_visual + num_visual`.
     pub first_visual: i64,
+    /// Number of visual codes (the VQ codebook size).
     pub num_visual: i64,
 }
 
@@ -46,26 +53,63 @@ impl ImageTokens {
 /// What one row may produce next: ids in `lo..hi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowed {
+    /// First allowed id.
     pub lo: i64,
+    /// One past the last allowed id.
     pub hi: i64,
 }
 
-/// Per-row state of the constraint.
+/// Per-row state of the constraint. Fields are private: the grid size is checked positive once in
+/// [`RowConstraint::new`] (a zero width would divide by zero in [`RowConstraint::allowed`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowConstraint {
-    pub height: i64,
-    pub width: i64,
+    /// Grid rows (codes) the image must have; positive.
+    height: i64,
+    /// Grid columns (codes) per row, `eol` excluded; positive.
+    width: i64,
     /// Response length when `img` was seen (its index in the response), if it was.
     img_at: Option<usize>,
     len: usize,
 }
 
 impl RowConstraint {
+    /// A row that has seen no token yet and must produce a `height`×`width` grid; non-positive sizes are an error.
+    ///
+    /// ```
+    /// use earl_core::generate::constraint::{Allowed, ImageTokens, RowConstraint};
+    ///
+    /// let t = ImageTokens { img: 10, eol: 11, eof: 12, eoi: 13, eos: 14, pad: 15, first_visual: 100, num_visual: 50 };
+    /// let mut row = RowConstraint::new(1, 2)?;
+    /// assert_eq!((row.height(), row.width()), (1, 2));
+    /// // Before `img`: only text ids (below the first visual id).
+    /// assert_eq!(row.allowed(&t), Allowed { lo: 0, hi: 100 });
+    /// row.push(t.img, &t);
+    /// // Then `width` visual codes, `eol`, and after the last row `eof`, `eoi`, `eos`, and `pad` for ever.
+    /// let mut seen = Vec::new();
+    /// for _ in 0..7 {
+    ///     let a = row.allowed(&t);
+    ///     seen.push((a.lo, a.hi));
+    ///     row.push(a.lo, &t);
+    /// }
+    /// assert_eq!(seen, [(100, 150), (100, 150), (11, 12), (12, 13), (13, 14), (14, 15), (15, 16)]);
+    /// assert!(RowConstraint::new(0, 2).is_err());
+    /// # Ok::<(), earl_core::Error>(())
+    /// ```
     pub fn new(height: i64, width: i64) -> Result<Self> {
         if height <= 0 || width <= 0 {
             return Err(Error::input(format!("grid size must be positive, got {height}×{width}")));
         }
         Ok(RowConstraint { height, width, img_at: None, len: 0 })
+    }
+
+    /// Grid rows the response must produce.
+    pub fn height(&self) -> i64 {
+        self.height
+    }
+
+    /// Codes per grid row, `eol` excluded.
+    pub fn width(&self) -> i64 {
+        self.width
     }
 
     /// Feeds one response token (prefill tokens included).
@@ -104,7 +148,9 @@ impl RowConstraint {
 /// The constraint over a batch; rows without a grid are unconstrained.
 #[derive(Debug, Clone)]
 pub struct GridConstraint {
+    /// The framing ids, shared by all rows.
     pub tokens: ImageTokens,
+    /// One entry per batch row, in batch order; `None` leaves the row unconstrained.
     pub rows: Vec<Option<RowConstraint>>,
 }
 
@@ -129,6 +175,7 @@ impl GridConstraint {
         logits.masked_fill(&mask.logical_not(), f64::NEG_INFINITY)
     }
 
+    /// Feeds the token batch row `row` just produced (a no-op for unconstrained or out-of-range rows).
     pub fn push(&mut self, row: usize, token: i64) {
         let t = self.tokens;
         if let Some(Some(r)) = self.rows.get_mut(row) {

@@ -25,6 +25,7 @@ pub struct SamplingParams {
 }
 
 impl SamplingParams {
+    /// Argmax decoding: temperature 0, no top-k, no top-p.
     pub fn greedy() -> Self {
         SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0 }
     }
@@ -34,10 +35,12 @@ impl SamplingParams {
         SamplingParams { temperature: 1.0, top_k: 2048, top_p: 1.0 }
     }
 
+    /// Whether this picks the argmax (temperature 0) and so draws no random numbers.
     pub fn is_greedy(&self) -> bool {
         self.temperature == 0.0
     }
 
+    /// Checks temperature ≥ 0 and finite, top-k ≥ 0, top-p in (0, 1]; [`TokenSampler::new`] calls it.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0) || !self.temperature.is_finite() {
             return Err(Error::input(format!("temperature must be ≥ 0, got {}", self.temperature)));
@@ -52,6 +55,17 @@ impl SamplingParams {
     }
 
     /// Temperature, top-k and top-p applied to logits [B, V] (f32 result; removed ids are −∞).
+    ///
+    /// ```
+    /// use earl_core::generate::SamplingParams;
+    /// use tch::Tensor;
+    ///
+    /// let logits = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([1, 4]);
+    /// // top-k 2 keeps the two largest logits; the others become −∞.
+    /// let top2 = SamplingParams { temperature: 1.0, top_k: 2, top_p: 1.0 }.warp(&logits);
+    /// let kept: Vec<bool> = Vec::<f32>::try_from(top2.get(0)).unwrap().iter().map(|x| x.is_finite()).collect();
+    /// assert_eq!(kept, [false, false, true, true]);
+    /// ```
     pub fn warp(&self, logits: &Tensor) -> Tensor {
         let mut x = logits.to_kind(Kind::Float);
         if self.temperature > 0.0 && self.temperature != 1.0 {
@@ -87,8 +101,26 @@ fn uniform(rng: &mut ChaCha20Rng) -> f64 {
 }
 
 /// Samples one token per row, each row from its own stream.
+///
+/// ```
+/// use earl_core::generate::{SamplingParams, TokenSampler};
+/// use tch::Tensor;
+///
+/// let logits = Tensor::from_slice(&[0.0f32, 3.0, 1.0, 5.0, 3.0, 1.0]).view([2, 3]);
+/// // Two batch rows: request 0 and request 1, sample 0 of each.
+/// let mut greedy = TokenSampler::new(SamplingParams::greedy(), 0, &[(0, 0), (1, 0)])?;
+/// assert_eq!(greedy.sample(&logits)?, [1, 0]);
+///
+/// // With sampling, the same seed and rows give the same tokens, whatever else is in the batch.
+/// let params = SamplingParams::reference_eval();
+/// let a = TokenSampler::new(params, 7, &[(0, 0), (1, 0)])?.sample(&logits)?;
+/// let b = TokenSampler::new(params, 7, &[(0, 0), (1, 0)])?.sample(&logits)?;
+/// assert_eq!(a, b);
+/// # Ok::<(), earl_core::Error>(())
+/// ```
 pub struct TokenSampler {
-    pub params: SamplingParams,
+    /// Validated in [`TokenSampler::new`]; private so it stays valid.
+    params: SamplingParams,
     streams: Vec<ChaCha20Rng>,
     /// (request, sample) of each row, to name a row whose logits are not finite.
     rows: Vec<(u64, u64)>,
@@ -102,6 +134,11 @@ impl TokenSampler {
         params.validate()?;
         let streams = rows.iter().map(|&(i, j)| sample_stream(seed, i, j)).collect();
         Ok(TokenSampler { params, streams, rows: rows.to_vec(), step: 0 })
+    }
+
+    /// The (validated) sampling parameters.
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
     }
 
     /// Keeps the streams of `rows` (in that order), after finished rows leave the batch.

@@ -22,7 +22,9 @@ pub use resize::resize_bicubic;
 /// Limits on what an input file may decode to (decompression bombs: a small file claiming a huge image).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LoadLimits {
+    /// Widest image accepted, in pixels.
     pub max_width: u32,
+    /// Tallest image accepted, in pixels.
     pub max_height: u32,
     /// Width × height; Pillow's own guard (`Image.MAX_IMAGE_PIXELS`) is 89,478,485.
     pub max_pixels: u64,
@@ -134,9 +136,13 @@ pub struct ImageProcessConfig {
     /// own `min_pixels`/`max_pixels` (512², 1024²) are not used: EARL resizes by area and calls the processor with
     /// `do_resize=False`.
     pub min_pixels: u64,
+    /// Upper bound of the area-resized size, in pixels (see `min_pixels`).
     pub max_pixels: u64,
+    /// Multiplies the 0–255 pixel values first (`1/255`).
     pub rescale_factor: f64,
+    /// Per-channel (RGB) mean subtracted after rescaling.
     pub mean: [f32; 3],
+    /// Per-channel (RGB) divisor after the mean; positive.
     pub std: [f32; 3],
 }
 
@@ -185,6 +191,7 @@ impl ImageProcessConfig {
         Ok(cfg)
     }
 
+    /// Checks positive factor, area, std and rescale factor, and `min_pixels ≤ max_pixels`, `area ≤ max_pixels`.
     pub fn validate(&self) -> std::result::Result<(), String> {
         if self.factor == 0 || self.area == 0 {
             return Err("factor and area must be positive".into());

@@ -9,11 +9,16 @@ use crate::error::Result;
 use crate::kv_cache::KvCache;
 use crate::weights::TensorSource;
 
+/// One layer's self-attention (`self_attn` in checkpoints), with its head layout taken from the config.
 #[derive(Debug)]
 pub struct Attention {
+    /// `q_proj`: hidden → `num_heads · head_dim`.
     pub q_proj: Linear,
+    /// `k_proj`: hidden → `num_kv_heads · head_dim`.
     pub k_proj: Linear,
+    /// `v_proj`: hidden → `num_kv_heads · head_dim`.
     pub v_proj: Linear,
+    /// `o_proj`: `num_heads · head_dim` → hidden.
     pub o_proj: Linear,
     num_heads: i64,
     num_kv_heads: i64,
@@ -21,6 +26,7 @@ pub struct Attention {
 }
 
 impl Attention {
+    /// Loads `{prefix}.{q,k,v,o}_proj` with the shapes `cfg` implies (biases when `attention_bias`).
     pub fn load(src: &dyn TensorSource, prefix: &str, cfg: &Emu3Config) -> Result<Self> {
         let (h, d, b) = (cfg.hidden_size, cfg.head_dim, cfg.attention_bias);
         Ok(Attention {

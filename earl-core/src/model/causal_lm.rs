@@ -13,18 +13,26 @@ use crate::weights::{SafetensorsStore, TensorSource};
 /// One decoder layer: pre-norm attention and MLP, each added back to the residual stream.
 #[derive(Debug)]
 pub struct DecoderLayer {
+    /// Norm before attention.
     pub input_layernorm: RmsNorm,
+    /// Grouped-query self-attention.
     pub self_attn: Attention,
+    /// Norm before the MLP.
     pub post_attention_layernorm: RmsNorm,
+    /// SwiGLU MLP.
     pub mlp: Mlp,
 }
 
 /// The Emu3 decoder with its language-model head. Immutable after loading; see [`Emu3ForCausalLM::forward`].
 #[derive(Debug)]
 pub struct Emu3ForCausalLM {
+    /// The configuration the weights were loaded for; the tensor shapes follow it.
     pub cfg: Emu3Config,
-    pub embed_tokens: Tensor, // [V, hidden]
+    /// `embed_tokens.weight`, `[vocab, hidden]`.
+    pub embed_tokens: Tensor,
+    /// The decoder layers, in order.
     pub layers: Vec<DecoderLayer>,
+    /// The final RMSNorm before the head.
     pub norm: RmsNorm,
     /// `None` when `tie_word_embeddings` is set: the embedding matrix doubles as the head.
     pub lm_head: Option<Linear>,
@@ -173,9 +181,11 @@ impl Emu3ForCausalLM {
         out
     }
 
+    /// The dtype the weights were loaded in (activations and logits use it too).
     pub fn kind(&self) -> Kind {
         self.kind
     }
+    /// The device of the weights.
     pub fn device(&self) -> Device {
         self.device
     }

@@ -9,7 +9,9 @@ use crate::weights::TensorSource;
 /// `y = x Wᵀ + b` (torch `nn.Linear`).
 #[derive(Debug)]
 pub struct Linear {
-    pub weight: Tensor, // [out, in]
+    /// `[out, in]`.
+    pub weight: Tensor,
+    /// `[out]`, when the layer has a bias.
     pub bias: Option<Tensor>,
 }
 
@@ -21,6 +23,7 @@ impl Linear {
         Ok(Linear { weight, bias })
     }
 
+    /// `x [.., in]` → `[.., out]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         x.linear(&self.weight, self.bias.as_ref())
     }
@@ -29,15 +32,19 @@ impl Linear {
 /// RMSNorm as `Emu3RMSNorm`: normalise in f32, cast back to the input dtype, then scale by the weight.
 #[derive(Debug)]
 pub struct RmsNorm {
-    pub weight: Tensor, // [hidden]
+    /// Scale, `[hidden]`.
+    pub weight: Tensor,
+    /// Added to the mean square before the reciprocal square root.
     pub eps: f64,
 }
 
 impl RmsNorm {
+    /// Loads the weight `name` of shape `[dim]`.
     pub fn load(src: &dyn TensorSource, name: &str, dim: i64, eps: f64) -> Result<Self> {
         Ok(RmsNorm { weight: src.tensor(name, &[dim])?, eps })
     }
 
+    /// Normalises over the last dimension; the result has `x`'s dtype.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let kind = x.kind();
         let xf = x.to_kind(Kind::Float);
@@ -50,12 +57,16 @@ impl RmsNorm {
 /// SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
 #[derive(Debug)]
 pub struct Mlp {
+    /// `gate_proj`: hidden → intermediate.
     pub gate: Linear,
+    /// `up_proj`: hidden → intermediate.
     pub up: Linear,
+    /// `down_proj`: intermediate → hidden.
     pub down: Linear,
 }
 
 impl Mlp {
+    /// Loads `{prefix}.{gate,up,down}_proj` (biases when `mlp_bias`).
     pub fn load(src: &dyn TensorSource, prefix: &str, cfg: &Emu3Config) -> Result<Self> {
         let (h, i, b) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
         Ok(Mlp {
@@ -65,6 +76,7 @@ impl Mlp {
         })
     }
 
+    /// `[.., hidden]` → `[.., hidden]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         self.down.forward(&(self.gate.forward(x).silu() * self.up.forward(x)))
     }
@@ -78,6 +90,7 @@ pub struct Rotary {
 }
 
 impl Rotary {
+    /// Inverse frequencies for `cfg`'s `head_dim`, `rope_theta` and `rope_scaling`, on `device`.
     pub fn new(cfg: &Emu3Config, device: tch::Device) -> Self {
         let d = cfg.head_dim;
         let exponent = Tensor::arange_start_step(0, d, 2, (Kind::Int64, device)).to_kind(Kind::Float) / (d as f64);

@@ -22,6 +22,7 @@ pub enum Retain {
     Full,
     /// Only the model is kept (`config.json` + `model.safetensors`, loadable, no longer resumable).
     ModelOnly,
+    /// Removed entirely.
     Delete,
 }
 

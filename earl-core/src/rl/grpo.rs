@@ -28,6 +28,7 @@ pub struct AdvantageMetrics {
     pub mean_group_std: f64,
     /// Groups whose rewards are all equal: their completions get advantage 0 and teach nothing.
     pub uniform_groups: usize,
+    /// Groups in the iteration (`rewards.len() / group_size`).
     pub num_groups: usize,
 }
 
@@ -83,7 +84,10 @@ pub enum VocabSplit {
     Joint,
     /// EARL's `separate_language_and_vision_vocabs`: text tokens are normalised over ids `< first_visual_id`,
     /// visual tokens over ids `>= first_visual_id` (Emu3 keeps its visual codes at the end of the vocabulary).
-    Separate { first_visual_id: i64 },
+    Separate {
+        /// The lowest visual-code id; every id at or above it is visual.
+        first_visual_id: i64,
+    },
 }
 
 /// Options of [`token_log_probs`].
@@ -91,6 +95,7 @@ pub enum VocabSplit {
 pub struct LogProbOptions {
     /// Sampling temperature; logits are divided by it, as the sampler did.
     pub temperature: f64,
+    /// Joint or separate text/visual normalisation.
     pub vocab: VocabSplit,
     /// Also compute the exact mean entropy (costs one more pass over [B, T, V]; no gradient).
     pub compute_entropy: bool,
@@ -207,8 +212,9 @@ pub struct GrpoLossMetrics {
     pub kl_penalty: f64,
     /// Σ (logp − ref) / total: the k1 estimator (EARL's `kl_penalty_2`).
     pub kl_logratio: f64,
-    /// Σ logp / total and Σ ref / total.
+    /// Σ logp / total.
     pub mean_logp: f64,
+    /// Σ ref / total.
     pub mean_ref_logp: f64,
     /// Σ −logp / total: EARL's `entropy` metric (a one-sample entropy estimate; EARL divides it twice).
     pub neg_logp: f64,
@@ -250,8 +256,8 @@ impl GrpoLossMetrics {
 /// The GRPO loss of one micro-batch:
 /// `Σ_{b,t} mask·[ −logp·A + β·(exp(ref − logp) − (ref − logp) − 1) ] / total_tokens`, with β = `kl_coeff` and
 /// `total_tokens` the completion tokens of the *whole iteration* (so gradients of micro-batches accumulate to the
-/// iteration's token-mean; EARL `compute_pg_loss`). `logps`, `ref_logps`, `mask` are [B, T]; `advantages` is [B]
-/// (one value per completion) or [B, T]. Only `logps` should carry gradient; `ref_logps` and `advantages` are
+/// iteration's token-mean; EARL `compute_pg_loss`). `logps`, `ref_logps`, `mask` are `[B, T]`; `advantages` is
+/// `[B]` (one value per completion) or `[B, T]`. Only `logps` should carry gradient; `ref_logps` and `advantages` are
 /// treated as constants.
 pub fn grpo_loss(
     logps: &Tensor,
@@ -311,28 +317,38 @@ pub struct TokenSchedule {
     /// Cycles of `text_only_cycle_steps` iterations: the first `text_only_steps` train text tokens only, the rest
     /// visual tokens only.
     pub train_text_tokens_only: bool,
+    /// Length of a text/visual cycle, in iterations.
     pub text_only_cycle_steps: u64,
+    /// Iterations at the start of each cycle that train text tokens only.
     pub text_only_steps: u64,
     /// Cycles of `vision_only_cycle_steps` iterations: the first `vision_only_steps` train visual tokens only, the
     /// rest every token (EARL's asymmetry, reproduced).
     pub train_vision_tokens_only: bool,
+    /// Length of a visual/all cycle, in iterations.
     pub vision_only_cycle_steps: u64,
+    /// Iterations at the start of each cycle that train visual tokens only.
     pub vision_only_steps: u64,
 }
 
 /// What [`training_token_mask`] selected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenPhase {
+    /// Every completion token.
     All,
+    /// Text tokens only.
     TextOnly,
+    /// Visual tokens only.
     VisionOnly,
 }
 
 /// Metrics of [`training_token_mask`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TokenMaskMetrics {
+    /// Which tokens the iteration trains on.
     pub phase: TokenPhase,
+    /// Completion tokens before the restriction (sum of `completion_mask`).
     pub active_before: f64,
+    /// Tokens left after it.
     pub active_after: f64,
 }
 

@@ -21,6 +21,7 @@ fn required<'a, T: ?Sized>(v: Option<&'a T>, reward: &str, i: usize, what: &str)
 pub struct TokenAgreement;
 
 impl TokenAgreement {
+    /// The reward's name in configs and metrics.
     pub const NAME: &'static str = "token_agreement";
     const COMPONENTS: [&'static str; 3] = ["match_rate", "shape_match", "overall"];
 }
@@ -63,6 +64,7 @@ impl Reward for TokenAgreement {
 pub struct PixelSimilarity;
 
 impl PixelSimilarity {
+    /// The reward's name in configs and metrics.
     pub const NAME: &'static str = "pixel_similarity";
     const COMPONENTS: [&'static str; 3] = ["mae", "psnr", "overall"];
 }

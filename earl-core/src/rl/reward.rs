@@ -17,20 +17,27 @@ pub use crate::prompt::ImageGrid as CodeGrid;
 /// One completion to score.
 #[derive(Debug, Clone, Copy)]
 pub struct RewardInput<'a> {
+    /// The edit instruction of the prompt.
     pub instruction: &'a str,
+    /// The image to be edited.
     pub source: &'a RgbImage,
     /// The edited image decoded from the completion; `None` when the completion held no decodable image (every
     /// reward then scores 0 everywhere, as EARL does).
     pub predicted: Option<&'a RgbImage>,
+    /// The dataset's edited image, when the dataset has one (offline rewards need it).
     pub ground_truth: Option<&'a RgbImage>,
+    /// The visual codes of the completion's image, when it held one.
     pub predicted_codes: Option<&'a CodeGrid>,
+    /// The visual codes of the ground-truth edit, when the dataset has them.
     pub ground_truth_codes: Option<&'a CodeGrid>,
 }
 
 /// A reward's verdict on one completion: the score and named components (the score is usually `overall`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RewardOutput {
+    /// The scalar verdict; the final reward of a [`RewardSet`] combines these into the training reward.
     pub score: f64,
+    /// Named parts of the verdict, logged as metrics.
     pub components: BTreeMap<String, f64>,
 }
 
@@ -159,6 +166,7 @@ impl RewardSet {
         Ok(Self { rewards, final_reward })
     }
 
+    /// Names of the enabled rewards, in scoring order.
     pub fn names(&self) -> Vec<&str> {
         self.rewards.iter().map(|r| r.name()).collect()
     }

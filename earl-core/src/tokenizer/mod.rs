@@ -19,8 +19,11 @@ pub use stream::DecodeStream;
 
 /// File names of the original Emu3 tokenizer, as shipped with EARL/BAAI checkpoints.
 pub const TIKTOKEN_FILE: &str = "emu3.tiktoken";
+/// The visual-token list of the original Emu3 tokenizer (one `<|visual token …|>` per line).
 pub const VISION_TOKENS_FILE: &str = "emu3_vision_tokens.txt";
+/// A HF `tokenizers` file, used when the original files are absent.
 pub const TOKENIZER_JSON: &str = "tokenizer.json";
+/// The HF tokenizer config, which may rename the role tokens.
 pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 
 /// Surface form of visual code `code`.
@@ -50,6 +53,7 @@ pub struct SpecialIds {
 }
 
 impl SpecialIds {
+    /// (role, default token) of each role, in the order of the fields above.
     pub const ROLES: [(&'static str, &'static str); 8] = [
         ("bos", "<|extra_203|>"),
         ("eos", "<|extra_204|>"),
@@ -173,6 +177,7 @@ impl Emu3Tokenizer {
         self.bytes.len()
     }
 
+    /// Ids of the role tokens (bos, eos, pad, image delimiters, row/frame ends).
     pub fn special(&self) -> &SpecialIds {
         &self.special
     }
@@ -273,6 +278,7 @@ impl Emu3Tokenizer {
         self.visual.contains(&id).then(|| id - self.visual.start)
     }
 
+    /// Whether `id` is a visual-code token.
     pub fn is_visual(&self, id: u32) -> bool {
         self.visual.contains(&id)
     }

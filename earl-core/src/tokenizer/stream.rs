@@ -12,6 +12,7 @@ pub struct DecodeStream {
 }
 
 impl DecodeStream {
+    /// A stream with nothing pending.
     pub fn new() -> Self {
         Self::default()
     }

@@ -24,9 +24,11 @@ use crate::weights::SafetensorsStore;
 /// Where a run stands; enough to continue it exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
+    /// Optimizer steps taken.
     pub global_step: u64,
     /// Samples of the (epoch-shuffled) mixture stream consumed so far.
     pub samples_seen: u64,
+    /// The run's seed ([`super::Recipe::seed`]), recorded for provenance.
     pub seed: u64,
     /// SHA-256 of the resolved experiment; resuming under a different one is refused.
     pub config_hash: String,

@@ -14,9 +14,13 @@ use tch::{Kind, Tensor};
 /// Optimizer hyper-parameters (the learning rate comes from the schedule at each step).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
+    /// Decay of the first moment (`adam_beta1`).
     pub beta1: f64,
+    /// Decay of the second moment (`adam_beta2`).
     pub beta2: f64,
+    /// Added to the bias-corrected √v (`adam_epsilon`).
     pub eps: f64,
+    /// Decoupled weight decay, applied to the decay group only.
     pub weight_decay: f64,
 }
 
@@ -113,18 +117,24 @@ pub fn clip_coefficient(grads: &[Tensor], max_norm: f64) -> (f64, f64) {
 /// One trainable tensor: its fp32 master value and AdamW moments.
 #[derive(Debug)]
 pub struct ParamState {
+    /// Checkpoint name of the parameter (`model.layers.0.self_attn.q_proj.weight`, …).
     pub name: String,
     /// fp32 master weight, updated in place (shared with the model when it computes in fp32).
     pub master: Tensor,
+    /// First moment, fp32, the master's shape.
     pub m: Tensor,
+    /// Second moment, fp32, the master's shape.
     pub v: Tensor,
+    /// Whether weight decay applies ([`decays`] of the name).
     pub decay: bool,
 }
 
 /// AdamW over named fp32 master weights.
 #[derive(Debug)]
 pub struct AdamW {
+    /// Hyper-parameters of every step.
     pub hp: AdamWConfig,
+    /// Per-parameter state; [`AdamW::step`] takes gradients in this order.
     pub params: Vec<ParamState>,
     /// Optimizer steps taken so far (torch's per-parameter `step`, identical for all here).
     pub step: u64,
@@ -133,8 +143,11 @@ pub struct AdamW {
 /// What one optimizer step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepMetrics {
+    /// Global L2 norm of the gradients, before clipping.
     pub grad_norm: f64,
+    /// Factor the gradients were scaled by (1 = not clipped).
     pub clip_coef: f64,
+    /// Learning rate of the step.
     pub lr: f64,
 }
 

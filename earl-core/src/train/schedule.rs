@@ -10,6 +10,7 @@ pub struct CosineSchedule {
     pub lr: f64,
     /// Floor reached at the last step (`min_learning_rate`).
     pub min_lr: f64,
+    /// Steps of linear warm-up from 0 (`warmup_steps`).
     pub warmup_steps: u64,
     /// Total optimizer steps of the run.
     pub total_steps: u64,
@@ -20,11 +21,22 @@ pub struct CosineSchedule {
 pub struct ScheduleMetrics {
     /// Multiplier of the peak lr (transformers' lambda value).
     pub factor: f64,
+    /// Whether the step is in the warm-up.
     pub warmup: bool,
 }
 
 impl CosineSchedule {
     /// The learning rate for optimizer step `step` (0-based) and how it was obtained.
+    ///
+    /// ```
+    /// use earl_core::train::CosineSchedule;
+    ///
+    /// let s = CosineSchedule { lr: 1e-4, min_lr: 1e-5, warmup_steps: 30, total_steps: 130 };
+    /// assert_eq!(s.lr_at(0).0, 0.0); // the first update runs at lr 0, as LambdaLR does
+    /// assert!(s.lr_at(29).1.warmup && !s.lr_at(30).1.warmup);
+    /// assert!((s.lr_at(30).0 - 1e-4).abs() < 1e-18); // the peak right after warm-up
+    /// assert!((s.lr_at(130).0 - 1e-5).abs() < 1e-15); // the floor at the last step
+    /// ```
     pub fn lr_at(&self, step: u64) -> (f64, ScheduleMetrics) {
         if step < self.warmup_steps {
             let factor = step as f64 / self.warmup_steps.max(1) as f64;

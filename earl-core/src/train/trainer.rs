@@ -20,11 +20,15 @@ use crate::weights::TensorSource;
 /// Numerical recipe of a run (everything except data and logging).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Recipe {
+    /// AdamW betas, epsilon and weight decay.
     pub adamw: AdamWConfig,
+    /// Learning rate per optimizer step.
     pub schedule: CosineSchedule,
     /// `max_grad_norm`; ≤ 0 disables clipping.
     pub max_grad_norm: f64,
+    /// What the summed token cross-entropy of a step is divided by.
     pub loss_norm: LossNorm,
+    /// Seeds dropout, together with the step, micro-batch and layer.
     pub seed: u64,
     /// Activation checkpointing ([`super::recompute`]): recompute each layer in the backward pass instead of
     /// keeping its activations. Memory only; the gradients are the same.
@@ -39,15 +43,21 @@ pub struct Recipe {
 /// Metrics of one optimizer step.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct StepReport {
+    /// Optimizer steps taken, this one included (1-based).
     pub step: u64,
     /// The loss of the step as it was back-propagated (sum over micro-batches).
     pub loss: f64,
     /// Mean cross-entropy per target token over the whole global batch.
     pub token_loss: f64,
+    /// Share of target tokens the argmax predicts, over the global batch.
     pub accuracy: f64,
+    /// Learning rate the step ran at (from the schedule).
     pub lr: f64,
+    /// Global L2 norm of the accumulated gradients, before clipping.
     pub grad_norm: f64,
+    /// Factor the gradients were scaled by (1 = not clipped).
     pub clip_coef: f64,
+    /// Target (label) tokens in the global batch.
     pub target_tokens: i64,
     /// Real (unpadded) input tokens processed.
     pub tokens: i64,
@@ -64,18 +74,25 @@ pub struct EvalReport {
     pub eval_loss: f64,
     /// Mean cross-entropy per target token over the whole validation set.
     pub eval_token_loss: f64,
+    /// Share of target tokens the argmax predicts, over the whole validation set.
     pub eval_accuracy: f64,
+    /// Sequences evaluated.
     pub eval_samples: usize,
+    /// Target tokens evaluated.
     pub eval_tokens: i64,
+    /// Wall-clock seconds of the evaluation.
     pub eval_runtime_s: f64,
 }
 
 /// Model, fp32 masters and optimizer state.
 pub struct SftTrainer {
+    /// The compute model (bf16, or fp32 sharing storage with the masters); forward passes run on it.
     pub model: Emu3ForCausalLM,
     /// Handles of the compute model's parameters, in optimizer order.
     compute: Vec<Tensor>,
+    /// fp32 masters and AdamW moments, in the same order as the compute parameters.
     pub opt: AdamW,
+    /// The numerical recipe the steps follow.
     pub recipe: Recipe,
     /// The compute model holds the masters themselves (fp32 compute).
     shared: bool,

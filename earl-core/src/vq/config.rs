@@ -26,21 +26,29 @@ pub enum VqLayout {
 /// The validated configuration every VQ module is built from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VqConfig {
+    /// Number of codebook vectors; visual codes are `0..codebook_size`.
     pub codebook_size: i64,
     /// Dimension of a codebook vector (= `latent_channels`: the decoder concatenates both along the batch).
     pub embed_dim: i64,
+    /// Channels of the encoder output / decoder input latent (`z_channels` in the original dialect).
     pub latent_channels: i64,
+    /// Image channels the encoder reads (3, RGB).
     pub in_channels: i64,
+    /// Image channels the decoder writes (3, RGB).
     pub out_channels: i64,
     /// Frames per latent step; a still image is repeated this many times before encoding.
     pub temporal_downsample_factor: i64,
+    /// Channels of the first resolution level (`ch` in the original dialect); levels are multiples of it.
     pub base_channels: i64,
     /// Channel multiplier per resolution level; `len - 1` stride-2 downsamplings give the spatial factor.
     pub channel_multiplier: Vec<i64>,
+    /// Residual blocks per resolution level (the decoder has one more per level, as the reference).
     pub num_res_blocks: i64,
     /// Level indices (not pixel resolutions, despite the name) whose blocks are followed by attention.
     pub attn_resolutions: Vec<i64>,
+    /// Heads of every attention block; 1 in the original dialect.
     pub num_attention_heads: i64,
+    /// Checkpoint layout, which decides the tensor names the loader reads.
     pub layout: VqLayout,
 }
 
@@ -48,27 +56,46 @@ pub struct VqConfig {
 /// [`RawVqConfig::into_config`].
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RawVqConfig {
+    /// `"emu3_vqgan"`, `"Emu3VisionVQ"` or `"emu3"`; selects the dialect.
     pub model_type: Option<String>,
+    /// The vision-tokenizer part of a multimodal (`"emu3"`) config.
     pub vq_config: Option<Box<RawVqConfig>>,
+    /// See [`VqConfig::codebook_size`].
     pub codebook_size: Option<i64>,
+    /// See [`VqConfig::embed_dim`].
     pub embed_dim: Option<i64>,
     // transformers names
+    /// See [`VqConfig::latent_channels`].
     pub latent_channels: Option<i64>,
+    /// Must not be `true` (Emu3 uses single latents).
     pub double_latent: Option<bool>,
+    /// See [`VqConfig::base_channels`].
     pub base_channels: Option<i64>,
+    /// See [`VqConfig::channel_multiplier`].
     pub channel_multiplier: Option<Vec<i64>>,
+    /// Attention width in transformers; must equal the channels of every attention block.
     pub hidden_size: Option<i64>,
+    /// See [`VqConfig::num_attention_heads`].
     pub num_attention_heads: Option<i64>,
     // original BAAI names
+    /// Original name of [`VqConfig::latent_channels`].
     pub z_channels: Option<i64>,
+    /// Original name of `double_latent`; must not be `true`.
     pub double_z: Option<bool>,
+    /// Original name of [`VqConfig::base_channels`].
     pub ch: Option<i64>,
+    /// Original name of [`VqConfig::channel_multiplier`].
     pub ch_mult: Option<Vec<i64>>,
     // shared
+    /// See [`VqConfig::in_channels`].
     pub in_channels: Option<i64>,
+    /// See [`VqConfig::out_channels`].
     pub out_channels: Option<i64>,
+    /// See [`VqConfig::temporal_downsample_factor`].
     pub temporal_downsample_factor: Option<i64>,
+    /// See [`VqConfig::num_res_blocks`].
     pub num_res_blocks: Option<i64>,
+    /// See [`VqConfig::attn_resolutions`].
     pub attn_resolutions: Option<Vec<i64>>,
 }
 
@@ -221,6 +248,9 @@ impl VqConfig {
         v
     }
 
+    /// Checks the invariants the encoder, quantizer and decoder rely on: positive sizes, 1 to 8 levels, level
+    /// channels divisible by the 32 GroupNorm groups, a power-of-two temporal factor, `embed_dim ==
+    /// latent_channels`, attention levels in range and divisible by the head count. Returns the first violation.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let pos = [
             ("codebook_size", self.codebook_size),

@@ -30,6 +30,7 @@ use crate::weights::{RandomSource, SafetensorsStore, TensorSource};
 /// The vision tokenizer. Immutable after loading.
 #[derive(Debug)]
 pub struct Emu3VqModel {
+    /// The configuration the weights were loaded for; the tensor shapes follow it.
     pub cfg: VqConfig,
     encoder: Encoder,
     decoder: Decoder,
@@ -91,10 +92,12 @@ impl Emu3VqModel {
         })
     }
 
+    /// The dtype the weights were loaded in.
     pub fn kind(&self) -> Kind {
         self.kind
     }
 
+    /// The device of the weights.
     pub fn device(&self) -> Device {
         self.device
     }
@@ -194,6 +197,7 @@ pub struct VqRandomSource {
 }
 
 impl VqRandomSource {
+    /// Weights drawn from `seed`, created in `kind` on `device`.
     pub fn new(seed: u64, kind: Kind, device: Device) -> Self {
         VqRandomSource { inner: RandomSource { seed, std: 1.0, kind, device } }
     }
