@@ -44,6 +44,7 @@ fn trainer_kind(
         seed: 0,
         gradient_checkpointing: ckpt,
         loss_chunk_tokens: 0,
+        nan_policy: earl_core::train::NanPolicy::Stop,
     };
     SftTrainer::new(&store, &cfg, kind, recipe).unwrap()
 }
@@ -232,12 +233,54 @@ fn an_all_masked_global_batch_is_skipped_not_trained() {
     let mut t = trainer(LossNorm::GlobalTokens, &json);
     let before: Vec<Tensor> = t.opt.params.iter().map(|p| p.master.copy()).collect();
     let report = t.step(std::slice::from_ref(&batch)).unwrap();
-    assert!(report.skipped && report.target_tokens == 0, "{report:?}");
+    assert!(
+        report.skipped == Some(earl_core::train::SkipReason::AllLabelsMasked) && report.target_tokens == 0,
+        "{report:?}"
+    );
     assert_eq!(t.step_count(), 1);
     for (p, b) in t.opt.params.iter().zip(&before) {
         assert!(p.master.equal(b), "{} moved on a skipped step", p.name);
     }
     // A batch with targets trains as before.
     let (_, batch, _) = golden_batch();
-    assert!(!t.step(&[batch]).unwrap().skipped);
+    assert_eq!(t.step(&[batch]).unwrap().skipped, None);
+}
+
+#[test]
+fn a_non_finite_step_stops_or_is_skipped_never_trained() {
+    // One NaN in the embedding of a token of the batch makes the loss and every gradient NaN.
+    let (_, batch, _) = golden_batch();
+    let poison = |t: &SftTrainer| {
+        let tok = batch.input_ids.get(0).get(-1).int64_value(&[]);
+        let p = t.opt.params.iter().find(|p| p.name.ends_with("embed_tokens.weight")).unwrap();
+        let _ = tch::no_grad(|| p.master.get(tok).get(0).fill_(f64::NAN));
+    };
+    let snapshot = |t: &SftTrainer| -> Vec<Tensor> { t.opt.params.iter().map(|p| p.master.copy()).collect() };
+    let unchanged = |t: &SftTrainer, before: &[Tensor]| {
+        // NaN != NaN, so compare bit patterns through a NaN-preserving equality.
+        t.opt.params.iter().zip(before).all(|(p, b)| {
+            p.master.isnan().equal(&b.isnan())
+                && p.master.nan_to_num(0.0, None, None).equal(&b.nan_to_num(0.0, None, None))
+        })
+    };
+    let mut t = trainer(LossNorm::GlobalTokens, &recipe_json());
+    poison(&t);
+    let before = snapshot(&t);
+    let e = t.step(std::slice::from_ref(&batch)).unwrap_err().to_string();
+    assert!(e.contains("training diverged: non-finite") && e.contains("step 1") && e.contains("skip_step"), "{e}");
+    assert!(unchanged(&t, &before) && t.step_count() == 0);
+
+    let mut t = trainer(LossNorm::GlobalTokens, &recipe_json());
+    t.recipe.nan_policy = earl_core::train::NanPolicy::SkipStep;
+    poison(&t);
+    let before = snapshot(&t);
+    let report = t.step(std::slice::from_ref(&batch)).unwrap();
+    assert_eq!(report.skipped, Some(earl_core::train::SkipReason::NonFinite));
+    assert!(unchanged(&t, &before) && t.step_count() == 1);
+    // The metrics line says NaN in words, never `null`.
+    let line = serde_json::to_string(&report).unwrap();
+    assert!(
+        line.contains("\"loss\":\"NaN\"") && line.contains("\"skipped\":\"non_finite\"") && !line.contains("null"),
+        "{line}"
+    );
 }

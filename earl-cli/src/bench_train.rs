@@ -79,6 +79,7 @@ pub fn run(a: &BenchTrainArgs) -> Result<i32> {
         seed: 0,
         gradient_checkpointing: a.gradient_checkpointing,
         loss_chunk_tokens: a.loss_chunk_tokens,
+        nan_policy: earl_core::train::NanPolicy::Stop,
     };
     let mut trainer = SftTrainer::new(&src, &cfg, kind, recipe)?;
     // Random sequences with a quarter of each as prompt (masked), like an edit whose target is the edited image.

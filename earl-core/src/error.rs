@@ -129,6 +129,11 @@ pub enum Error {
         /// Who holds the lock, as its lock file describes it (pid, host, start time).
         holder: String,
     },
+
+    /// Training met a NaN or infinite loss or gradient norm under `nan_policy = "stop"`
+    /// ([`crate::train::divergence`]).
+    #[error("training diverged: {0}")]
+    Diverged(String),
 }
 
 impl Error {

@@ -138,6 +138,7 @@ impl RlRunner {
             seed: cfg.random_seed,
             gradient_checkpointing: o.gradient_checkpointing,
             loss_chunk_tokens: 0,
+            nan_policy: crate::train::NanPolicy::Stop,
         };
         let masters = SafetensorsStore::open(&model_dir, Kind::Float, opts.device)?;
         let trainer = SftTrainer::new(&masters, &lm_cfg, opts.kind, recipe)?;
@@ -487,8 +488,9 @@ impl RlRunner {
                     loss
                 }
             };
-            loss_sum += loss.double_value(&[]);
-            Ok(())
+            let loss = loss.double_value(&[]);
+            loss_sum += loss;
+            Ok(loss)
         })?;
         let time_training_s = t_train.elapsed().as_secs_f64() - ref_s;
         Ok(IterationReport {

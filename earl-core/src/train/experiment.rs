@@ -72,6 +72,9 @@ pub struct RawSftExperiment {
     /// With `gradient_checkpointing`: run the head and the loss this many positions at a time (0 = all at once).
     #[serde(default)]
     pub loss_chunk_tokens: i64,
+    /// What a step with a NaN or infinite loss or gradient norm does: "stop" (default) or "skip_step".
+    #[serde(default)]
+    pub nan_policy: crate::train::NanPolicy,
     /// Sequences longer than this are rejected (the reference's `max_position_embeddings` argument).
     #[serde(default)]
     pub max_position_embeddings: Option<i64>,
@@ -191,6 +194,7 @@ pub struct SftExperiment {
     pub bf16: bool,
     pub gradient_checkpointing: bool,
     pub loss_chunk_tokens: i64,
+    pub nan_policy: crate::train::NanPolicy,
     pub max_len: Option<i64>,
     pub image_area: Option<u64>,
     pub attention_dropout: Option<f64>,
@@ -319,6 +323,7 @@ impl RawSftExperiment {
             bf16: self.bf16,
             gradient_checkpointing: self.gradient_checkpointing,
             loss_chunk_tokens: self.loss_chunk_tokens,
+            nan_policy: self.nan_policy,
             max_len: self.max_position_embeddings,
             image_area: self.image_area,
             attention_dropout: self.attention_dropout,

@@ -5,6 +5,7 @@
 //! are pure functions tested on hand-sized inputs; [`trainer::SftTrainer`] wires them to the model.
 pub mod batch;
 pub mod checkpoint;
+pub mod divergence;
 pub mod experiment;
 pub mod loss;
 pub mod optim;
@@ -15,6 +16,7 @@ pub mod trainer;
 
 pub use batch::{collate_left, Batch, Sequence};
 pub use checkpoint::{restore_checkpoint, resume_latest, save_checkpoint, TrainerState};
+pub use divergence::{NanPolicy, SkipReason};
 pub use experiment::SftExperiment;
 pub use loss::{sft_loss, LossMetrics, LossNorm, IGNORE_INDEX};
 pub use optim::{AdamW, AdamWConfig};

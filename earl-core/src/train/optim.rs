@@ -149,6 +149,8 @@ pub struct StepMetrics {
     pub clip_coef: f64,
     /// Learning rate of the step.
     pub lr: f64,
+    /// Whether the weights were updated (false for a step skipped by the `nan_policy`).
+    pub applied: bool,
 }
 
 impl AdamW {
@@ -169,15 +171,21 @@ impl AdamW {
 
     /// Clips `grads` (fp32, same order as the parameters) to `max_norm` and applies one AdamW step at `lr`.
     pub fn step(&mut self, grads: &[Tensor], lr: f64, max_norm: f64) -> StepMetrics {
-        assert_eq!(grads.len(), self.params.len(), "one gradient per parameter");
         let (grad_norm, clip_coef) = clip_coefficient(grads, max_norm);
+        self.step_clipped(grads, lr, grad_norm, clip_coef)
+    }
+
+    /// [`Self::step`] with the norm and clip factor already computed by [`clip_coefficient`] (the trainer checks the
+    /// norm is finite first).
+    pub fn step_clipped(&mut self, grads: &[Tensor], lr: f64, grad_norm: f64, clip_coef: f64) -> StepMetrics {
+        assert_eq!(grads.len(), self.params.len(), "one gradient per parameter");
         self.step += 1;
         let _guard = tch::no_grad_guard();
         for (p, g) in self.params.iter_mut().zip(grads) {
             let g = if clip_coef < 1.0 { g * clip_coef } else { g.shallow_clone() };
             adamw_update_(&mut p.master, &g, &mut p.m, &mut p.v, self.step, lr, &self.hp, p.decay);
         }
-        StepMetrics { grad_norm, clip_coef, lr }
+        StepMetrics { grad_norm, clip_coef, lr, applied: true }
     }
 }
 

@@ -319,6 +319,7 @@ pub fn run_sft_locked(
         seed: exp.seed,
         gradient_checkpointing: exp.gradient_checkpointing,
         loss_chunk_tokens: exp.loss_chunk_tokens,
+        nan_policy: exp.nan_policy,
     };
     let store = SafetensorsStore::open(&exp.model, Kind::Float, device)?;
     let mut trainer = SftTrainer::new(&store, &cfg, kind, recipe)?;

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
 use super::batch::Batch;
+use super::divergence::{finite_or_text, NanPolicy, SkipReason};
 use super::loss::{count_targets, sft_loss, LossNorm};
-use super::optim::{AdamW, AdamWConfig};
+use super::optim::{clip_coefficient, AdamW, AdamWConfig, StepMetrics};
 use super::schedule::CosineSchedule;
 use crate::config::Emu3Config;
 use crate::error::{guard, Error, Result};
@@ -38,6 +39,9 @@ pub struct Recipe {
     /// [B, T, V] logits never exist. Memory only; the loss changes by float summation order.
     #[serde(default)]
     pub loss_chunk_tokens: i64,
+    /// What a step with a NaN or infinite loss or gradient norm does ([`NanPolicy`]).
+    #[serde(default)]
+    pub nan_policy: NanPolicy,
 }
 
 /// Metrics of one optimizer step.
@@ -46,14 +50,17 @@ pub struct StepReport {
     /// Optimizer steps taken, this one included (1-based).
     pub step: u64,
     /// The loss of the step as it was back-propagated (sum over micro-batches).
+    #[serde(serialize_with = "finite_or_text")]
     pub loss: f64,
     /// Mean cross-entropy per target token over the whole global batch.
+    #[serde(serialize_with = "finite_or_text")]
     pub token_loss: f64,
     /// Share of target tokens the argmax predicts, over the global batch.
     pub accuracy: f64,
     /// Learning rate the step ran at (from the schedule).
     pub lr: f64,
     /// Global L2 norm of the accumulated gradients, before clipping.
+    #[serde(serialize_with = "finite_or_text")]
     pub grad_norm: f64,
     /// Factor the gradients were scaled by (1 = not clipped).
     pub clip_coef: f64,
@@ -61,9 +68,9 @@ pub struct StepReport {
     pub target_tokens: i64,
     /// Real (unpadded) input tokens processed.
     pub tokens: i64,
-    /// The global batch had no target token (every label −100): nothing was trained (see [`SftTrainer::step`]).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub skipped: bool,
+    /// Why the step did not update the weights, if it did not (see [`SftTrainer::step`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<SkipReason>,
 }
 
 /// Validation metrics (`eval_*` fields of `metrics.jsonl`).
@@ -71,8 +78,10 @@ pub struct StepReport {
 pub struct EvalReport {
     /// transformers `Trainer`'s `eval_loss`: the mean over evaluation batches of each batch's mean token
     /// cross-entropy (batches without targets are skipped).
+    #[serde(serialize_with = "finite_or_text")]
     pub eval_loss: f64,
     /// Mean cross-entropy per target token over the whole validation set.
+    #[serde(serialize_with = "finite_or_text")]
     pub eval_token_loss: f64,
     /// Share of target tokens the argmax predicts, over the whole validation set.
     pub eval_accuracy: f64,
@@ -255,7 +264,7 @@ impl SftTrainer {
             ce_sum += m.sum;
             correct += m.accuracy * m.tokens as f64;
             tokens += b.num_tokens();
-            Ok(())
+            Ok(l)
         })?;
         Ok(StepReport {
             step: step + 1,
@@ -267,7 +276,7 @@ impl SftTrainer {
             clip_coef: sm.clip_coef,
             target_tokens: targets,
             tokens,
-            skipped: false,
+            skipped: (!sm.applied).then_some(SkipReason::NonFinite),
         })
     }
 
@@ -288,28 +297,30 @@ impl SftTrainer {
             clip_coef: 1.0,
             target_tokens: 0,
             tokens: micro.iter().map(|b| b.num_tokens()).sum(),
-            skipped: true,
+            skipped: Some(SkipReason::AllLabelsMasked),
         }
     }
 
     /// One optimizer step with any loss: `backward(model, i)` runs the forward and `backward()` of micro-batch `i`
     /// (of `n_micro`); gradients are accumulated in f32 (bf16 compute), clipped at the recipe's `max_grad_norm`,
     /// and AdamW is applied at `lr` to the fp32 masters, which are then copied into the compute model. SFT and
-    /// GRPO both step through here.
+    /// GRPO both step through here. `backward` returns the micro-batch's loss: a non-finite loss or gradient norm
+    /// is handled by the recipe's [`NanPolicy`] before any weight moves ([`super::divergence`]).
     pub fn step_with(
         &mut self,
         n_micro: usize,
         lr: f64,
-        mut backward: impl FnMut(&Emu3ForCausalLM, usize) -> Result<()>,
-    ) -> Result<super::optim::StepMetrics> {
+        mut backward: impl FnMut(&Emu3ForCausalLM, usize) -> Result<f64>,
+    ) -> Result<StepMetrics> {
         if n_micro == 0 {
             return Err(Error::input("an optimizer step needs at least one micro-batch"));
         }
         // bf16 gradients are summed in f32, not in the compute dtype, one parameter at a time (no second full copy).
         let mut acc: Vec<Tensor> = Vec::new();
         self.zero_grads();
+        let mut finite_loss = true;
         for i in 0..n_micro {
-            backward(&self.model, i)?;
+            finite_loss &= backward(&self.model, i)?.is_finite();
             if !self.shared {
                 let _g = tch::no_grad_guard();
                 for (k, (c, p)) in self.compute.iter().zip(&self.opt.params).enumerate() {
@@ -328,10 +339,33 @@ impl SftTrainer {
         }
         let grads = if self.shared { self.gradients().into_iter().map(|(_, g)| g).collect() } else { acc };
         let max_norm = self.recipe.max_grad_norm;
-        let sm = guard("the optimizer step", || Ok(self.opt.step(&grads, lr, max_norm)))?;
+        let (grad_norm, clip_coef) = guard("the gradient norm", || Ok(clip_coefficient(&grads, max_norm)))?;
+        if !finite_loss || !grad_norm.is_finite() {
+            self.zero_grads();
+            return self.diverged(grad_norm, clip_coef, lr, finite_loss);
+        }
+        let sm = guard("the optimizer step", || Ok(self.opt.step_clipped(&grads, lr, grad_norm, clip_coef)))?;
         self.zero_grads();
         self.sync_compute();
         Ok(sm)
+    }
+
+    /// A step whose loss or gradient norm is not finite: an error under [`NanPolicy::Stop`]; under
+    /// [`NanPolicy::SkipStep`] the step is counted and the weights and moments stay as they were.
+    fn diverged(&mut self, grad_norm: f64, clip_coef: f64, lr: f64, finite_loss: bool) -> Result<StepMetrics> {
+        let step = self.opt.step + 1;
+        let what = if finite_loss { format!("gradient norm {grad_norm}") } else { "loss".to_string() };
+        match self.recipe.nan_policy {
+            NanPolicy::Stop => Err(Error::Diverged(format!(
+                "non-finite {what} at step {step}: stopped before the update, so the last checkpoint holds the last \
+                 good weights (nan_policy = \"skip_step\" drops such steps instead)"
+            ))),
+            NanPolicy::SkipStep => {
+                tracing::warn!(step, "non-finite {what}: step skipped (nan_policy = \"skip_step\")");
+                self.opt.step += 1;
+                Ok(StepMetrics { grad_norm, clip_coef, lr, applied: false })
+            }
+        }
     }
 
     /// Copies the fp32 masters into the compute model (a no-op when they are the same tensors).
