@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use earl_core::device::{dtype_name, parse_device, parse_dtype};
 use earl_core::imageproc::{self, ImageProcessConfig, LoadLimits};
-use earl_core::vq::CodeGrid;
+use earl_core::CodeGrid;
 use earl_core::{Emu3VqModel, VqConfig, VqRandomSource};
 use tch::{Device, Kind, Tensor};
 
@@ -105,8 +105,8 @@ pub fn encode(a: &EncodeArgs) -> Result<i32> {
         img.height(),
         s[3],
         s[2],
-        grid.width,
-        grid.height,
+        grid.w(),
+        grid.h(),
         t0.elapsed().as_secs_f64() * 1e3,
         a.out.display()
     );
@@ -119,13 +119,13 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
     let model = load(&a.vq, &a.on)?;
     let cfg = ImageProcessConfig::from_dir(&a.vq, model.cfg.spatial_factor() as u32)?;
     let t0 = Instant::now();
-    let pixels = tch::no_grad(|| model.decode(&grid.to_tensor()?))?;
+    let pixels = tch::no_grad(|| model.decode(&grid.to_tensor()))?;
     let img = imageproc::to_rgb8(&pixels, &cfg)?.remove(0);
     imageproc::save(&img, &a.out)?;
     println!(
         "{}×{} codes → {}×{} image in {:.1} ms → {}",
-        grid.width,
-        grid.height,
+        grid.w(),
+        grid.h(),
         img.width(),
         img.height(),
         t0.elapsed().as_secs_f64() * 1e3,

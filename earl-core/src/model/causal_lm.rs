@@ -249,10 +249,7 @@ impl Emu3ForCausalLM {
                 let (pos, valid) = c.begin_step(mask)?;
                 (past, pos, valid)
             }
-            None => {
-                let pos = (mask.cumsum(1, Kind::Int64) - 1).masked_fill(&mask.eq(0), 1);
-                (0, pos, mask.to_kind(Kind::Bool))
-            }
+            None => (0, crate::collate::position_ids(mask), mask.to_kind(Kind::Bool)),
         };
         let pos = positions.map(|p| p.shallow_clone()).unwrap_or(derived_pos);
         let attn_mask = attention_mask(&key_valid, past, t); // [B, 1, T, L]
