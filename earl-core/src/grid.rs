@@ -263,7 +263,7 @@ mod tests {
         let wide = CodeGrid::new(1, 1, vec![65536]).unwrap();
         let e = serde_json::to_string(&Holder(wide)).unwrap_err().to_string();
         assert!(e.contains("code 65536 does not fit the shard format's 16 bits"), "{e}");
-        let odd = serde_json::from_str::<Holder>(r#"{"h":1,"w":1,"codes":"AAA="}"#).unwrap_err().to_string();
+        let odd = serde_json::from_str::<Holder>(r#"{"h":1,"w":1,"codes":"AA=="}"#).unwrap_err().to_string();
         assert!(odd.contains("whole number of u16"), "{odd}");
     }
 
