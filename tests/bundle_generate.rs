@@ -2,8 +2,9 @@
 //! reference's string-path ids, and greedy grid-constrained generation reproduces transformers `generate` (with the
 //! same rule as a `prefix_allowed_tokens_fn`, fixtures/gen_bundle.py) token for token — alone and batched.
 use earl_core::generate::{generate, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
-use earl_core::prompt::{ImageGrid, Prefill, PromptBuilder};
+use earl_core::prompt::{Prefill, PromptBuilder};
 use earl_core::tokenizer::Emu3Tokenizer;
+use earl_core::CodeGrid;
 use earl_core::Emu3ForCausalLM;
 use earl_tests::fixtures_dir;
 use serde_json::Value;
@@ -25,7 +26,7 @@ fn cases(tok: &Emu3Tokenizer) -> Vec<Case> {
     let g: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("golden_generate.json")).unwrap()).unwrap();
     let source: Vec<Vec<u32>> = serde_json::from_value(g["source"].clone()).unwrap();
     let (h, w) = (source.len(), source[0].len());
-    let grid = ImageGrid::new(h, w, source.concat()).unwrap();
+    let grid = CodeGrid::new(h, w, source.concat()).unwrap();
     let pb = PromptBuilder::new(tok);
     g["cases"]
         .as_array()

@@ -138,9 +138,7 @@ fn prompt_lengths(cfg: &RlConfig) -> Vec<usize> {
     (0..reader.len())
         .map(|i| {
             let r: EditRecord = reader.get(i).unwrap();
-            let codes = r.source.codes.iter().map(|&c| c as u32).collect();
-            let grid = earl_core::prompt::ImageGrid::new(r.source.h, r.source.w, codes).unwrap();
-            earl_core::edit::edit_request(&tok, &grid, &r.instruction, &prefill).unwrap().prompt.len()
+            earl_core::edit::edit_request(&tok, &r.source, &r.instruction, &prefill).unwrap().prompt.len()
         })
         .collect()
 }

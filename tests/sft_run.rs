@@ -143,8 +143,8 @@ fn every_paper_experiment_file_parses() {
 
 #[test]
 fn edit_records_become_reference_sft_sequences() {
-    use earl_core::data::{CodeGrid, EditRecord};
     use earl_core::prompt::PromptBuilder;
+    use earl_core::{data::EditRecord, CodeGrid};
     let tok = earl_core::tokenizer::Emu3Tokenizer::from_dir(fixtures_dir().join("tok-tiny")).unwrap();
     let p = PromptBuilder::new(&tok);
     let mut r = EditRecord {

@@ -141,10 +141,11 @@ pub struct RlBenchArgs {
 /// `earl bench rl`: GRPO iterations of an Emu3-shaped random model (the tiny bundle's tokenizer, random `grid`²
 /// sources) with an offline reward; prints the per-phase time split of each iteration as JSON lines.
 pub fn rl(a: &RlBenchArgs) -> Result<i32> {
-    use earl_core::data::{CodeGrid, DataRng, EditRecord, ShardWriter};
+    use earl_core::data::{DataRng, EditRecord, ShardWriter};
     use earl_core::rl::config::RlConfig;
     use earl_core::rl::run::{RlOptions, RlRunner};
     use earl_core::train::checkpoint::{hf_config_json, write_safetensors};
+    use earl_core::CodeGrid;
     let device = parse_device(&a.device)?;
     let kind = parse_dtype(&a.dtype)?;
     let root = std::env::current_dir()?;
@@ -167,12 +168,12 @@ pub fn rl(a: &RlBenchArgs) -> Result<i32> {
     let n = a.grid * a.grid;
     let k = tok.codebook_size() as u64;
     for i in 0..(a.prompts * 4) {
-        let src: Vec<u16> = (0..n).map(|_| rng.below(k) as u16).collect();
+        let src: Vec<u32> = (0..n).map(|_| rng.below(k) as u32).collect();
         let rec = EditRecord {
             id: format!("bench-{i}"),
             instruction: "Paint everything red.".into(),
-            source: CodeGrid::new(a.grid, a.grid, src).map_err(anyhow::Error::msg)?,
-            edited: CodeGrid::new(a.grid, a.grid, vec![5; n]).map_err(anyhow::Error::msg)?,
+            source: CodeGrid::new(a.grid, a.grid, src)?,
+            edited: CodeGrid::new(a.grid, a.grid, vec![5; n])?,
             cot: Default::default(),
             meta: Default::default(),
         };

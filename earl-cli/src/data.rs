@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 use earl_core::data::parquet::{find_parquet_files, ParquetColumns, ParquetPairs};
 use earl_core::data::tokenize::{self, TokenizeOptions};
-use earl_core::data::{CodeGrid, EditRecord, ShardReader, ShardWriter};
+use earl_core::data::{EditRecord, ShardReader, ShardWriter};
+use earl_core::edit::ImageCodec;
+use earl_core::CodeGrid;
 use indicatif::{ProgressBar, ProgressStyle};
 
 // Parsed once per process; boxing the big variant would only obscure the clap derive.
@@ -112,10 +114,12 @@ fn grid(rows: &[Vec<i64>], what: &str, id: &str) -> Result<CodeGrid> {
             bail!("sample {id}: {what} rows have different lengths");
         }
         for &c in r {
-            codes.push(u16::try_from(c).with_context(|| format!("sample {id}: {what} code {c} is not in 0..65536"))?);
+            codes.push(
+                u32::try_from(c).with_context(|| format!("sample {id}: {what} code {c} is negative or too large"))?,
+            );
         }
     }
-    CodeGrid::new(h, w, codes).map_err(|e| anyhow::anyhow!("sample {id}: {what}: {e}"))
+    CodeGrid::new(h, w, codes).with_context(|| format!("sample {id}: {what}"))
 }
 
 fn python(explicit: &Option<PathBuf>) -> PathBuf {
@@ -156,10 +160,9 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
         } => {
             let device = earl_core::device::parse_device(device)?;
             let kind = earl_core::device::parse_dtype(dtype)?;
-            let model = earl_core::Emu3VqModel::from_dir(vq, kind, device)
-                .with_context(|| format!("loading {}", vq.display()))?;
-            let mut cfg = earl_core::imageproc::ImageProcessConfig::from_dir(vq, model.cfg.spatial_factor() as u32)?;
-            cfg.area = *area;
+            let mut codec =
+                ImageCodec::from_dir(vq, kind, device).with_context(|| format!("loading {}", vq.display()))?;
+            codec.image_cfg.area = *area;
             let opts =
                 TokenizeOptions { seed: *seed, shard_records: *shard_records, rescale_cot_boxes: !keep_cot_boxes };
             let bar = ProgressBar::new(0);
@@ -174,7 +177,7 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
             let m = match list {
                 Some(list) => {
                     let pairs = tokenize::read_pairs(list)?;
-                    tokenize::tokenize_pairs(&model, &cfg, pairs, out, &opts, &mut progress)?
+                    tokenize::tokenize_pairs(&codec, pairs, out, &opts, &mut progress)?
                 }
                 None => {
                     let files = find_parquet_files(parquet, split.as_deref())?;
@@ -190,7 +193,7 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
                     let total = pairs.len();
                     let mut meta = serde_json::Map::new();
                     meta.insert("parquet_files".into(), serde_json::json!(files));
-                    tokenize::tokenize_stream(&model, &cfg, pairs, total, out, &opts, meta, &mut progress)?
+                    tokenize::tokenize_stream(&codec, pairs, total, out, &opts, meta, &mut progress)?
                 }
             };
             bar.finish_and_clear();

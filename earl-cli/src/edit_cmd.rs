@@ -107,7 +107,7 @@ pub fn run(a: &EditArgs) -> Result<i32> {
     let vq_kind = parse_dtype(&a.vq_dtype)?;
     let mut editor = Editor::load(&model, &vq, &tokenizer, kind, vq_kind, device)
         .with_context(|| format!("loading {} / {} / {}", model.display(), vq.display(), tokenizer.display()))?;
-    editor.image_cfg.area = a.area;
+    editor.codec.image_cfg.area = a.area;
     let load_s = t_load.elapsed().as_secs_f64();
 
     let img = imageproc::load_rgb(&a.image, &LoadLimits::default())?;
@@ -122,6 +122,7 @@ pub fn run(a: &EditArgs) -> Result<i32> {
         seed: a.seed,
         constrain: !a.no_constraint,
         allow_overlong: a.allow_overlong,
+        context_size: None,
     };
     let bar = indicatif::ProgressBar::new(((source.w() + 1) * source.h() + 3) as u64);
     bar.set_style(

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use earl_core::device::{dtype_name, parse_device, parse_dtype};
 use earl_core::imageproc::{self, ImageProcessConfig, LoadLimits};
-use earl_core::vq::CodeGrid;
+use earl_core::CodeGrid;
 use earl_core::{Emu3VqModel, VqConfig, VqRandomSource};
 use tch::{Device, Kind, Tensor};
 
@@ -108,8 +108,8 @@ pub fn encode(a: &EncodeArgs) -> Result<i32> {
         img.height(),
         s[3],
         s[2],
-        grid.width,
-        grid.height,
+        grid.w(),
+        grid.h(),
         t0.elapsed().as_secs_f64() * 1e3,
         a.out.display()
     );
@@ -124,16 +124,16 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
     let factor = model.cfg.spatial_factor() as u32;
     let cfg = ImageProcessConfig::from_dir(&a.vq, factor)?;
     let max_pixels = a.max_pixels.unwrap_or(cfg.max_pixels);
-    imageproc::check_decode_size(grid.height as u32, grid.width as u32, factor, max_pixels)
+    imageproc::check_decode_size(grid.h() as u32, grid.w() as u32, factor, max_pixels)
         .with_context(|| format!("decoding {}", a.codes.display()))?;
     let t0 = Instant::now();
-    let pixels = tch::no_grad(|| model.decode(&grid.to_tensor()?))?;
+    let pixels = tch::no_grad(|| model.decode(&grid.to_tensor()))?;
     let img = imageproc::to_rgb8(&pixels, &cfg)?.remove(0);
     imageproc::save(&img, &a.out)?;
     println!(
         "{}×{} codes → {}×{} image in {:.1} ms → {}",
-        grid.width,
-        grid.height,
+        grid.w(),
+        grid.h(),
         img.width(),
         img.height(),
         t0.elapsed().as_secs_f64() * 1e3,

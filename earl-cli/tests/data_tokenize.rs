@@ -44,7 +44,7 @@ fn tokenize_pairs_resume_and_verify() {
     assert_eq!(b.cot.get("Step1").map(String::as_str), Some("x"));
     // 96×64 at area 4096 → 78×52 pixels (no snap, as EARL) → the encoder floors: 9×6 codes.
     let a = recs.iter().find(|r| r.id == "a").unwrap();
-    assert_eq!((a.source.h, a.source.w), (6, 9));
+    assert_eq!((a.source.h(), a.source.w()), (6, 9));
     assert!(recs.iter().any(|r| r.id == "00000002"));
 
     // A repeated id is an error naming both lines, before any image is encoded (it used to be dropped silently).

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use earl_core::prompt::{ImageGrid, Prefill, PromptBuilder};
+use earl_core::prompt::{Prefill, PromptBuilder};
 use earl_core::tokenizer::{Emu3Tokenizer, TOKENIZER_JSON};
+use earl_core::CodeGrid;
 
 const TEXT: &str =
     "Replace the red car with a blue bicycle, keep the 2 people on the left and the café sign unchanged. \
@@ -22,7 +23,7 @@ fn bench_text(c: &mut Criterion) {
     g.bench_function("load_and_encode_tiktoken_cold", |b| {
         b.iter(|| Emu3Tokenizer::from_dir(&dir).unwrap().encode(&paragraph).unwrap())
     });
-    let grid = ImageGrid::new(90, 90, (0..8100).map(|i| (i * 31 % 64) as u32).collect()).unwrap();
+    let grid = CodeGrid::new(90, 90, (0..8100).map(|i| (i * 31 % 64) as u32).collect()).unwrap();
     let pb = PromptBuilder::new(&tik);
     g.bench_function("edit_prompt_90x90", |b| b.iter(|| pb.edit_prompt(&grid, TEXT, &Prefill::E).unwrap()));
     let response = pb.image_block(&grid).unwrap();

@@ -1,26 +1,58 @@
-//! The editing pipeline EARL runs for `earl edit`, RL rollouts and evaluation: source image → VQ codes → EARL edit
-//! prompt (with the chosen assistant prefill) → grid-constrained seeded generation → parsed response (reasoning text,
-//! the h×w grid or why it is invalid) → decoded RGB image. One [`Editor`] holds the three models; it is immutable.
+//! The editing pipeline EARL runs for `earl edit`, RL rollouts, data tokenization and evaluation: source image → VQ
+//! codes ([`ImageCodec::encode_image`]) → EARL edit prompt with the chosen assistant prefill ([`edit_request`]) →
+//! grid-constrained seeded generation and parsed responses: reasoning text, the h×w grid or why it is invalid
+//! ([`generate_edits`], [`parse_edit`]) → decoded RGB image ([`ImageCodec::decode_grid`]). One [`Editor`] holds the
+//! three models and runs the whole path; its steps are public so that the GRPO rollouts (over the policy being
+//! trained) and `earl data tokenize` (the vision tokenizer alone) compose the same steps instead of copies.
 use std::path::Path;
 use std::time::Instant;
 
 use image::RgbImage;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 use crate::error::{Error, Result};
 use crate::generate::{generate, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
+use crate::grid::CodeGrid;
 use crate::imageproc::{self, ImageProcessConfig};
 use crate::model::Emu3ForCausalLM;
-use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
+use crate::prompt::{ParsedResponse, Prefill, PromptBuilder};
 use crate::tokenizer::Emu3Tokenizer;
 use crate::vq::Emu3VqModel;
 
 /// Language model, vision tokenizer and text tokenizer of one Emu3 checkpoint.
 pub struct Editor {
     pub lm: Emu3ForCausalLM,
-    pub vq: Emu3VqModel,
+    pub codec: ImageCodec,
     pub tok: Emu3Tokenizer,
+}
+
+/// The image side of the pipeline: EARL's preprocessing with the VQ model (encode), and the VQ decoder with the
+/// inverse normalisation (decode).
+pub struct ImageCodec {
+    pub vq: Emu3VqModel,
     pub image_cfg: ImageProcessConfig,
+}
+
+impl ImageCodec {
+    /// The vision tokenizer of `vq_dir` as `kind` on `device`, with its `preprocessor_config.json` (if any).
+    pub fn from_dir(vq_dir: &Path, kind: Kind, device: Device) -> Result<Self> {
+        let vq = Emu3VqModel::from_dir(vq_dir, kind, device)?;
+        let image_cfg = ImageProcessConfig::from_dir(vq_dir, vq.cfg.spatial_factor() as u32)?;
+        Ok(ImageCodec { vq, image_cfg })
+    }
+
+    /// EARL's preprocessing then VQ encoding of one image.
+    pub fn encode_image(&self, img: &RgbImage) -> Result<CodeGrid> {
+        let pixels = imageproc::preprocess(img, &self.image_cfg)?; // [1, 3, H, W]
+        let codes = tch::no_grad(|| self.vq.encode(&pixels))?; // [1, h, w]
+        CodeGrid::from_tensor(&codes.get(0))
+    }
+
+    /// Decodes a grid to an RGB image.
+    pub fn decode_grid(&self, grid: &CodeGrid) -> Result<RgbImage> {
+        let pixels = tch::no_grad(|| self.vq.decode(&grid.to_tensor()))?;
+        Ok(imageproc::to_rgb8(&pixels, &self.image_cfg)?.remove(0))
+    }
 }
 
 /// The reference's evaluation budget (`max_new_tokens=3000` in its `baselines/our_eval_on_*.py`): enough for a
@@ -41,6 +73,8 @@ pub struct EditOptions {
     pub constrain: bool,
     /// Let an explicit `max_new_tokens` run past the model's `max_position_embeddings` (otherwise an error).
     pub allow_overlong: bool,
+    /// Limit on prompt + response (the RL config's `model_context_size`, vLLM's `max_model_len`); `None`: none.
+    pub context_size: Option<usize>,
 }
 
 impl Default for EditOptions {
@@ -53,6 +87,7 @@ impl Default for EditOptions {
             seed: 0,
             constrain: true,
             allow_overlong: false,
+            context_size: None,
         }
     }
 }
@@ -60,7 +95,7 @@ impl Default for EditOptions {
 /// One edit request: a source grid (already encoded) and the instruction.
 #[derive(Debug, Clone)]
 pub struct EditInput {
-    pub source: ImageGrid,
+    pub source: CodeGrid,
     pub instruction: String,
 }
 
@@ -75,7 +110,7 @@ pub struct EditOutput {
     pub finish: FinishReason,
     pub reasoning: String,
     /// The edited grid, or why the response holds none.
-    pub grid: std::result::Result<ImageGrid, String>,
+    pub grid: std::result::Result<CodeGrid, String>,
 }
 
 /// Wall-clock split of one [`Editor::edit`] call, and the token budget it ran with.
@@ -90,7 +125,7 @@ pub struct EditTimings {
 impl Editor {
     /// Loads the LM (as `kind`) from `model`, the tokenizer from `tokenizer` and the vision tokenizer (as `vq_kind`,
     /// with its `preprocessor_config.json`, if any) from `vq_dir`. EARL runs the vision tokenizer in f32 even when
-    /// the LM runs in bf16, so `vq_kind` is its own setting. Set `image_cfg.area` afterwards to change the area.
+    /// the LM runs in bf16, so `vq_kind` is its own setting. Set `codec.image_cfg.area` afterwards to change the area.
     pub fn load(
         model: &Path,
         vq_dir: &Path,
@@ -101,7 +136,8 @@ impl Editor {
     ) -> Result<Self> {
         let tok = Emu3Tokenizer::from_dir(tokenizer)?;
         let lm = Emu3ForCausalLM::from_dir(model, kind, device)?;
-        let vq = Emu3VqModel::from_dir(vq_dir, vq_kind, device)?;
+        let codec = ImageCodec::from_dir(vq_dir, vq_kind, device)?;
+        let vq = &codec.vq;
         if lm.cfg.vocab_size < tok.vocab_size() as i64 {
             return Err(Error::input(format!(
                 "the tokenizer in {} has {} ids but the model in {} only {}",
@@ -118,23 +154,17 @@ impl Editor {
                 tok.codebook_size()
             )));
         }
-        let image_cfg = ImageProcessConfig::from_dir(vq_dir, vq.cfg.spatial_factor() as u32)?;
-        Ok(Editor { lm, vq, tok, image_cfg })
+        Ok(Editor { lm, codec, tok })
     }
 
-    /// EARL's preprocessing then VQ encoding of one image.
-    pub fn encode_image(&self, img: &RgbImage) -> Result<ImageGrid> {
-        let pixels = imageproc::preprocess(img, &self.image_cfg)?; // [1, 3, H, W]
-        let codes = tch::no_grad(|| self.vq.encode(&pixels))?; // [1, h, w]
-        grid_of(&codes.get(0))
+    /// EARL's preprocessing then VQ encoding of one image ([`ImageCodec::encode_image`]).
+    pub fn encode_image(&self, img: &RgbImage) -> Result<CodeGrid> {
+        self.codec.encode_image(img)
     }
 
-    /// Decodes a grid to an RGB image.
-    pub fn decode_grid(&self, grid: &ImageGrid) -> Result<RgbImage> {
-        let codes: Vec<i64> = grid.codes().iter().map(|&c| c as i64).collect();
-        let t = Tensor::from_slice(&codes).view([1, grid.h() as i64, grid.w() as i64]);
-        let pixels = tch::no_grad(|| self.vq.decode(&t))?;
-        Ok(imageproc::to_rgb8(&pixels, &self.image_cfg)?.remove(0))
+    /// Decodes a grid to an RGB image ([`ImageCodec::decode_grid`]).
+    pub fn decode_grid(&self, grid: &CodeGrid) -> Result<RgbImage> {
+        self.codec.decode_grid(grid)
     }
 
     /// Samples `opts.samples` edits for every input.
@@ -144,57 +174,74 @@ impl Editor {
         opts: &EditOptions,
         on_step: &mut dyn FnMut(usize, usize),
     ) -> Result<(Vec<EditOutput>, EditTimings)> {
-        let pb = PromptBuilder::new(&self.tok);
         let requests = inputs
             .iter()
             .map(|inp| edit_request(&self.tok, &inp.source, &inp.instruction, &opts.prefill))
             .collect::<Result<Vec<_>>>()?;
-        let longest = requests.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
-        let max_new =
-            opts.max_new_tokens.unwrap_or_else(|| default_max_new_tokens(longest, self.lm.cfg.max_position_embeddings));
-        let s = *self.tok.special();
-        let cfg = GenerationConfig {
-            max_new_tokens: max_new,
-            samples_per_request: opts.samples,
-            sampling: opts.sampling,
-            seed: opts.seed,
-            eos_ids: vec![s.eos as i64],
-            image_tokens: opts.constrain.then(|| ImageTokens::from_tokenizer(&self.tok)),
-            pad_id: s.pad as i64,
-            context_size: None,
-            allow_overlong: opts.allow_overlong,
-        };
-        let t0 = Instant::now();
-        let mut steps = 0;
-        let samples = generate(&self.lm, &requests, &cfg, &mut |step, live| {
-            steps = step;
-            on_step(step, live)
-        })?;
-        let timings = EditTimings {
-            max_new_tokens: max_new,
-            generate_s: t0.elapsed().as_secs_f64(),
-            new_tokens: samples.iter().map(|s| s.tokens.len()).sum(),
-            steps,
-        };
-        let outputs = samples
-            .into_iter()
-            .map(|g| {
-                let src = &inputs[g.request].source;
-                let parsed =
-                    pb.parse_response(&response_ids(&requests[g.request], &g.tokens), Some((src.h(), src.w())));
-                EditOutput {
-                    request: g.request,
-                    sample: g.sample,
-                    prompt_ids: requests[g.request].prompt.clone(),
-                    finish: g.finish,
-                    reasoning: parsed.reasoning,
-                    grid: parsed.image.map_err(|e| e.to_string()),
-                    tokens: g.tokens,
-                }
-            })
-            .collect();
-        Ok((outputs, timings))
+        generate_edits(&self.lm, &self.tok, &requests, opts, on_step)
     }
+}
+
+/// Generates `opts.samples` edits for every request with `lm` (the editor's model, or a policy in training) and
+/// parses each response; outputs are in (request, sample) order. `opts.prefill` is not used here: the requests
+/// already end in theirs ([`edit_request`]).
+pub fn generate_edits(
+    lm: &Emu3ForCausalLM,
+    tok: &Emu3Tokenizer,
+    requests: &[GenerationRequest],
+    opts: &EditOptions,
+    on_step: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<EditOutput>, EditTimings)> {
+    let longest = requests.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
+    let max_new =
+        opts.max_new_tokens.unwrap_or_else(|| default_max_new_tokens(longest, lm.cfg.max_position_embeddings));
+    let s = *tok.special();
+    let cfg = GenerationConfig {
+        max_new_tokens: max_new,
+        samples_per_request: opts.samples,
+        sampling: opts.sampling,
+        seed: opts.seed,
+        eos_ids: vec![s.eos as i64],
+        image_tokens: opts.constrain.then(|| ImageTokens::from_tokenizer(tok)),
+        pad_id: s.pad as i64,
+        context_size: opts.context_size,
+        allow_overlong: opts.allow_overlong,
+    };
+    let t0 = Instant::now();
+    let mut steps = 0;
+    let samples = generate(lm, requests, &cfg, &mut |step, live| {
+        steps = step;
+        on_step(step, live)
+    })?;
+    let timings = EditTimings {
+        max_new_tokens: max_new,
+        generate_s: t0.elapsed().as_secs_f64(),
+        new_tokens: samples.iter().map(|s| s.tokens.len()).sum(),
+        steps,
+    };
+    let outputs = samples
+        .into_iter()
+        .map(|g| {
+            let req = &requests[g.request];
+            let parsed = parse_edit(tok, req, &g.tokens);
+            EditOutput {
+                request: g.request,
+                sample: g.sample,
+                prompt_ids: req.prompt.clone(),
+                finish: g.finish,
+                reasoning: parsed.reasoning,
+                grid: parsed.image.map_err(|e| e.to_string()),
+                tokens: g.tokens,
+            }
+        })
+        .collect();
+    Ok((outputs, timings))
+}
+
+/// Parses the `generated` ids of `req` (the prefill joins them, see [`response_ids`]) against the request's grid.
+pub fn parse_edit(tok: &Emu3Tokenizer, req: &GenerationRequest, generated: &[i64]) -> ParsedResponse {
+    let expected = req.grid.map(|(h, w)| (h as usize, w as usize));
+    PromptBuilder::new(tok).parse_response(&response_ids(req, generated), expected)
 }
 
 /// The budget of an edit without `max_new_tokens`: [`DEFAULT_MAX_NEW_TOKENS`], or what is left of
@@ -209,7 +256,7 @@ pub fn default_max_new_tokens(longest_prompt: usize, max_position_embeddings: i6
 /// are that prefill (the grid constraint counts them as response), and the source grid the edit must keep.
 pub fn edit_request(
     tok: &Emu3Tokenizer,
-    source: &ImageGrid,
+    source: &CodeGrid,
     instruction: &str,
     prefill: &Prefill,
 ) -> Result<GenerationRequest> {
@@ -226,12 +273,6 @@ pub fn response_ids(req: &GenerationRequest, generated: &[i64]) -> Vec<i64> {
     let mut r = req.prompt[req.prompt.len() - req.prefill_len..].to_vec();
     r.extend_from_slice(generated);
     r
-}
-
-fn grid_of(codes: &Tensor) -> Result<ImageGrid> {
-    let (h, w) = (codes.size()[0] as usize, codes.size()[1] as usize);
-    let v = Vec::<i64>::try_from(codes.flatten(0, -1).to_device(Device::Cpu))?;
-    ImageGrid::new(h, w, v.into_iter().map(|c| c as u32).collect())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! torch 2.11.0), the VQ vision tokenizer and image processing, the text tokenizer and EARL prompt layouts,
 //! grid-constrained seeded generation, SFT and GRPO building blocks. The library
 //! has no CLI or network dependencies; it reports through `tracing` and returns typed [`Error`]s.
+pub mod collate;
 pub mod config;
 pub mod data;
 pub mod device;
@@ -10,6 +11,7 @@ pub mod edit;
 pub mod error;
 pub mod fsio;
 pub mod generate;
+pub mod grid;
 pub mod imageproc;
 pub mod kv_cache;
 pub mod model;
@@ -24,10 +26,11 @@ pub mod weights;
 
 pub use config::{ConfigDialect, Emu3Config, RawEmu3Config, RopeScaling};
 pub use error::{Error, Result};
+pub use grid::CodeGrid;
 pub use kv_cache::KvCache;
 pub use model::{Emu3ForCausalLM, ForwardArgs};
 pub use parity::{compare, ParityReport};
-pub use prompt::{ImageGrid, Prefill, PromptBuilder};
+pub use prompt::{Prefill, PromptBuilder};
 pub use tokenizer::{Emu3Tokenizer, SpecialIds};
 pub use vq::{Emu3VqModel, VqConfig, VqLayout, VqRandomSource};
 pub use weights::{RandomSource, SafetensorsStore, TensorSource};

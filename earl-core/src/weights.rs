@@ -26,6 +26,11 @@ pub trait TensorSource {
     fn kind(&self) -> Kind;
     /// The device tensors are returned on.
     fn device(&self) -> Device;
+    /// Whether [`Self::contains`] answers from a fixed set of stored tensors (a checkpoint), so that a tensor the
+    /// config does not ask for is worth reporting. A generator that can make any parameter says `false`.
+    fn is_stored(&self) -> bool {
+        true
+    }
 }
 
 struct MappedFile {
@@ -291,6 +296,9 @@ impl TensorSource for RandomSource {
     fn contains(&self, name: &str) -> bool {
         // Random sources provide every parameter except optional biases (absent in Emu3 checkpoints).
         !name.ends_with(".bias")
+    }
+    fn is_stored(&self) -> bool {
+        false
     }
     fn kind(&self) -> Kind {
         self.kind

@@ -10,6 +10,6 @@ pub mod shards;
 pub mod tokenize;
 
 pub use mixture::build_mixture;
-pub use record::{CodeGrid, EditRecord};
+pub use record::EditRecord;
 pub use rng::DataRng;
 pub use shards::{Manifest, ShardReader, ShardWriter};

@@ -157,7 +157,11 @@ impl ShardWriter {
                 Some(OpenShard { tmp, file: std::io::BufWriter::new(f), records: 0, bytes: 0, hash: Sha256::new() });
         }
         let cur = self.current.as_mut().expect("just opened");
-        let mut line = serde_json::to_vec(record).map_err(|e| data_err(&cur.tmp, e.to_string()))?;
+        // A record that cannot be written (e.g. a code beyond the shard format's 16 bits) is named by its id.
+        let mut line = serde_json::to_vec(record).map_err(|e| match id {
+            Some(id) => data_err(&cur.tmp, format!("record `{id}`: {e}")),
+            None => data_err(&cur.tmp, e.to_string()),
+        })?;
         line.push(b'\n');
         cur.file.write_all(&line).map_err(|e| Error::io(&cur.tmp, e))?;
         cur.hash.update(&line);

@@ -1,18 +1,20 @@
 //! Raw editing data → tokenized [`EditRecord`]s through the vision tokenizer, as EARL's data preparation does it:
 //! each source and edited image is resized to the target pixel area (aspect kept, snapped to the spatial factor,
-//! bicubic), normalised and VQ-encoded; chain-of-thought boxes are rescaled to the resized image ([`super::cot`]).
+//! bicubic), normalised and VQ-encoded by the edit pipeline's encode step ([`ImageCodec::encode_image`]);
+//! chain-of-thought boxes are rescaled to the resized image ([`super::cot`]).
 //! The input is a JSONL list of pairs (paths relative to the list) or Hugging Face parquet files
 //! ([`super::parquet`]); the order is shuffled with the run seed, ids already present in the output are skipped
 //! (resume), and records stream into a sharded dataset.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::record::{CodeGrid, EditRecord};
+use super::record::EditRecord;
 use super::rng::DataRng;
 use super::shards::{Manifest, ShardWriter};
+use crate::edit::ImageCodec;
 use crate::error::{Error, Result};
-use crate::imageproc::{self, ImageProcessConfig, LoadLimits};
-use crate::vq::Emu3VqModel;
+use crate::grid::CodeGrid;
+use crate::imageproc::{self, LoadLimits};
 
 /// One line of the input list.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -79,13 +81,6 @@ impl ImageData {
             }
         }
     }
-
-    fn describe(&self) -> String {
-        match self {
-            ImageData::Path(p) => p.display().to_string(),
-            ImageData::Bytes { origin, .. } => origin.clone(),
-        }
-    }
 }
 
 /// One raw editing example, from any input format.
@@ -122,31 +117,16 @@ pub struct TokenizeOptions {
     pub rescale_cot_boxes: bool,
 }
 
-/// VQ codes of one image and its original (width, height).
-fn encode(vq: &Emu3VqModel, cfg: &ImageProcessConfig, img: &ImageData) -> Result<(CodeGrid, (u32, u32))> {
+/// VQ codes of one image (the edit pipeline's encode step) and its original (width, height).
+fn encode(codec: &ImageCodec, img: &ImageData) -> Result<(CodeGrid, (u32, u32))> {
     let rgb = img.load()?;
-    let px = imageproc::preprocess(&rgb, cfg)?; // [1, 3, H, W]
-    let codes = tch::no_grad(|| vq.encode(&px))?.get(0); // [h, w]
-    let (h, w) = (codes.size()[0] as usize, codes.size()[1] as usize);
-    let v = Vec::<i64>::try_from(codes.flatten(0, -1).to_device(tch::Device::Cpu))?;
-    let codes = v
-        .into_iter()
-        .map(|c| {
-            u16::try_from(c).map_err(|_| {
-                Error::input(format!("{}: code {c} does not fit the shard format's 16 bits", img.describe()))
-            })
-        })
-        .collect::<Result<Vec<u16>>>()?;
-    let grid = CodeGrid::new(h, w, codes).map_err(|e| Error::input(format!("{}: {e}", img.describe())))?;
-    Ok((grid, rgb.dimensions()))
+    Ok((codec.encode_image(&rgb)?, rgb.dimensions()))
 }
 
 /// Tokenizes `pairs` (already in the order wanted) into the dataset at `out`, skipping ids already there (resume);
 /// `on_record(done, total)` after each. `meta` is added to the dataset manifest. Returns the final manifest.
-#[allow(clippy::too_many_arguments)] // to be folded into the one edit pipeline (issue 10)
 pub fn tokenize_stream(
-    vq: &Emu3VqModel,
-    cfg: &ImageProcessConfig,
+    codec: &ImageCodec,
     pairs: impl Iterator<Item = Result<RawPair>>,
     total: usize,
     out: &Path,
@@ -154,6 +134,7 @@ pub fn tokenize_stream(
     meta: serde_json::Map<String, serde_json::Value>,
     on_record: &mut dyn FnMut(usize, usize),
 ) -> Result<Manifest> {
+    let cfg = &codec.image_cfg;
     let mut w = ShardWriter::create_or_resume(out, "edits", opts.shard_records)?;
     w.meta_mut().insert("image_area".into(), serde_json::json!(cfg.area));
     w.meta_mut().insert("seed".into(), serde_json::json!(opts.seed));
@@ -166,8 +147,8 @@ pub fn tokenize_stream(
             return Err(Error::input(format!("id `{}` appears twice in the input (ids must be unique)", p.id)));
         }
         if !w.is_done(&p.id) {
-            let (source, (ow, oh)) = encode(vq, cfg, &p.source)?;
-            let (edited, _) = encode(vq, cfg, &p.target)?;
+            let (source, (ow, oh)) = encode(codec, &p.source)?;
+            let (edited, _) = encode(codec, &p.target)?;
             // Boxes follow the source image into EARL's resized frame (before the snap to the spatial factor).
             let (rh, rw) = imageproc::area_size(oh, ow, cfg.area);
             let cot = super::cot::prepare_cot(p.cot, (ow as f64, oh as f64), (rw, rh), opts.rescale_cot_boxes);
@@ -181,8 +162,7 @@ pub fn tokenize_stream(
 
 /// Tokenizes the JSONL `pairs` (shuffled with the seed) into the dataset at `out`; see [`tokenize_stream`].
 pub fn tokenize_pairs(
-    vq: &Emu3VqModel,
-    cfg: &ImageProcessConfig,
+    codec: &ImageCodec,
     mut pairs: Vec<(String, PairLine)>,
     out: &Path,
     opts: &TokenizeOptions,
@@ -191,5 +171,5 @@ pub fn tokenize_pairs(
     DataRng::derive(opts.seed, "tokenize-order", 0).shuffle(&mut pairs);
     let total = pairs.len();
     let items = pairs.into_iter().map(|p| Ok(RawPair::from(p)));
-    tokenize_stream(vq, cfg, items, total, out, opts, serde_json::Map::new(), on_record)
+    tokenize_stream(codec, items, total, out, opts, serde_json::Map::new(), on_record)
 }

@@ -8,6 +8,7 @@ use tch::Tensor;
 
 use super::constraint::{GridConstraint, ImageTokens, RowConstraint};
 use super::sampling::{SamplingParams, TokenSampler};
+use crate::collate::LeftPadded;
 use crate::error::{Error, Result};
 use crate::model::{Emu3ForCausalLM, ForwardArgs};
 
@@ -98,17 +99,9 @@ pub fn generate(
     let device = model.device();
 
     // Left-padded prompt batch [R, T].
-    let t_max = requests.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
-    let mut ids = Vec::with_capacity(requests.len() * t_max);
-    let mut mask = Vec::with_capacity(requests.len() * t_max);
-    for r in requests {
-        let pad = t_max - r.prompt.len();
-        ids.extend(std::iter::repeat_n(cfg.pad_id, pad).chain(r.prompt.iter().copied()));
-        mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, r.prompt.len())));
-    }
-    let r_count = requests.len() as i64;
-    let ids = Tensor::from_slice(&ids).view([r_count, t_max as i64]).to_device(device);
-    let mask = Tensor::from_slice(&mask).view([r_count, t_max as i64]).to_device(device);
+    let prompts: Vec<&[i64]> = requests.iter().map(|r| r.prompt.as_slice()).collect();
+    let LeftPadded { input_ids: ids, attention_mask: mask, .. } = LeftPadded::new(&prompts, cfg.pad_id, device)?;
+    let (r_count, t_max) = (requests.len() as i64, ids.size()[1] as usize);
 
     // Prefill once per request, then fork the cache: row r·n + j is request r, sample j.
     let mut cache = model.new_cache(r_count, (t_max + cfg.max_new_tokens) as i64)?;

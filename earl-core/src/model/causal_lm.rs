@@ -119,7 +119,7 @@ impl Emu3ForCausalLM {
         }
         // Weights with more layers than the config names would otherwise be dropped without a word.
         let extra = format!("{p}layers.{}.input_layernorm.weight", cfg.num_layers);
-        if src.contains(&extra) {
+        if src.is_stored() && src.contains(&extra) {
             return Err(Error::input(format!(
                 "the weights hold more decoder layers than the config's num_hidden_layers = {} (found `{extra}`)",
                 cfg.num_layers
@@ -278,10 +278,7 @@ impl Emu3ForCausalLM {
                 let (pos, valid) = c.begin_step(mask)?;
                 (past, pos, valid)
             }
-            None => {
-                let pos = (mask.cumsum(1, Kind::Int64) - 1).masked_fill(&mask.eq(0), 1);
-                (0, pos, mask.to_kind(Kind::Bool))
-            }
+            None => (0, crate::collate::position_ids(mask), mask.to_kind(Kind::Bool)),
         };
         let pos = positions.map(|p| p.shallow_clone()).unwrap_or(derived_pos);
         let attn_mask = attention_mask(&key_valid, past, t); // [B, 1, T, L]

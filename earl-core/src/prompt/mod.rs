@@ -19,6 +19,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::grid::CodeGrid;
 use crate::tokenizer::Emu3Tokenizer;
 pub use parse::{GridError, ParsedResponse};
 
@@ -31,61 +32,6 @@ pub const THINK_PREFIX: &str = " Let's think step by step. <|start thinking|>";
 pub const THINK_END: &str = "<|end thinking|>";
 /// EARL cuts the joined chain of thought at this many characters (Unicode scalar values, as Python slicing).
 pub const MAX_COT_CHARS: usize = 1750;
-
-/// An image as a grid of VQ codes, row-major.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ImageGrid {
-    h: usize,
-    w: usize,
-    codes: Vec<u32>,
-}
-
-impl ImageGrid {
-    pub fn new(h: usize, w: usize, codes: Vec<u32>) -> Result<Self> {
-        if h == 0 || w == 0 {
-            return Err(Error::input(format!("image grid must be non-empty, got {h}x{w}")));
-        }
-        if codes.len() != h * w {
-            return Err(Error::input(format!("image grid {h}x{w} needs {} codes, got {}", h * w, codes.len())));
-        }
-        Ok(Self { h, w, codes })
-    }
-
-    pub fn h(&self) -> usize {
-        self.h
-    }
-
-    pub fn w(&self) -> usize {
-        self.w
-    }
-
-    /// Codes in row-major order.
-    pub fn codes(&self) -> &[u32] {
-        &self.codes
-    }
-
-    pub fn into_codes(self) -> Vec<u32> {
-        self.codes
-    }
-
-    pub fn rows(&self) -> impl Iterator<Item = &[u32]> {
-        self.codes.chunks(self.w)
-    }
-
-    /// From rows of codes; ragged rows (a generation that broke the grid) are an error.
-    pub fn from_rows(rows: &[Vec<u32>]) -> Result<Self> {
-        let w = rows.first().map_or(0, Vec::len);
-        if let Some(i) = rows.iter().position(|r| r.len() != w) {
-            return Err(Error::input(format!("code grid row {i} has {} codes, row 0 has {w}", rows[i].len())));
-        }
-        Self::new(rows.len(), w, rows.concat())
-    }
-
-    /// The code at (row, col), if inside the grid.
-    pub fn get(&self, row: usize, col: usize) -> Option<u32> {
-        (row < self.h && col < self.w).then(|| self.codes[row * self.w + col])
-    }
-}
 
 /// What follows the instruction in an edit prompt (EARL calls it the assistant prefill).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -191,11 +137,11 @@ impl<'a> PromptBuilder<'a> {
     }
 
     /// Appends the image block of `grid` to `out`.
-    pub fn push_image_block(&self, grid: &ImageGrid, out: &mut Vec<u32>) -> Result<()> {
+    pub fn push_image_block(&self, grid: &CodeGrid, out: &mut Vec<u32>) -> Result<()> {
         let s = self.tok.special();
-        out.reserve(grid.h * (grid.w + 1) + 8);
+        out.reserve(grid.h() * (grid.w() + 1) + 8);
         out.push(s.boi);
-        out.extend(self.tok.encode(&format!("{}*{}", grid.h, grid.w))?);
+        out.extend(self.tok.encode(&format!("{}*{}", grid.h(), grid.w()))?);
         out.push(s.img);
         for row in grid.rows() {
             for &c in row {
@@ -208,18 +154,18 @@ impl<'a> PromptBuilder<'a> {
     }
 
     /// The image block of `grid`.
-    pub fn image_block(&self, grid: &ImageGrid) -> Result<Vec<u32>> {
+    pub fn image_block(&self, grid: &CodeGrid) -> Result<Vec<u32>> {
         let mut out = Vec::new();
         self.push_image_block(grid, &mut out)?;
         Ok(out)
     }
 
     /// `bos` + image block(source) + instruction + prefill: the prompt of editing (generation, RL, evaluation).
-    pub fn edit_prompt(&self, source: &ImageGrid, instruction: &str, prefill: &Prefill) -> Result<Vec<u32>> {
+    pub fn edit_prompt(&self, source: &CodeGrid, instruction: &str, prefill: &Prefill) -> Result<Vec<u32>> {
         let mut out = vec![self.tok.special().bos];
         self.push_image_block(source, &mut out)?;
         // One string, as the reference tokenizes `instruction + prefill` together.
-        out.extend(self.tok.encode(&format!("{instruction}{}", prefill.text(source.h, source.w)))?);
+        out.extend(self.tok.encode(&format!("{instruction}{}", prefill.text(source.h(), source.w())))?);
         Ok(out)
     }
 
@@ -229,9 +175,9 @@ impl<'a> PromptBuilder<'a> {
     /// characters (EARL `my_datasets.py`). An empty `steps` gives the reference's empty thinking span.
     pub fn sft_example(
         &self,
-        source: &ImageGrid,
+        source: &CodeGrid,
         instruction: &str,
-        edited: &ImageGrid,
+        edited: &CodeGrid,
         reasoning: Option<&[(String, String)]>,
     ) -> Result<SftExample> {
         let mut ids = vec![self.tok.special().bos];

@@ -2,7 +2,7 @@
 //! the response wrote it, and the image grid — or the first place where the response departs from the image block
 //! layout. Stricter than the reference (which regex-splits the decoded text and fails only when rows are ragged):
 //! a response is a valid image only if it is exactly the block the grid constraint allows.
-use super::ImageGrid;
+use crate::grid::CodeGrid;
 use crate::tokenizer::Emu3Tokenizer;
 
 /// Why a response does not hold a well-formed image block. Positions index the response ids.
@@ -35,7 +35,7 @@ pub struct ParsedResponse {
     /// The size the response declared in its header, when it wrote one.
     pub declared_size: Option<(usize, usize)>,
     /// The image, or why it is not a valid image.
-    pub image: Result<ImageGrid, GridError>,
+    pub image: Result<CodeGrid, GridError>,
     /// Index just past `eoi` when the image is valid.
     pub image_end: Option<usize>,
     /// Whether `eos` directly follows `eoi`.
@@ -99,7 +99,7 @@ fn parse_grid(
     ids: &[i64],
     start: usize,
     expected: Option<(usize, usize)>,
-) -> Result<(ImageGrid, usize), GridError> {
+) -> Result<(CodeGrid, usize), GridError> {
     let s = *tok.special();
     let (eol, eof, eoi) = (s.eol as i64, s.eof as i64, s.eoi as i64);
     let mut codes = Vec::new();
@@ -141,7 +141,8 @@ fn parse_grid(
             return match ids.get(pos + 1) {
                 Some(&t) if t == eoi => {
                     let w = width.unwrap_or(col);
-                    let grid = ImageGrid { h: rows, w, codes };
+                    // Never fails: rows > 0 and each row closed with w > 0 codes.
+                    let grid = CodeGrid::new(rows, w, codes).map_err(|_| GridError::Empty)?;
                     Ok((grid, pos + 2))
                 }
                 other => Err(GridError::MissingEoi { pos: pos + 1, found: other.copied() }),

@@ -12,9 +12,9 @@ fn tiny() -> Emu3Tokenizer {
     Emu3Tokenizer::from_dir(tiny_dir()).expect("tiny tokenizer")
 }
 
-fn grid_of(v: &Value) -> ImageGrid {
+fn grid_of(v: &Value) -> CodeGrid {
     let rows: Vec<Vec<u32>> = serde_json::from_value(v.clone()).expect("grid");
-    ImageGrid::new(rows.len(), rows[0].len(), rows.concat()).expect("grid")
+    CodeGrid::new(rows.len(), rows[0].len(), rows.concat()).expect("grid")
 }
 
 fn golden() -> Value {
@@ -30,7 +30,7 @@ fn as_i64(v: &[u32]) -> Vec<i64> {
 }
 
 /// EARL's string form of an image block (`format_image_prompt` / `encode_image_tokens`).
-fn image_block_string(g: &ImageGrid) -> String {
+fn image_block_string(g: &CodeGrid) -> String {
     let rows: Vec<String> = g.rows().map(|r| r.iter().map(|&c| visual_token(c)).collect()).collect();
     format!(
         "<|image start|>{}*{}<|image token|>{}<|extra_200|><|extra_201|><|image end|>",
@@ -78,7 +78,7 @@ fn image_block_equals_tokenizer_string_path() {
     let b = PromptBuilder::new(&tok);
     for (h, w) in [(1, 1), (2, 3), (4, 1), (3, 12)] {
         let codes = (0..h * w).map(|i| (i * 7 % 64) as u32).collect();
-        let g = ImageGrid::new(h, w, codes).unwrap();
+        let g = CodeGrid::new(h, w, codes).unwrap();
         assert_eq!(b.image_block(&g).unwrap(), tok.encode(&image_block_string(&g)).unwrap(), "{h}x{w}");
     }
 }
@@ -110,10 +110,10 @@ fn prefill_parses_and_displays() {
 
 #[test]
 fn grid_rejects_bad_shapes_and_codes() {
-    assert!(ImageGrid::new(0, 3, vec![]).is_err());
-    assert!(ImageGrid::new(2, 2, vec![1, 2, 3]).is_err());
+    assert!(CodeGrid::new(0, 3, vec![]).is_err());
+    assert!(CodeGrid::new(2, 2, vec![1, 2, 3]).is_err());
     let tok = tiny();
-    let g = ImageGrid::new(1, 1, vec![64]).unwrap();
+    let g = CodeGrid::new(1, 1, vec![64]).unwrap();
     let err = PromptBuilder::new(&tok).image_block(&g).unwrap_err().to_string();
     assert!(err.contains("visual code 64 outside the codebook"), "{err}");
 }
@@ -122,8 +122,8 @@ fn grid_rejects_bad_shapes_and_codes() {
 fn snapshot_prompt_ids() {
     let tok = tiny();
     let b = PromptBuilder::new(&tok);
-    let src = ImageGrid::new(2, 2, vec![0, 1, 62, 63]).unwrap();
-    let edited = ImageGrid::new(2, 2, vec![5, 6, 7, 8]).unwrap();
+    let src = CodeGrid::new(2, 2, vec![0, 1, 62, 63]).unwrap();
+    let edited = CodeGrid::new(2, 2, vec![5, 6, 7, 8]).unwrap();
     let fmt = |v: &[u32]| v.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(" ");
     let mut snap = String::new();
     for p in [Prefill::E, Prefill::ELegacy, Prefill::CE, Prefill::Mixed] {
@@ -135,7 +135,7 @@ fn snapshot_prompt_ids() {
     insta::assert_snapshot!(snap);
 }
 
-fn response(tok: &Emu3Tokenizer, reasoning: &str, header: bool, g: &ImageGrid) -> Vec<u32> {
+fn response(tok: &Emu3Tokenizer, reasoning: &str, header: bool, g: &CodeGrid) -> Vec<u32> {
     let mut v = tok.encode(reasoning).unwrap();
     let block = PromptBuilder::new(tok).image_block(g).unwrap();
     let img_at = block.iter().position(|&t| t == tok.special().img).unwrap();
@@ -148,7 +148,7 @@ fn response(tok: &Emu3Tokenizer, reasoning: &str, header: bool, g: &ImageGrid) -
 fn parse_valid_responses() {
     let tok = tiny();
     let b = PromptBuilder::new(&tok);
-    let g = ImageGrid::new(2, 3, vec![1, 2, 3, 4, 5, 63]).unwrap();
+    let g = CodeGrid::new(2, 3, vec![1, 2, 3, 4, 5, 63]).unwrap();
     // CE: reasoning, header, image, eos.
     let r = b.parse_response(&response(&tok, " Let's think. <|end thinking|>", true, &g), None);
     assert_eq!(r.reasoning, " Let's think. <|end thinking|>");
@@ -209,7 +209,7 @@ proptest! {
         let tok = tiny();
         let mut x = seed;
         let codes = (0..h * w).map(|_| { x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (x >> 58) as u32 }).collect();
-        let g = ImageGrid::new(h, w, codes).unwrap();
+        let g = CodeGrid::new(h, w, codes).unwrap();
         let ids = response(&tok, &text, true, &g);
         let b = PromptBuilder::new(&tok);
         for exp in [None, Some((h, w))] {

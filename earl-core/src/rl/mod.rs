@@ -10,4 +10,4 @@ pub mod reward;
 pub mod run;
 
 pub use offline::{PixelSimilarity, TokenAgreement};
-pub use reward::{CodeGrid, FinalReward, Reward, RewardInput, RewardOutput, RewardSet};
+pub use reward::{FinalReward, Reward, RewardInput, RewardOutput, RewardSet};

@@ -112,8 +112,8 @@ impl Reward for PixelSimilarity {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reward::CodeGrid;
     use super::*;
+    use crate::grid::CodeGrid;
 
     fn inp<'a>(
         src: &'a RgbImage,

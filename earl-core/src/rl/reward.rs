@@ -10,9 +10,7 @@ use image::RgbImage;
 
 use crate::error::{Error, Result};
 
-/// Visual codes of a prediction or a ground truth: the prompt module's grid type, re-exported under the name the
-/// reward code uses.
-pub use crate::prompt::ImageGrid as CodeGrid;
+use crate::grid::CodeGrid;
 
 /// One completion to score.
 #[derive(Debug, Clone, Copy)]
@@ -309,12 +307,5 @@ mod tests {
             set.manifest(),
             serde_json::json!({ "judge": { "judge_prompts": "files" }, "token_agreement": null })
         );
-    }
-
-    #[test]
-    fn code_grids_reject_ragged_rows() {
-        assert!(CodeGrid::from_rows(&[vec![1, 2], vec![3]]).is_err());
-        let g = CodeGrid::from_rows(&[vec![1, 2], vec![3, 4]]).unwrap();
-        assert_eq!((g.h(), g.w(), g.get(1, 0), g.get(2, 0)), (2, 2, Some(3), None));
     }
 }

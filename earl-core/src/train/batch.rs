@@ -1,9 +1,11 @@
-//! Tokenized training sequences and their collation into left-padded batches, as EARL's `Emu3FeatureDataset.
+//! Tokenized training sequences and their collation into left-padded batches (the crate's one collate,
+//! [`crate::collate`]), as EARL's `Emu3FeatureDataset.
 //! collate_fn` builds them: ids padded with 0, attention mask 0 and labels −100 on the left. Position ids are not
 //! stored: the model derives the reference's `cumsum(mask) − 1` (padding → 1) from the mask.
 use tch::{Device, Tensor};
 
 use super::loss::IGNORE_INDEX;
+use crate::collate::LeftPadded;
 use crate::error::{Error, Result};
 
 /// One training example: token ids and labels of equal length (labels −100 where no loss is taken).
@@ -59,25 +61,17 @@ impl Batch {
     }
 }
 
-/// Left-pads `seqs` to their longest length (ids 0, mask 0, labels −100) on `device`.
+/// Left-pads `seqs` to their longest length (ids 0, mask 0, labels −100) on `device`, through the one collate
+/// ([`LeftPadded`]).
 pub fn collate_left(seqs: &[Sequence], device: Device) -> Result<Batch> {
-    if seqs.is_empty() {
-        return Err(Error::input("cannot collate an empty batch"));
-    }
     for (i, s) in seqs.iter().enumerate() {
         s.check(None).map_err(|e| Error::input(format!("sequence {i} of the batch: {e}")))?;
     }
-    let t = seqs.iter().map(|s| s.input_ids.len()).max().unwrap_or(0);
-    let (mut ids, mut mask, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-    for s in seqs {
-        let pad = t - s.input_ids.len();
-        ids.extend(std::iter::repeat_n(0, pad).chain(s.input_ids.iter().copied()));
-        mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, s.input_ids.len())));
-        labels.extend(std::iter::repeat_n(IGNORE_INDEX, pad).chain(s.labels.iter().copied()));
-    }
-    let shape = [seqs.len() as i64, t as i64];
-    let mk = |v: Vec<i64>| Tensor::from_slice(&v).view(shape).to_device(device);
-    Ok(Batch { input_ids: mk(ids), attention_mask: mk(mask), labels: mk(labels) })
+    let ids: Vec<&[i64]> = seqs.iter().map(|s| s.input_ids.as_slice()).collect();
+    let padded = LeftPadded::new(&ids, 0, device)?;
+    let labels: Vec<&[i64]> = seqs.iter().map(|s| s.labels.as_slice()).collect();
+    let labels = padded.companion(&labels, IGNORE_INDEX)?;
+    Ok(Batch { input_ids: padded.input_ids, attention_mask: padded.attention_mask, labels })
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::data::{DataRng, EditRecord, ShardReader};
 use crate::device::parse_device;
 use crate::error::{Error, Result};
 use crate::fsio;
-use crate::prompt::{ImageGrid, PromptBuilder};
+use crate::prompt::PromptBuilder;
 use crate::runlock::RunLock;
 use crate::tokenizer::Emu3Tokenizer;
 use crate::weights::SafetensorsStore;
@@ -81,7 +81,6 @@ impl SequenceSource for EditSequences<'_> {
 /// target starts with the reasoning over the listed keys that the record has (missing keys are skipped with a
 /// warning); otherwise it is the edited image block alone.
 pub fn edit_sequence(prompts: &PromptBuilder, r: &EditRecord, cot_keys: &[String]) -> Result<Sequence> {
-    let grid = |g: &crate::data::CodeGrid| ImageGrid::new(g.h, g.w, g.codes.iter().map(|&c| c as u32).collect());
     let steps: Option<Vec<(String, String)>> = (!cot_keys.is_empty() && !r.cot.is_empty()).then(|| {
         cot_keys
             .iter()
@@ -94,7 +93,7 @@ pub fn edit_sequence(prompts: &PromptBuilder, r: &EditRecord, cot_keys: &[String
             })
             .collect()
     });
-    let ex = prompts.sft_example(&grid(&r.source)?, &r.instruction, &grid(&r.edited)?, steps.as_deref())?;
+    let ex = prompts.sft_example(&r.source, &r.instruction, &r.edited, steps.as_deref())?;
     Ok(Sequence { input_ids: ex.input_ids, labels: ex.labels })
 }
 

@@ -9,7 +9,6 @@ mod blocks;
 pub mod config;
 mod decoder;
 mod encoder;
-pub mod grid;
 mod names;
 mod quantizer;
 
@@ -20,7 +19,6 @@ use tch::{Device, Kind, Tensor};
 pub use config::{is_vq_checkpoint, RawVqConfig, VqConfig, VqLayout};
 use decoder::Decoder;
 use encoder::Encoder;
-pub use grid::CodeGrid;
 use names::Names;
 use quantizer::Quantizer;
 
