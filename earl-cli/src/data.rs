@@ -80,7 +80,8 @@ pub enum DataCommand {
         seed: u64,
         #[arg(long, default_value_t = 10_000)]
         shard_records: u64,
-        #[arg(long, default_value = "cpu")]
+        /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
         device: String,
         #[arg(long, default_value = "f32")]
         dtype: String,
@@ -153,6 +154,7 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
             let kind = earl_core::device::parse_dtype(dtype)?;
             let model = earl_core::Emu3VqModel::from_dir(vq, kind, device)
                 .with_context(|| format!("loading {}", vq.display()))?;
+            crate::choice::announce("data tokenize", device, Some(kind), Some(out));
             let mut cfg = earl_core::imageproc::ImageProcessConfig::from_dir(vq, model.cfg.spatial_factor() as u32)?;
             cfg.area = *area;
             let opts =

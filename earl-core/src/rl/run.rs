@@ -17,13 +17,13 @@ use image::RgbImage;
 use tch::{Device, Kind, Tensor};
 
 use super::bookkeeping::{clean_up, saves_after};
-use super::config::{RlConfig, TopK};
+use super::config::RlConfig;
 use super::grpo::{self, LogProbOptions, VocabSplit};
 use super::reward::{component_means, RewardInput, RewardSet};
 use crate::data::{build_mixture, DataRng, EditRecord, ShardReader};
 use crate::edit::{edit_request, response_ids};
 use crate::error::{guard, Error, Result};
-use crate::generate::{generate, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
+use crate::generate::{generate, FinishReason, GenerationConfig, GenerationRequest, ImageTokens};
 use crate::imageproc::{self, ImageProcessConfig};
 use crate::model::{Emu3ForCausalLM, ForwardArgs};
 use crate::prompt::{ImageGrid, Prefill, PromptBuilder};
@@ -278,7 +278,7 @@ impl RlRunner {
         Ok(report)
     }
 
-    fn rollout(&self, it: u64, g: &super::config::GenerationConfig) -> Result<Vec<Episode>> {
+    fn rollout(&self, it: u64, g: &super::config::RolloutConfig) -> Result<Vec<Episode>> {
         let pb = PromptBuilder::new(&self.tok);
         let picked = self.prompts_of(it);
         let mut requests = Vec::with_capacity(picked.len());
@@ -300,14 +300,7 @@ impl RlRunner {
         let cfg = GenerationConfig {
             max_new_tokens: g.max_response_tokens,
             samples_per_request: g.generations_per_sample,
-            sampling: SamplingParams {
-                temperature: g.temperature,
-                top_k: match g.top_k {
-                    TopK::Off => 0,
-                    TopK::K(k) => k as i64,
-                },
-                top_p: g.top_p,
-            },
+            sampling: g.sampling,
             seed: DataRng::derive(self.cfg.random_seed, "rl-generation", it).next_u64(),
             eos_ids: vec![s.eos as i64],
             image_tokens: g.grid_constraint.then(|| ImageTokens::from_tokenizer(&self.tok)),
@@ -397,7 +390,7 @@ impl RlRunner {
         } else {
             VocabSplit::Joint
         };
-        let lp_opts = LogProbOptions { temperature: g.temperature.max(1e-6), vocab, compute_entropy: true };
+        let lp_opts = LogProbOptions { temperature: g.sampling.temperature.max(1e-6), vocab, compute_entropy: true };
         let total_tokens: f64 = eps.iter().map(|e| e.tokens.len() as f64).sum::<f64>().max(1.0);
         let mb = self.cfg.optim.per_device_batch_size.max(1);
         let chunks: Vec<Vec<usize>> = (0..eps.len()).collect::<Vec<_>>().chunks(mb).map(|c| c.to_vec()).collect();
