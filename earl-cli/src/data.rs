@@ -154,7 +154,6 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
             let kind = earl_core::device::parse_dtype(dtype)?;
             let model = earl_core::Emu3VqModel::from_dir(vq, kind, device)
                 .with_context(|| format!("loading {}", vq.display()))?;
-            crate::choice::announce("data tokenize", device, Some(kind), Some(out));
             let mut cfg = earl_core::imageproc::ImageProcessConfig::from_dir(vq, model.cfg.spatial_factor() as u32)?;
             cfg.area = *area;
             let opts =
@@ -191,6 +190,7 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
                 }
             };
             bar.finish_and_clear();
+            crate::choice::announce("data tokenize", device, Some(kind), Some(out));
             println!("{}: {} records in {} shards", out.display(), m.records, m.shards.len());
             Ok(0)
         }

@@ -84,7 +84,13 @@ pub fn headline(text: &str) -> String {
         return inner[..end].trim().to_string();
     }
     let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("Exception raised from"));
-    first.unwrap_or("unknown error").to_string()
+    let mut line = first.unwrap_or("unknown error");
+    // tch's "Internal torch error: " and c10's "[enforce fail at FILE:LINE] CONDITION. " say nothing to a user.
+    line = line.strip_prefix("Internal torch error: ").unwrap_or(line);
+    if let Some(rest) = line.strip_prefix("[enforce fail at").and_then(|r| r.split_once("] ")).map(|(_, r)| r) {
+        line = rest.split_once(". ").map_or(rest, |(_, r)| r);
+    }
+    line.to_string()
 }
 
 impl From<tch::TchError> for Error {
@@ -117,18 +123,19 @@ mod tests {
 
     #[test]
     fn libtorch_messages_are_cut_to_their_first_statement() {
-        let cpp = "Internal torch error: DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes.\n\
-                   Exception raised from malloc at alloc_cpu.cpp:1\nframe #0: c10::Error::Error()";
+        let cpp = "Internal torch error: [enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't \
+                   allocate memory: you tried to allocate 8 bytes.\nframe #0: c10::ThrowEnforceNotMet(char const*)";
         let e = Error::torch("allocating the KV cache", cpp);
         assert_eq!(
             e.to_string(),
-            "libtorch error during allocating the KV cache: Internal torch error: DefaultCPUAllocator: can't \
-             allocate memory: you tried to allocate 8 bytes."
+            "libtorch error during allocating the KV cache: DefaultCPUAllocator: can't allocate memory: you tried to \
+             allocate 8 bytes."
         );
         assert_eq!(e.detail(), Some(cpp));
         let panic = "called `Result::unwrap()` on an `Err` value: Torch(\"mat1 and mat2 shapes cannot be multiplied \
                      (1x4 and 3x4)\\nException raised from meta at x.cpp:2\\nframe #0: f\")";
         assert_eq!(headline(panic), "mat1 and mat2 shapes cannot be multiplied (1x4 and 3x4)");
         assert_eq!(headline("\n  plain\nmore"), "plain");
+        assert_eq!(headline("CUDA out of memory. Tried to allocate 2.00 GiB\nException raised from"), "CUDA out of memory. Tried to allocate 2.00 GiB");
     }
 }
