@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use earl_core::device::parse_dtype;
-use earl_eval::RlExperiment;
 use earl_core::rl::run::{RlOptions, RlRunner};
+use earl_eval::RlExperiment;
 
 #[derive(clap::Args)]
 pub struct RlArgs {

@@ -136,6 +136,9 @@ mod tests {
                      (1x4 and 3x4)\\nException raised from meta at x.cpp:2\\nframe #0: f\")";
         assert_eq!(headline(panic), "mat1 and mat2 shapes cannot be multiplied (1x4 and 3x4)");
         assert_eq!(headline("\n  plain\nmore"), "plain");
-        assert_eq!(headline("CUDA out of memory. Tried to allocate 2.00 GiB\nException raised from"), "CUDA out of memory. Tried to allocate 2.00 GiB");
+        assert_eq!(
+            headline("CUDA out of memory. Tried to allocate 2.00 GiB\nException raised from"),
+            "CUDA out of memory. Tried to allocate 2.00 GiB"
+        );
     }
 }

@@ -28,7 +28,8 @@ impl KvCache {
         crate::error::guard("allocating the KV cache", || {
             let shape = [batch, cfg.num_kv_heads, max_len, cfg.head_dim];
             // Named here, not "a tensor operation": an allocation failure then says what did not fit.
-            let alloc = || Tensor::f_zeros(shape, (kind, device)).map_err(|e| Error::torch("allocating the KV cache", e));
+            let alloc =
+                || Tensor::f_zeros(shape, (kind, device)).map_err(|e| Error::torch("allocating the KV cache", e));
             let keys = (0..cfg.num_layers).map(|_| alloc()).collect::<std::result::Result<Vec<_>, _>>()?;
             let values = (0..cfg.num_layers).map(|_| alloc()).collect::<std::result::Result<Vec<_>, _>>()?;
             Ok(KvCache {

@@ -91,7 +91,8 @@ fn every_experiment_validates_and_builds_its_rewards() {
         assert!(names.iter().any(|n| n == want), "experiments/rl/{want}.toml is missing");
     }
     for p in &runs {
-        let RlExperiment { rl: cfg, mut verifier } = RlExperiment::load_with_env(p, &env).unwrap_or_else(|e| panic!("{e}"));
+        let RlExperiment { rl: cfg, mut verifier } =
+            RlExperiment::load_with_env(p, &env).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.run_name, p.file_stem().unwrap().to_string_lossy());
         let paper = cfg.run_name != "tiny";
         for (source, file) in templates_mut(&mut verifier).into_iter().zip(TEMPLATE_FILES) {

@@ -49,7 +49,10 @@ impl std::str::FromStr for TopK {
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         match s.trim() {
             "off" => Ok(TopK::Off),
-            t => t.parse::<i64>().map_err(|_| format!("top-k {s:?}: write off, -1 (off) or k >= 1")).and_then(TopK::from_reference),
+            t => t
+                .parse::<i64>()
+                .map_err(|_| format!("top-k {s:?}: write off, -1 (off) or k >= 1"))
+                .and_then(TopK::from_reference),
         }
     }
 }

@@ -209,7 +209,9 @@ impl RawSftExperiment {
             "with validation_paths, eval_steps and per_device_eval_batch_size must be ≥ 1".into()
         })?;
         if let Some(d) = self.attention_dropout {
-            r.check((0.0..1.0).contains(&d), "attention_dropout", || format!("attention_dropout {d} is not in [0, 1)"))?;
+            r.check((0.0..1.0).contains(&d), "attention_dropout", || {
+                format!("attention_dropout {d} is not in [0, 1)")
+            })?;
         }
         Ok(())
     }
@@ -319,10 +321,14 @@ output_dir = "runs/s""#,
     #[test]
     fn a_file_can_extend_a_base() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("base.toml"), "model_name_or_path = \"m\"\nlearning_rate = 0.5\nseed = 1\n").unwrap();
-        let p = d.path().join("run.toml");
-        std::fs::write(&p, "extends = \"base.toml\"\nname = \"r\"\ndata_paths = [\"./d\"]\noutput_dir = \"o\"\nseed = 2\n")
+        std::fs::write(d.path().join("base.toml"), "model_name_or_path = \"m\"\nlearning_rate = 0.5\nseed = 1\n")
             .unwrap();
+        let p = d.path().join("run.toml");
+        std::fs::write(
+            &p,
+            "extends = \"base.toml\"\nname = \"r\"\ndata_paths = [\"./d\"]\noutput_dir = \"o\"\nseed = 2\n",
+        )
+        .unwrap();
         let e = SftExperiment::load_with_env(&p, &env).unwrap();
         assert_eq!((e.lr, e.seed, e.model.to_str().unwrap()), (0.5, 2, "m"));
         assert_eq!(e.data_paths, vec![d.path().join("./d")]);

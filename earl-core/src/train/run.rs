@@ -112,7 +112,11 @@ fn open_dirs<'a>(
         if reader.manifest.kind != exp.data_format.as_str() {
             return Err(Error::Data {
                 path: dir.clone(),
-                msg: format!("holds {:?} records but data_format is {:?}", reader.manifest.kind, exp.data_format.as_str()),
+                msg: format!(
+                    "holds {:?} records but data_format is {:?}",
+                    reader.manifest.kind,
+                    exp.data_format.as_str()
+                ),
             });
         }
         // `image_area` names the area the data was tokenized at (the reference hands it to the model config): a
