@@ -1,6 +1,8 @@
 //! Seeded generation on a fixture checkpoint: sampled ids are pinned by snapshots, identical on a rerun, different
 //! under another seed, and every stopped sample under the grid constraint is a well-formed grid.
-use earl_core::generate::{generate, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
+use earl_core::generate::{
+    generate, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams, TopK,
+};
 use earl_core::Emu3ForCausalLM;
 use earl_tests::fixtures_dir;
 use tch::{Device, Kind};
@@ -43,7 +45,7 @@ fn sampled_ids_are_pinned_for_fixed_seeds() {
     let m = model();
     let eval = generate(&m, &requests(), &cfg(0, 2, SamplingParams::reference_eval()), &mut |_, _| {}).unwrap();
     insta::assert_json_snapshot!("sampled_seed0_eval", tokens(&eval));
-    let rl = SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0 };
+    let rl = SamplingParams { temperature: 1.0, top_k: TopK::Off, top_p: 1.0 };
     let out = generate(&m, &requests(), &cfg(1, 2, rl), &mut |_, _| {}).unwrap();
     insta::assert_json_snapshot!("sampled_seed1_rl", tokens(&out));
     let greedy = generate(&m, &requests(), &cfg(0, 1, SamplingParams::greedy()), &mut |_, _| {}).unwrap();
@@ -70,6 +72,7 @@ proptest::proptest! {
     fn every_stopped_sample_is_a_well_formed_grid(seed in 0u64..1_000, h in 1usize..4, w in 1usize..5, top_k in 0i64..40) {
         let m = model();
         let req = GenerationRequest { prompt: vec![1, 40, 41, 10], prefill_len: 1, grid: Some((h as i64, w as i64)) };
+        let top_k = if top_k == 0 { TopK::Off } else { TopK::K(top_k as usize) };
         let sampling = SamplingParams { temperature: 1.0, top_k, top_p: 1.0 };
         let c = GenerationConfig { max_new_tokens: (w + 1) * h + 3, ..cfg(seed, 2, sampling) };
         for s in generate(&m, &[req], &c, &mut |_, _| {}).unwrap() {

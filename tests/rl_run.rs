@@ -18,7 +18,8 @@ fn run(out: &std::path::Path, max_iterations: Option<u64>) -> Vec<IterationRepor
 }
 
 fn runner(out: &std::path::Path, max_iterations: Option<u64>, cfg: RlConfig) -> earl_core::Result<RlRunner> {
-    let rewards = earl_eval::reward_set(&cfg.reward).unwrap();
+    let verifier = earl_eval::VerifierConfig::from_rewards(&cfg.reward, &|_| None).unwrap();
+    let rewards = earl_eval::reward_set(&cfg.reward, &verifier).unwrap();
     let opts = RlOptions {
         device: Device::Cpu,
         kind: Kind::Float,

@@ -23,9 +23,10 @@ pub struct DecodeArgs {
     prompt: usize,
     #[arg(long, default_value_t = 1062)]
     new: usize,
-    #[arg(long, default_value_t = 2048)]
-    top_k: i64,
-    #[arg(long, default_value = "cuda")]
+    #[arg(long, default_value = "2048")]
+    top_k: earl_core::generate::TopK,
+    /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long, default_value = "bf16")]
     dtype: String,
@@ -132,7 +133,8 @@ pub struct RlBenchArgs {
     micro_batch: usize,
     #[arg(long, default_value_t = 2)]
     iterations: u64,
-    #[arg(long, default_value = "cuda")]
+    /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long, default_value = "bf16")]
     dtype: String,
@@ -142,7 +144,6 @@ pub struct RlBenchArgs {
 /// sources) with an offline reward; prints the per-phase time split of each iteration as JSON lines.
 pub fn rl(a: &RlBenchArgs) -> Result<i32> {
     use earl_core::data::{DataRng, EditRecord, ShardWriter};
-    use earl_core::rl::config::RlConfig;
     use earl_core::rl::run::{RlOptions, RlRunner};
     use earl_core::train::checkpoint::{hf_config_json, write_safetensors};
     use earl_core::CodeGrid;
@@ -204,8 +205,9 @@ pub fn rl(a: &RlBenchArgs) -> Result<i32> {
             max_new = (a.grid + 1) * a.grid + 8,
         ),
     )?;
-    let rl_cfg = RlConfig::load_with_env(&toml_path, &|_| None)?;
-    let rewards = earl_eval::reward_set(&rl_cfg.reward)?;
+    let exp = earl_eval::RlExperiment::load_with_env(&toml_path, &|_| None)?;
+    let rewards = earl_eval::reward_set(&exp.rl.reward, &exp.verifier)?;
+    let rl_cfg = exp.rl;
     let opts = RlOptions {
         device,
         kind,

@@ -27,7 +27,8 @@ pub struct BenchTrainArgs {
     pub warmup: usize,
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
-    #[arg(long, default_value = "cuda")]
+    /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     pub device: String,
     /// Compute dtype (masters and optimizer state are always f32).
     #[arg(long, default_value = "bf16")]

@@ -87,7 +87,8 @@ pub enum DataCommand {
         seed: u64,
         #[arg(long, default_value_t = 10_000)]
         shard_records: u64,
-        #[arg(long, default_value = "cpu")]
+        /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
         device: String,
         #[arg(long, default_value = "f32")]
         dtype: String,
@@ -197,6 +198,7 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
                 }
             };
             bar.finish_and_clear();
+            crate::choice::announce("data tokenize", device, Some(kind), Some(out));
             println!("{}: {} records in {} shards", out.display(), m.records, m.shards.len());
             Ok(0)
         }

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use earl_core::device::{dtype_name, parse_device, parse_dtype};
+use earl_core::device::{dtype_name, parse_dtype};
 use earl_core::edit::{EditInput, EditOptions, Editor};
-use earl_core::generate::SamplingParams;
+use earl_core::generate::{SamplingParams, TopK};
 use earl_core::imageproc::{self, LoadLimits};
 use earl_core::prompt::Prefill;
 
@@ -46,8 +46,9 @@ pub struct EditArgs {
     /// Sampling (EARL evaluation defaults: temperature 1.0, top-k 2048, top-p 1.0; temperature 0 = greedy).
     #[arg(long, default_value_t = 1.0)]
     temperature: f64,
-    #[arg(long, default_value_t = 2048)]
-    top_k: i64,
+    /// `off` (or −1) or k ≥ 1.
+    #[arg(long, default_value = "2048")]
+    top_k: TopK,
     #[arg(long, default_value_t = 1.0)]
     top_p: f64,
     /// Target pixel area of the source image before encoding.
@@ -59,7 +60,8 @@ pub struct EditArgs {
     /// Let --max-new-tokens run past the model's max_position_embeddings (an error otherwise).
     #[arg(long)]
     allow_overlong: bool,
-    #[arg(long, default_value = "cpu")]
+    /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     device: String,
     /// Language-model dtype. Default: bf16 on CUDA, f32 on CPU.
     #[arg(long)]
@@ -90,19 +92,12 @@ fn remove_if_present(path: &Path) -> Result<()> {
 pub fn run(a: &EditArgs) -> Result<i32> {
     // The output is checked before any model is loaded or token generated.
     imageproc::check_output(&a.out)?;
-    let device = parse_device(&a.device)?;
-    let kind = parse_dtype(a.dtype.as_deref().unwrap_or(if device.is_cuda() { "bf16" } else { "f32" }))?;
+    let (device, kind) = crate::choice::device_and_dtype(&a.device, a.dtype.as_deref())?;
     let prefill: Prefill = a.mode.parse()?;
     let fixture = a.model.is_none();
     let model = a.model.clone().unwrap_or_else(|| PathBuf::from(FIXTURE_MODEL));
     let vq = a.vq.clone().unwrap_or_else(|| PathBuf::from(FIXTURE_VQ));
     let tokenizer = a.tokenizer.clone().unwrap_or_else(|| model.clone());
-    if fixture {
-        println!(
-            "note: no --model given, using the tiny random fixture bundle ({FIXTURE_MODEL} + {FIXTURE_VQ}): the \
-             pipeline is real, the edit is not meaningful (no trained small model exists yet)"
-        );
-    }
     let t_load = std::time::Instant::now();
     let vq_kind = parse_dtype(&a.vq_dtype)?;
     let mut editor = Editor::load(&model, &vq, &tokenizer, kind, vq_kind, device)
@@ -135,6 +130,14 @@ pub fn run(a: &EditArgs) -> Result<i32> {
         bar.set_message(format!("{live} live"));
     })?;
     bar.finish_and_clear();
+    // Said once the inputs are known to be good, so that a refused edit stays a one-line error.
+    crate::choice::announce("edit", device, Some(kind), Some(&a.out));
+    if fixture {
+        eprintln!(
+            "note: no --model given, using the tiny random fixture bundle ({FIXTURE_MODEL} + {FIXTURE_VQ}): the \
+             pipeline is real, the edit is not meaningful (no trained small model exists yet)"
+        );
+    }
 
     let mut written = 0;
     for o in &outputs {

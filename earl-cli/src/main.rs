@@ -2,6 +2,7 @@
 //! numerical step lives in earl-core.
 mod bench;
 mod bench_train;
+mod choice;
 mod data;
 mod doctor;
 mod edit_cmd;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use earl_core::device::{dtype_name, parse_device, parse_dtype};
+use earl_core::device::dtype_name;
 use earl_core::{Emu3ForCausalLM, ForwardArgs};
 use tch::{Kind, Tensor};
 
@@ -46,10 +47,12 @@ enum Command {
         /// Comma-separated prompt token ids.
         #[arg(long, default_value = "1,17,42,99,5")]
         ids: String,
-        #[arg(long, default_value = "cpu")]
+        /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+        #[arg(long, default_value = "auto")]
         device: String,
-        #[arg(long, default_value = "f32")]
-        dtype: String,
+        /// Default: bf16 on CUDA, f32 on CPU.
+        #[arg(long)]
+        dtype: Option<String>,
     },
     /// Compare this engine with reference outputs computed by the Python model (see fixtures/make_fixtures.py).
     Parity(parity::ParityArgs),
@@ -94,11 +97,16 @@ fn main() {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
             eprintln!("error: {}", one_line(&e));
+            if backtrace_wanted() {
+                for detail in details(&e) {
+                    eprintln!("{detail}");
+                }
+            }
             2
         }
         Err(payload) => {
             let msg = payload.downcast_ref::<String>().map(String::as_str).or(payload.downcast_ref::<&str>().copied());
-            let first = msg.and_then(|m| m.lines().next()).unwrap_or("panic without message");
+            let first = msg.map(earl_core::error::headline).unwrap_or_else(|| "panic without message".into());
             eprintln!("error: internal error: {first} (RUST_BACKTRACE=1 shows the rest)");
             2
         }
@@ -122,18 +130,34 @@ fn parse_args() -> Cli {
 fn quiet_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+        if backtrace_wanted() {
             default(info);
         }
     }));
 }
 
+/// `RUST_BACKTRACE` set (and not 0): the user asks for the whole story, libtorch's C++ backtrace included.
+fn backtrace_wanted() -> bool {
+    std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
+}
+
+/// The full texts that [`one_line`] shortened: libtorch's messages with their C++ backtraces.
+fn details(e: &anyhow::Error) -> Vec<String> {
+    e.chain()
+        .filter_map(|cause| match cause.downcast_ref::<earl_core::Error>() {
+            Some(core) => core.detail().map(str::to_string),
+            None => Some(cause.to_string()).filter(|t| t.trim().lines().count() > 1),
+        })
+        .collect()
+}
+
 /// An error and its causes on one line, each cause once: a cause whose text the line already holds (an OS error
-/// that a library error already quotes) is not repeated.
+/// that a library error already quotes) is not repeated, and a multi-line cause (libtorch's, with its C++
+/// backtrace) is cut to its first statement.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
-        let text = cause.to_string();
+        let text = earl_core::error::headline(&cause.to_string());
         if line.contains(&text) {
             continue;
         }
@@ -149,7 +173,7 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Doctor => doctor::run(),
         Command::Edit(args) => edit_cmd::run(&args),
-        Command::Forward { model, ids, device, dtype } => forward(&model, &ids, &device, &dtype),
+        Command::Forward { model, ids, device, dtype } => forward(&model, &ids, &device, dtype.as_deref()),
         Command::Parity(args) => parity::run(&args),
         Command::Bench(BenchCommand::Decode(args)) => bench::decode(&args),
         Command::Sft(args) => sft::run(&args),
@@ -163,15 +187,15 @@ fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn forward(model_dir: &Path, ids: &str, device: &str, dtype: &str) -> Result<i32> {
-    let device = parse_device(device)?;
-    let kind = parse_dtype(dtype)?;
+fn forward(model_dir: &Path, ids: &str, device: &str, dtype: Option<&str>) -> Result<i32> {
+    let (device, kind) = choice::device_and_dtype(device, dtype)?;
     let ids: Vec<i64> = ids
         .split(',')
         .map(|s| s.trim().parse::<i64>().with_context(|| format!("--ids: {s:?} is not an integer")))
         .collect::<Result<_>>()?;
     let model = Emu3ForCausalLM::from_dir(model_dir, kind, device)
         .with_context(|| format!("loading {}", model_dir.display()))?;
+    choice::announce("forward", device, Some(kind), None);
     let input = Tensor::from_slice(&ids).unsqueeze(0);
     let t0 = std::time::Instant::now();
     let logits = model.forward(&input, &ForwardArgs { logits_to_keep: 1, ..Default::default() }, None)?;

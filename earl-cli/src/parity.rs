@@ -17,7 +17,8 @@ pub struct ParityArgs {
     /// Reference outputs (.safetensors) computed by the Python model.
     #[arg(long)]
     reference: PathBuf,
-    #[arg(long, default_value = "cpu")]
+    /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long, default_value = "f32")]
     dtype: String,
@@ -55,6 +56,7 @@ pub fn run(a: &ParityArgs) -> Result<i32> {
         device,
         t0.elapsed().as_secs_f64()
     );
+    crate::choice::announce("parity", device, Some(kind), None);
     let checks = check_lm_reference(&model, &reference)?;
     let mut worst = 0f64;
     let mut failed = Vec::new();

@@ -4,15 +4,17 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use earl_core::device::{dtype_name, parse_device, parse_dtype};
-use earl_core::rl::config::RlConfig;
+use earl_core::device::parse_dtype;
 use earl_core::rl::run::{RlOptions, RlRunner};
+use earl_eval::RlExperiment;
 
 #[derive(clap::Args)]
 pub struct RlArgs {
+    /// Experiment file (TOML; see docs/rl.md).
     #[arg(long)]
     config: PathBuf,
-    #[arg(long, default_value = "cpu")]
+    /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     device: String,
     /// Compute dtype (masters and optimizer state stay f32). Default: bf16 on CUDA, f32 on CPU.
     #[arg(long)]
@@ -24,8 +26,8 @@ pub struct RlArgs {
     #[arg(long, default_value = "f32")]
     vq_dtype: String,
     /// Run directory (default: base_exp_dir/run_name of the config).
-    #[arg(long)]
-    out_dir: Option<PathBuf>,
+    #[arg(long = "out", alias = "out-dir")]
+    out: Option<PathBuf>,
     /// Stop after this many iterations in total.
     #[arg(long)]
     max_iterations: Option<u64>,
@@ -35,25 +37,25 @@ pub struct RlArgs {
 }
 
 pub fn run(a: &RlArgs) -> Result<i32> {
-    let cfg = RlConfig::load(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
-    let device = parse_device(&a.device)?;
-    let kind = parse_dtype(a.dtype.as_deref().unwrap_or(if device.is_cuda() { "bf16" } else { "f32" }))?;
+    let exp = RlExperiment::load(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
+    let (device, kind) = crate::choice::device_and_dtype(&a.device, a.dtype.as_deref())?;
     if !a.no_verify {
-        crate::data::verify_datasets(cfg.data.train_paths.iter())?;
+        crate::data::verify_datasets(exp.rl.data.train_paths.iter())?;
     }
-    let rewards = earl_eval::rewards::reward_set(&cfg.reward)?;
-    earl_eval::rewards::check_verifier_reachable(&cfg.reward, std::time::Duration::from_secs(5))?;
+    let rewards = earl_eval::rewards::reward_set(&exp.rl.reward, &exp.verifier)?;
+    let reachable = std::time::Duration::from_secs(5);
+    earl_eval::rewards::check_verifier_reachable(&exp.rl.reward, &exp.verifier, reachable)?;
     let vq_kind = parse_dtype(&a.vq_dtype)?;
     let opts = RlOptions {
         device,
         kind,
         vq_dir: a.vq.clone(),
         vq_kind,
-        out_dir: a.out_dir.clone(),
+        out_dir: a.out.clone(),
         max_iterations: a.max_iterations,
     };
-    let mut runner = RlRunner::new(cfg, rewards, &opts)?;
-    println!("GRPO run in {} ({} on {device:?})", runner.out_dir().display(), dtype_name(kind));
+    let mut runner = RlRunner::new(exp.rl, rewards, &opts)?;
+    crate::choice::announce("rl", device, Some(kind), Some(runner.out_dir()));
     runner.run(&mut |r| {
         println!(
             "iter {:>4}  reward {:.4} ± {:.4}  kl {:.2e}  loss {:+.4e}  len {:.1}  non-stop {:.2}  \

@@ -17,15 +17,16 @@ pub struct SftArgs {
     /// Experiment file (TOML; `${VAR}` in paths is read from the environment).
     #[arg(long)]
     pub config: PathBuf,
-    /// Override the experiment's device (cpu, cuda, cuda:N).
+    /// Override the experiment's `device` (auto, cpu, cuda, cuda:N; the experiment's default is auto: cuda when
+    /// available, else cpu).
     #[arg(long)]
     pub device: Option<String>,
     /// Override `max_steps` (e.g. a short smoke run).
     #[arg(long)]
     pub max_steps: Option<u64>,
-    /// Override `output_dir`.
-    #[arg(long)]
-    pub output_dir: Option<PathBuf>,
+    /// Run directory; overrides the experiment's `output_dir`.
+    #[arg(long = "out", alias = "output-dir")]
+    pub out: Option<PathBuf>,
     /// Skip checking every shard's SHA-256 against its manifest before training.
     #[arg(long)]
     pub no_verify: bool,
@@ -49,7 +50,7 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     if let Some(n) = args.max_steps {
         exp.max_steps = n;
     }
-    if let Some(o) = &args.output_dir {
+    if let Some(o) = &args.out {
         exp.output_dir = o.clone();
     }
     // Before the (possibly slow) data loading, so a second run on the directory fails at once.
@@ -57,7 +58,7 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     if !args.no_verify {
         crate::data::verify_datasets(exp.data_paths.iter().chain(&exp.validation_paths))?;
     }
-    let tok = if exp.data_format == "edits" {
+    let tok = if exp.data_format == earl_core::train::DataFormat::Edits {
         Some(
             Emu3Tokenizer::from_dir(&exp.tokenizer)
                 .with_context(|| format!("tokenizer {}", exp.tokenizer.display()))?,
@@ -88,6 +89,9 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     let path = exp.output_dir.join("run_manifest.json");
     earl_core::fsio::write_atomic(&path, (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes())?;
 
+    let device = earl_core::device::parse_device(&exp.device)?;
+    let kind = if exp.bf16 { tch::Kind::BFloat16 } else { tch::Kind::Float };
+    crate::choice::announce("sft", device, Some(kind), Some(&exp.output_dir));
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")?.progress_chars("=> "),

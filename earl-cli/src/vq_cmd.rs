@@ -15,7 +15,8 @@ use tch::{Device, Kind, Tensor};
 /// Where and in which precision the tokenizer runs.
 #[derive(clap::Args)]
 pub struct DeviceArgs {
-    #[arg(long, default_value = "cpu")]
+    /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long, default_value = "f32")]
     dtype: String,
@@ -71,7 +72,8 @@ pub struct BenchArgs {
     /// Image side in pixels (square images).
     #[arg(long, default_value_t = 256)]
     size: i64,
-    #[arg(long, default_value = "cuda")]
+    /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long, default_value = "bf16")]
     dtype: String,
@@ -99,6 +101,7 @@ pub fn encode(a: &EncodeArgs) -> Result<i32> {
     let t0 = Instant::now();
     let codes = tch::no_grad(|| model.encode(&pixels))?;
     let grid = CodeGrid::from_tensor(&codes.get(0))?;
+    crate::choice::announce("encode", model.device(), Some(model.kind()), Some(&a.out));
     earl_core::fsio::write_atomic(&a.out, (grid.to_json() + "\n").as_bytes())?;
     let s = pixels.size();
     println!(
@@ -129,6 +132,7 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
     let t0 = Instant::now();
     let pixels = tch::no_grad(|| model.decode(&grid.to_tensor()))?;
     let img = imageproc::to_rgb8(&pixels, &cfg)?.remove(0);
+    crate::choice::announce("decode", model.device(), Some(model.kind()), Some(&a.out));
     imageproc::save(&img, &a.out)?;
     println!(
         "{}×{} codes → {}×{} image in {:.1} ms → {}",

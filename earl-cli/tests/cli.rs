@@ -87,3 +87,78 @@ fn an_overlong_budget_is_refused_before_anything_is_allocated() {
     assert!(err.contains("max_position_embeddings") && err.contains("--allow-overlong"), "{err}");
     assert!(err.trim_end().lines().count() == 1 && !out.exists(), "{err}");
 }
+
+#[test]
+fn a_libtorch_failure_is_one_quiet_line_and_rust_backtrace_shows_the_rest() {
+    // A KV cache for 10^13 positions (allowed past the model's 4096 on purpose): libtorch's allocator throws, with
+    // a multi-line C++ message. The user sees one line saying what did not fit.
+    let out = std::env::temp_dir().join(format!("earl-oom-{}.png", std::process::id()));
+    let args = [
+        "edit",
+        "--image",
+        "fixtures/bundle-tiny/example.png",
+        "--instruction",
+        "x",
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--allow-overlong",
+        "--max-new-tokens",
+        "10000000000000",
+    ];
+    // Warnings off: the engine rightly warns about the positions past 4096 that --allow-overlong allows.
+    let run = |backtrace: &str| {
+        common::output(
+            std::process::Command::new(env!("CARGO_BIN_EXE_earl"))
+                .args(args)
+                .current_dir(root())
+                .env("EARL_LOG", "error")
+                .env("RUST_BACKTRACE", backtrace),
+        )
+    };
+    let (code, _, err) = run("0");
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let want = "error: libtorch error during allocating the KV cache: DefaultCPUAllocator: can't allocate memory";
+    assert!(err.starts_with(want) && err.contains("bytes"), "{err}");
+    for noise in ["panicked at", "Exception raised from", "frame #", "RUST_BACKTRACE"] {
+        assert!(!err.contains(noise), "{noise}: {err}");
+    }
+    let (code, _, full) = run("1");
+    assert_eq!(code, 2, "{full}");
+    assert!(full.starts_with(err.trim_end()) && full.trim_end().lines().count() > 1, "{full}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn every_command_defaults_to_auto_and_says_what_it_chose_on_stderr() {
+    let auto = if tch::Cuda::is_available() { "device cuda:0, dtype bf16" } else { "device cpu, dtype f32" };
+    let (code, out, err) = earl(&["forward"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(&format!("earl forward: {auto}")) && !out.contains("earl forward:"), "{out}{err}");
+    let tmp = tempfile::tempdir().unwrap();
+    let codes = tmp.path().join("c.json");
+    let args = ["encode", "--vq", "fixtures/vq-tiny", "--image", "fixtures/bundle-tiny/example.png", "--device", "cpu"];
+    let (code, out, err) = earl(&[&args[..], &["--out", codes.to_str().unwrap()]].concat());
+    assert_eq!(code, 0, "{err}");
+    let chose = format!("earl encode: device cpu, dtype f32, out {}", codes.display());
+    assert_eq!(err.trim_end(), chose, "{err}");
+    assert!(out.contains("codes in") && !out.contains("earl encode:"), "{out}");
+}
+
+#[test]
+fn rl_writes_its_run_directory_at_out_and_accepts_the_old_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (flag, dir) in [("--out", tmp.path().join("a")), ("--out-dir", tmp.path().join("b"))] {
+        let config = "experiments/rl/tiny.toml";
+        let args = ["rl", "--config", config, "--device", "cpu", "--max-iterations", "1", flag, dir.to_str().unwrap()];
+        let (code, out, err) = earl(&args);
+        assert_eq!(code, 0, "{flag}: {out}{err}");
+        assert!(dir.join("metrics.jsonl").exists(), "{flag}");
+        assert!(err.contains(&format!("earl rl: device cpu, dtype f32, out {}", dir.display())), "{err}");
+        assert!(out.starts_with("iter    0"), "stdout holds the iterations only: {out}");
+    }
+    let (_, help, _) = earl(&["rl", "--help"]);
+    assert!(help.contains("--out <OUT>") && !help.contains("--out-dir"), "{help}");
+}

@@ -59,6 +59,30 @@ fn bad_experiments_are_one_line_errors() {
     let (code, _, err) = earl(&["sft", "--config", bad.to_str().unwrap()], runs.path());
     assert_eq!(code, 2);
     assert!(err.contains("EARL_NOT_SET_ANYWHERE is not set") && err.trim().lines().count() == 1, "{err}");
+    // Located: the file, the line and the key.
+    assert!(err.contains("bad.toml: invalid config: line 3: data_paths: environment variable"), "{err}");
+    std::fs::write(&bad, "extends = \"base.toml\"\n").unwrap();
+    std::fs::write(runs.path().join("base.toml"), "name = \"x\"\nlearning_rat = 1.0\n").unwrap();
+    let (code, _, err) = earl(&["sft", "--config", bad.to_str().unwrap()], runs.path());
+    assert_eq!(code, 2);
+    assert!(err.contains("base.toml: invalid config: line 2, column 16: unknown field `learning_rat`"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn out_names_the_run_directory_and_the_old_flag_still_works() {
+    let runs = tempfile::tempdir().unwrap();
+    for (flag, dir) in [("--out", runs.path().join("a")), ("--output-dir", runs.path().join("b"))] {
+        let args = ["sft", "--config", "experiments/sft/tiny.toml", "--max-steps", "1", flag, dir.to_str().unwrap()];
+        let (code, out, err) = earl(&args, runs.path());
+        assert_eq!(code, 0, "{flag}: {out}{err}");
+        assert!(dir.join("metrics.jsonl").exists(), "{flag}");
+        // tiny.toml pins device = "cpu" and bf16 = false.
+        assert!(err.contains(&format!("earl sft: device cpu, dtype f32, out {}", dir.display())), "{err}");
+        assert!(out.starts_with("sft tiny: steps 0..1 of 1") && !out.contains("earl sft:"), "{out}");
+    }
+    let (_, help, _) = earl(&["sft", "--help"], runs.path());
+    assert!(help.contains("--out <OUT>") && !help.contains("--output-dir"), "{help}");
 }
 
 #[test]

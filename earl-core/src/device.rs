@@ -11,14 +11,16 @@ use tch::{Device, Kind};
 
 use crate::error::{Error, Result};
 
-/// `cpu`, `cuda` (first GPU) or `cuda:N`; a GPU that is not present is an error, not a silent CPU fallback.
+/// `cpu`, `cuda` (first GPU), `cuda:N`, or `auto`: the first GPU when libtorch sees one, else the CPU (the default
+/// of every command). A GPU that is named but not present is an error, not a silent CPU fallback.
 pub fn parse_device(s: &str) -> Result<Device> {
     let d = match s.trim().to_ascii_lowercase().as_str() {
-        "cpu" => Device::Cpu,
+        "auto" if tch::Cuda::is_available() => Device::Cuda(0),
+        "auto" | "cpu" => Device::Cpu,
         "cuda" | "gpu" => Device::Cuda(0),
         other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(i)) => Device::Cuda(i),
-            _ => return Err(Error::input(format!("unknown device {s:?} (use cpu, cuda or cuda:N)"))),
+            _ => return Err(Error::input(format!("unknown device {s:?} (use auto, cpu, cuda or cuda:N)"))),
         },
     };
     if let Device::Cuda(i) = d {
@@ -52,6 +54,23 @@ pub fn allow_tf32() -> bool {
     ALLOW_TF32.load(Ordering::Relaxed)
 }
 
+/// Display name of a device, as `--device` writes it (`cpu`, `cuda:0`).
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".into(),
+    }
+}
+
+/// The compute dtype a command runs in without `--dtype`: bf16 on a GPU, f32 on the CPU.
+pub fn default_dtype(d: Device) -> Kind {
+    if d.is_cuda() {
+        Kind::BFloat16
+    } else {
+        Kind::Float
+    }
+}
+
 /// Short name of a floating-point kind, the inverse of [`parse_dtype`].
 pub fn dtype_name(k: Kind) -> &'static str {
     match k {
@@ -74,5 +93,8 @@ mod tests {
         assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
         assert!(parse_device("tpu").is_err());
         assert!(parse_device("cuda:99").is_err());
+        let auto = parse_device("auto").unwrap();
+        assert_eq!(auto.is_cuda(), tch::Cuda::is_available());
+        assert_eq!(device_name(auto), if auto.is_cuda() { "cuda:0" } else { "cpu" });
     }
 }

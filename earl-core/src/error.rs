@@ -103,13 +103,15 @@ pub enum Error {
     #[error("invalid input: {0}")]
     Input(String),
 
-    /// libtorch failed (out of memory, device mismatch, …); `msg` is the first line of its message.
+    /// libtorch failed (out of memory, device mismatch, …).
     #[error("libtorch error during {context}: {msg}")]
     Torch {
         /// What earl-core was doing.
         context: String,
-        /// The first line of libtorch's message (the C++ backtrace is dropped).
+        /// The first meaningful line of libtorch's message.
         msg: String,
+        /// The whole message (C++ backtrace included), for `RUST_BACKTRACE=1` ([`Error::detail`]).
+        detail: String,
     },
 
     /// A reward could not score a batch (verifier unreachable after retries, replies never parsable, …).
@@ -146,11 +148,37 @@ impl Error {
     }
 
     pub(crate) fn torch(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
-        // libtorch messages carry a multi-line C++ backtrace; the first line says what went wrong.
-        let text = err.to_string();
-        let msg = text.lines().next().unwrap_or("unknown error").trim().to_string();
-        Error::Torch { context: context.into(), msg }
+        let detail = err.to_string();
+        Error::Torch { context: context.into(), msg: headline(&detail), detail }
     }
+
+    /// The full text behind a shortened message (libtorch's, with its C++ backtrace), if there is one.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Error::Torch { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+}
+
+/// The first meaningful line of a libtorch failure. libtorch appends a C++ backtrace ("Exception raised from …",
+/// "frame #0: …") to what went wrong, and a tch panic quotes the error in Debug form, where the newlines are
+/// `\n` escapes inside `Torch("…")`: both are cut to the statement before them, e.g. "CUDA out of memory. Tried
+/// to allocate 2.00 GiB …" or "DefaultCPUAllocator: can't allocate memory: you tried to allocate … bytes".
+pub fn headline(text: &str) -> String {
+    if let Some(i) = text.find("Torch(\"") {
+        let inner = &text[i + "Torch(\"".len()..];
+        let end = [inner.find("\\n"), inner.find("\")")].into_iter().flatten().min().unwrap_or(inner.len());
+        return inner[..end].trim().to_string();
+    }
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("Exception raised from"));
+    let mut line = first.unwrap_or("unknown error");
+    // tch's "Internal torch error: " and c10's "[enforce fail at FILE:LINE] CONDITION. " say nothing to a user.
+    line = line.strip_prefix("Internal torch error: ").unwrap_or(line);
+    if let Some(rest) = line.strip_prefix("[enforce fail at").and_then(|r| r.split_once("] ")).map(|(_, r)| r) {
+        line = rest.split_once(". ").map_or(rest, |(_, r)| r);
+    }
+    line.to_string()
 }
 
 impl From<tch::TchError> for Error {
@@ -174,5 +202,31 @@ pub(crate) fn guard<T>(context: &str, f: impl FnOnce() -> Result<T>) -> Result<T
             };
             Err(Error::torch(context, msg))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtorch_messages_are_cut_to_their_first_statement() {
+        let cpp = "Internal torch error: [enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't \
+                   allocate memory: you tried to allocate 8 bytes.\nframe #0: c10::ThrowEnforceNotMet(char const*)";
+        let e = Error::torch("allocating the KV cache", cpp);
+        assert_eq!(
+            e.to_string(),
+            "libtorch error during allocating the KV cache: DefaultCPUAllocator: can't allocate memory: you tried to \
+             allocate 8 bytes."
+        );
+        assert_eq!(e.detail(), Some(cpp));
+        let panic = "called `Result::unwrap()` on an `Err` value: Torch(\"mat1 and mat2 shapes cannot be multiplied \
+                     (1x4 and 3x4)\\nException raised from meta at x.cpp:2\\nframe #0: f\")";
+        assert_eq!(headline(panic), "mat1 and mat2 shapes cannot be multiplied (1x4 and 3x4)");
+        assert_eq!(headline("\n  plain\nmore"), "plain");
+        assert_eq!(
+            headline("CUDA out of memory. Tried to allocate 2.00 GiB\nException raised from"),
+            "CUDA out of memory. Tried to allocate 2.00 GiB"
+        );
     }
 }

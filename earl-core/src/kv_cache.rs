@@ -47,13 +47,16 @@ impl KvCache {
         }
         let made = crate::error::guard("allocating the KV cache", || {
             let shape = [batch, cfg.num_kv_heads, max_len, cfg.head_dim];
-            let alloc = || Tensor::f_zeros(shape, (kind, device));
+            // Named here, not "a tensor operation": an allocation failure then says what did not fit.
+            let alloc =
+                || Tensor::f_zeros(shape, (kind, device)).map_err(|e| Error::torch("allocating the KV cache", e));
             let keys = (0..cfg.num_layers).map(|_| alloc()).collect::<std::result::Result<Vec<_>, _>>()?;
             let values = (0..cfg.num_layers).map(|_| alloc()).collect::<std::result::Result<Vec<_>, _>>()?;
             Ok(KvCache {
                 keys,
                 values,
-                valid: Tensor::f_zeros([batch, max_len], (Kind::Bool, device))?,
+                valid: Tensor::f_zeros([batch, max_len], (Kind::Bool, device))
+                    .map_err(|e| Error::torch("allocating the KV cache", e))?,
                 next_pos: Tensor::f_zeros([batch], (Kind::Int64, device))?,
                 len: 0,
                 max_len,

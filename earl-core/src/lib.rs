@@ -9,6 +9,7 @@ pub mod data;
 pub mod device;
 pub mod edit;
 pub mod error;
+pub mod experiment;
 pub mod fsio;
 pub mod generate;
 pub mod grid;

@@ -1,13 +1,16 @@
 //! EARL evaluation and the verifier side of RL: an OpenAI-compatible chat client ([`chat`]), lenient reply
 //! parsing ([`parse`]), verifier prompts ([`prompts`]) and the VIEScore / GroundScore rewards ([`verifier`]) that
-//! implement `earl_core::rl::Reward`. [`rewards::reward_set`] builds the rewards an RL config asks for. All network
-//! code of the project lives in this crate.
+//! implement `earl_core::rl::Reward`. The verifier section of RL experiments is parsed and validated here
+//! ([`config`]); [`rewards::reward_set`] builds the rewards an RL experiment asks for. All network code of the
+//! project lives in this crate.
 pub mod chat;
+pub mod config;
 pub mod parse;
 pub mod prompts;
 pub mod rewards;
 pub mod verifier;
 
 pub use chat::{ChatClient, ChatError, ChatRequest, ClientOptions};
+pub use config::{PromptSource, RlExperiment, VerifierConfig};
 pub use rewards::{reward_set, verifier_settings};
 pub use verifier::{GroundScore, Unparsable, VerifierOptions, VieScore};

@@ -5,13 +5,14 @@
 //! of a run, and recorded in the run manifest.
 use std::time::Duration;
 
-use earl_core::rl::config::{OnUnparsable, PromptSource, RewardConfig, VerifierConfig};
+use earl_core::rl::config::RewardConfig;
 use earl_core::rl::{PixelSimilarity, Reward, RewardSet, TokenAgreement};
 use earl_core::{Error, Result};
 
 use crate::chat::{ChatClient, ClientOptions};
+use crate::config::{PromptSource, VerifierConfig};
 use crate::prompts::{PromptSet, Template};
-use crate::verifier::{GroundScore, Unparsable, VerifierOptions, VieScore};
+use crate::verifier::{GroundScore, VerifierOptions, VieScore};
 
 fn prompt(key: &str, source: &PromptSource, built_in: &Template) -> Result<Template> {
     match source {
@@ -67,18 +68,15 @@ pub fn verifier_settings(cfg: &VerifierConfig) -> Result<(ClientOptions, Verifie
             &d.ground_score_user,
         )?,
     };
-    let on_unparsable = match cfg.on_unparsable {
-        OnUnparsable::Error => Unparsable::Error,
-        OnUnparsable::Zero => Unparsable::Zero,
-    };
+    let on_unparsable = cfg.on_unparsable;
     Ok((client, VerifierOptions { prompts, max_rounds: cfg.max_rounds, on_unparsable, ..VerifierOptions::default() }))
 }
 
-/// The configured rewards and final formula.
-pub fn reward_set(cfg: &RewardConfig) -> Result<RewardSet> {
+/// The configured rewards and final formula; `verifier` is the experiment's validated verifier section.
+pub fn reward_set(cfg: &RewardConfig, verifier: &VerifierConfig) -> Result<RewardSet> {
     let mut rewards: Vec<Box<dyn Reward>> = Vec::new();
-    if cfg.viescore || cfg.ground_score {
-        let (client_opts, opts) = verifier_settings(&cfg.verifier)?;
+    if cfg.needs_verifier() {
+        let (client_opts, opts) = verifier_settings(verifier)?;
         let client = ChatClient::new(client_opts);
         let p = &opts.prompts;
         if cfg.viescore {
@@ -107,11 +105,11 @@ pub fn reward_set(cfg: &RewardConfig) -> Result<RewardSet> {
 /// base URL's host and port (no HTTP request, so nothing is billed or logged by the judge), within `timeout`. A
 /// closed port is then a one-line error before any generation, instead of ~100 warnings after the first full
 /// rollout. Nothing to check when no verifier reward is on.
-pub fn check_verifier_reachable(cfg: &RewardConfig, timeout: Duration) -> Result<()> {
-    if !(cfg.viescore || cfg.ground_score) {
+pub fn check_verifier_reachable(cfg: &RewardConfig, verifier: &VerifierConfig, timeout: Duration) -> Result<()> {
+    if !cfg.needs_verifier() {
         return Ok(());
     }
-    let url = &cfg.verifier.api_base;
+    let url = &verifier.api_base;
     let unreachable = |why: String| Error::Reward { reward: "verifier".into(), msg: format!("{url}: {why}") };
     let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or(rest);

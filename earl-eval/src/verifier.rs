@@ -20,8 +20,9 @@ use crate::chat::{message, text_and_images, ChatClient, ChatRequest};
 use crate::parse::{parse_score_list, parse_tagged_score};
 use crate::prompts::{fill, provenance, PromptSet};
 
-/// What to do with a completion whose replies never parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to do with a completion whose replies never parsed (`reward_function_on_unparsable = "error"` or `"zero"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Unparsable {
     /// Fail the batch (EARL asserts, stopping the run).
     Error,

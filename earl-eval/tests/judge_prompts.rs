@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use earl_core::rl::config::{OnUnparsable, PromptSource, RewardConfig, VerifierConfig};
+use earl_core::rl::config::RewardConfig;
 use earl_core::rl::FinalReward;
 use earl_eval::prompts::{fill, OWN_WORDING};
-use earl_eval::{reward_set, verifier_settings};
+use earl_eval::{reward_set, verifier_settings, PromptSource, Unparsable, VerifierConfig};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -107,7 +107,7 @@ fn verifier(sources: [PromptSource; 4]) -> VerifierConfig {
         timeout_s: 1.0,
         max_attempts: 1,
         max_rounds: 5,
-        on_unparsable: OnUnparsable::Error,
+        on_unparsable: Unparsable::Error,
         viescore_sc_template: sc,
         viescore_pq_template: pq,
         ground_score_system_template: system,
@@ -120,14 +120,14 @@ fn files_in(dir: &Path) -> [PromptSource; 4] {
         .map(|n| PromptSource::File(dir.join(n)))
 }
 
-fn rewards(verifier: VerifierConfig) -> RewardConfig {
+fn rewards() -> RewardConfig {
     RewardConfig {
         viescore: true,
         ground_score: true,
         token_agreement: false,
         pixel_similarity: false,
         final_reward: FinalReward::parse("sqrt(viescore_pq*ground_score)").unwrap(),
-        verifier,
+        verifier: Default::default(),
     }
 }
 
@@ -171,7 +171,7 @@ fn the_script_refuses_unpinned_files_and_writes_the_templates_as_the_reference_c
         fill(&opts.prompts.ground_score_user.text, "add a hat"),
         "USER: add a hat; reply like {\"x\": 1} then <score>X</score>\n"
     );
-    let manifest = reward_set(&rewards(verifier(files_in(&o)))).unwrap().manifest();
+    let manifest = reward_set(&rewards(), &verifier(files_in(&o))).unwrap().manifest();
     let sc = &manifest["viescore"]["judge_prompts"]["semantic_consistency"];
     assert_eq!(sc["path"], o.join("viescore_sc.txt").display().to_string());
     assert_eq!(sc["sha256"], source["templates"]["viescore_sc.txt"]);
@@ -222,7 +222,7 @@ impl Write for Captured {
 }
 
 /// Builds the rewards under a subscriber that captures warnings; returns the manifest and the log.
-fn build_logged(cfg: &RewardConfig) -> (Value, String) {
+fn build_logged(cfg: &VerifierConfig) -> (Value, String) {
     let log = Captured::default();
     let sink = log.clone();
     let sub = tracing_subscriber::fmt()
@@ -230,14 +230,14 @@ fn build_logged(cfg: &RewardConfig) -> (Value, String) {
         .with_max_level(tracing::Level::WARN)
         .with_writer(move || sink.clone())
         .finish();
-    let manifest = tracing::subscriber::with_default(sub, || reward_set(cfg).unwrap().manifest());
+    let manifest = tracing::subscriber::with_default(sub, || reward_set(&rewards(), cfg).unwrap().manifest());
     let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     (manifest, text)
 }
 
 #[test]
 fn our_own_wording_is_announced_and_recorded() {
-    let (manifest, log) = build_logged(&rewards(verifier(std::array::from_fn(|_| PromptSource::BuiltIn))));
+    let (manifest, log) = build_logged(&verifier(std::array::from_fn(|_| PromptSource::BuiltIn)));
     assert_eq!(manifest["viescore"]["judge_prompts"], OWN_WORDING);
     assert_eq!(manifest["ground_score"]["judge_prompts"], OWN_WORDING);
     assert_eq!(manifest["viescore"]["max_rounds"], 5);
@@ -249,11 +249,11 @@ fn our_own_wording_is_announced_and_recorded() {
         let PromptSource::File(p) = p else { unreachable!() };
         std::fs::write(p, "made up <instruction>\n").unwrap();
     }
-    let (_, log) = build_logged(&rewards(verifier(files_in(dir.path()))));
+    let (_, log) = build_logged(&verifier(files_in(dir.path())));
     assert!(log.is_empty(), "{log}");
     let mut mixed = files_in(dir.path());
     mixed[1] = PromptSource::BuiltIn;
-    let (manifest, log) = build_logged(&rewards(verifier(mixed)));
+    let (manifest, log) = build_logged(&verifier(mixed));
     assert_eq!(manifest["viescore"]["judge_prompts"]["perceptual_quality"], OWN_WORDING);
     assert!(manifest["viescore"]["judge_prompts"]["semantic_consistency"]["sha256"].is_string());
     assert!(log.contains("perceptual_quality") && !log.contains("ground_score"), "{log}");

@@ -5,8 +5,8 @@
 //! made-up files of the same format in their place).
 use std::path::{Component, Path, PathBuf};
 
-use earl_core::rl::config::{Mixture, PromptSource, RlConfig, VerifierConfig};
-use earl_eval::reward_set;
+use earl_core::rl::config::{Mixture, RlConfig};
+use earl_eval::{reward_set, PromptSource, RlExperiment, Unparsable, VerifierConfig};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../experiments/rl")
@@ -32,7 +32,11 @@ fn tomls(d: &Path) -> Vec<PathBuf> {
 }
 
 fn load(name: &str) -> RlConfig {
-    RlConfig::load_with_env(&dir().join(format!("{name}.toml")), &env).unwrap()
+    experiment(name).rl
+}
+
+fn experiment(name: &str) -> RlExperiment {
+    RlExperiment::load_with_env(&dir().join(format!("{name}.toml")), &env).unwrap()
 }
 
 /// `a/b/../c` → `a/c`, without touching the file system (the prompt files need not exist).
@@ -87,10 +91,11 @@ fn every_experiment_validates_and_builds_its_rewards() {
         assert!(names.iter().any(|n| n == want), "experiments/rl/{want}.toml is missing");
     }
     for p in &runs {
-        let mut cfg = RlConfig::load_with_env(p, &env).unwrap_or_else(|e| panic!("{e}"));
+        let RlExperiment { rl: cfg, mut verifier } =
+            RlExperiment::load_with_env(p, &env).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.run_name, p.file_stem().unwrap().to_string_lossy());
         let paper = cfg.run_name != "tiny";
-        for (source, file) in templates_mut(&mut cfg.reward.verifier).into_iter().zip(TEMPLATE_FILES) {
+        for (source, file) in templates_mut(&mut verifier).into_iter().zip(TEMPLATE_FILES) {
             match source {
                 PromptSource::File(f) if paper => {
                     assert_eq!(lexical(f), paper_prompts.join(file), "{}", p.display());
@@ -100,7 +105,7 @@ fn every_experiment_validates_and_builds_its_rewards() {
                 other => panic!("{}: unexpected template source {other:?}", p.display()),
             }
         }
-        reward_set(&cfg.reward).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        reward_set(&cfg.reward, &verifier).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     }
     for p in tomls(&dir().join("base")) {
         RlConfig::parse_fragment(&p).unwrap_or_else(|e| panic!("{e}"));
@@ -123,7 +128,11 @@ fn paper_runs_keep_the_reference_settings() {
     assert_eq!(earl.generation.max_response_tokens, 2048);
     assert_eq!((earl.model_path.as_str(), earl.tokenizer_path.as_str()), ("mair-lab/sft-simple", "BAAI/Emu3-Stage1"));
     assert_eq!(earl.reward.enabled(), vec!["viescore"]);
-    assert_eq!(earl.reward.verifier.api_base, "http://verifier:4877/v1");
+    let v = experiment("sft_s__rl_sc").verifier;
+    assert_eq!((v.api_base.as_str(), v.model.as_str()), ("http://verifier:4877/v1", "Qwen/Qwen2.5-VL-72B-Instruct"));
+    assert_eq!((v.max_concurrency, v.max_attempts, v.max_rounds, v.on_unparsable), (64, 5, 5, Unparsable::Error));
+    assert_eq!((v.timeout_s, v.api_key.as_str()), (600.0, ""));
+    assert_eq!(earl.generation.sampling.top_k, earl_core::generate::TopK::Off);
 
     let c = load("sft_s__rl_c");
     assert_eq!(c.data.train_mixture, Mixture::Coefficients(vec![6.0, 6.0, 0.7, 1.55, 3.7, 11.0]));
@@ -145,7 +154,7 @@ fn paper_runs_keep_the_reference_settings() {
 fn the_tiny_experiment_is_offline() {
     let tiny = load("tiny");
     assert_eq!(tiny.reward.enabled(), vec!["token_agreement"]);
-    assert_eq!(tiny.reward.verifier.api_base, "");
+    assert_eq!(experiment("tiny").verifier.api_base, "");
     assert!(tiny.model_path.ends_with("fixtures/bundle-tiny"));
     assert!(Path::new(&tiny.model_path).join("config.json").exists());
 }
@@ -155,15 +164,51 @@ fn a_closed_verifier_port_is_an_error_at_start() {
     use earl_eval::rewards::check_verifier_reachable;
     use std::time::Duration;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/rl/tiny.toml");
-    let mut cfg = earl_core::rl::config::RlConfig::load_with_env(&path, &|_| None).unwrap().reward;
-    assert!(check_verifier_reachable(&cfg, Duration::from_secs(1)).is_ok(), "no verifier reward: nothing to check");
+    let RlExperiment { rl, mut verifier } = RlExperiment::load_with_env(&path, &|_| None).unwrap();
+    let mut cfg = rl.reward;
+    let second = Duration::from_secs(1);
+    assert!(check_verifier_reachable(&cfg, &verifier, second).is_ok(), "no verifier reward: nothing to check");
     cfg.viescore = true;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    cfg.verifier.api_base = format!("http://127.0.0.1:{port}/v1");
-    check_verifier_reachable(&cfg, Duration::from_secs(1)).unwrap();
+    verifier.api_base = format!("http://127.0.0.1:{port}/v1");
+    check_verifier_reachable(&cfg, &verifier, second).unwrap();
     drop(listener); // the port is closed now
-    let e = check_verifier_reachable(&cfg, Duration::from_secs(1)).unwrap_err().to_string();
+    let e = check_verifier_reachable(&cfg, &verifier, second).unwrap_err().to_string();
     assert!(e.contains(&format!("127.0.0.1:{port}")) && e.contains("does not accept connections"), "{e}");
     assert!(!e.contains('\n'), "{e}");
+}
+
+/// The verifier section is validated here, with the same located one-line errors as every experiment key; an
+/// offline experiment may leave the verifier's variables unset.
+#[test]
+fn the_verifier_section_is_validated_by_earl_eval() {
+    let d = tempfile::tempdir().unwrap();
+    let tiny = dir().join("tiny.toml");
+    let write = |extra: &str| {
+        let p = d.path().join("v.toml");
+        let text = format!("extends = {:?}\nrun_name = \"v\"\n{extra}", tiny.display().to_string());
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let err = |extra: &str| RlExperiment::load_with_env(&write(extra), &env).unwrap_err().to_string();
+    let online = "reward_compute_viescore = true\nreward_final_reward = \"viescore\"\n";
+    let e = err(&format!("{online}reward_function_api_base = \"localhost:4877\"\n"));
+    assert!(e.contains("v.toml: invalid config: line 5: reward_function_api_base: must be an http(s) URL"), "{e}");
+    let e = err(&format!("{online}reward_function_api_base = \"${{NOT_SET_ANYWHERE}}\"\n"));
+    assert!(e.contains("line 5: reward_function_api_base") && e.contains("NOT_SET_ANYWHERE is not set"), "{e}");
+    let e = err(online);
+    assert!(e.contains("reward_function_api_base: required when viescore"), "{e}");
+    let e = err("reward_function_on_unparsable = \"skip\"\n");
+    assert!(e.contains("line 3, column 33: reward_function_on_unparsable: unknown variant `skip`"), "{e}");
+    let e = err("reward_function_max_concurency = 4\n");
+    assert!(e.contains("line 3, column 34: unknown field `reward_function_max_concurency`"), "{e}");
+    let e = err("reward_function_max_rounds = 0\n");
+    assert!(e.contains("line 3: reward_function_max_rounds: must be >= 1") && !e.contains('\n'), "{e}");
+    // Offline: the endpoint is neither needed nor expanded, templates resolve against the file that names them.
+    let p = write("reward_function_api_base = \"${NOT_SET_ANYWHERE}\"\nreward_viescore_sc_template = \"./sc.txt\"\n");
+    let v: VerifierConfig = RlExperiment::load_with_env(&p, &env).unwrap().verifier;
+    assert_eq!(v.api_base, "");
+    assert_eq!(v.viescore_sc_template, PromptSource::File(d.path().join("./sc.txt")));
+    assert_eq!(v.viescore_pq_template, PromptSource::BuiltIn);
 }

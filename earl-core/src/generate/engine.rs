@@ -295,7 +295,7 @@ mod tests {
         let others: Vec<GenerationRequest> = (0..4)
             .map(|i| GenerationRequest { prompt: vec![1, 50 + i, 7, 10], prefill_len: 1, grid: Some((1, 3)) })
             .collect();
-        let c = cfg(SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0 }, 1);
+        let c = cfg(SamplingParams { temperature: 1.0, top_k: crate::generate::TopK::Off, top_p: 1.0 }, 1);
         let alone = generate(&m, std::slice::from_ref(&a), &c, &mut |_, _| {}).unwrap();
         let again = generate(&m, std::slice::from_ref(&a), &c, &mut |_, _| {}).unwrap();
         assert_eq!(alone, again);

@@ -8,4 +8,4 @@ pub mod sampling;
 
 pub use constraint::{GridConstraint, ImageTokens, RowConstraint};
 pub use engine::{generate, response_budget, FinishReason, GeneratedSample, GenerationConfig, GenerationRequest};
-pub use sampling::{sample_stream, SamplingParams, TokenSampler};
+pub use sampling::{sample_stream, SamplingParams, TokenSampler, TopK};

@@ -13,13 +13,77 @@ use tch::{Kind, Tensor};
 
 use crate::error::{Error, Result};
 
+/// Top-k filtering: off, or keep the `k ≥ 1` most likely ids (ties at the k-th logit kept).
+///
+/// Experiment files and JSON write it as the reference does: `-1` for off (vLLM's `SamplingParams(top_k=-1)`, which
+/// the reference's rollouts get from `top_k = -1` in rl/configs/grpo.jsonnet) and `k` otherwise. transformers'
+/// `generate` spells off as 0 instead; 0 is refused here so that no spelling means two things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopK {
+    Off,
+    K(usize),
+}
+
+impl TopK {
+    /// From the reference's integer: −1 = off, k ≥ 1 = keep k.
+    pub fn from_reference(k: i64) -> std::result::Result<TopK, String> {
+        match k {
+            -1 => Ok(TopK::Off),
+            k if k >= 1 => Ok(TopK::K(k as usize)),
+            k => Err(format!("top_k must be -1 (off) or >= 1, got {k}")),
+        }
+    }
+
+    /// The reference's integer: −1 for off.
+    pub fn to_reference(self) -> i64 {
+        match self {
+            TopK::Off => -1,
+            TopK::K(k) => k as i64,
+        }
+    }
+}
+
+/// `off` or `-1` (off), or k ≥ 1: how `--top-k` is written.
+impl std::str::FromStr for TopK {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "off" => Ok(TopK::Off),
+            t => t
+                .parse::<i64>()
+                .map_err(|_| format!("top-k {s:?}: write off, -1 (off) or k >= 1"))
+                .and_then(TopK::from_reference),
+        }
+    }
+}
+
+impl std::fmt::Display for TopK {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopK::Off => f.write_str("off"),
+            TopK::K(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+impl serde::Serialize for TopK {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_i64(self.to_reference())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TopK {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        TopK::from_reference(i64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// How logits become tokens.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct SamplingParams {
     /// 0 means greedy (argmax).
     pub temperature: f64,
-    /// Keep the k most likely ids; 0 = off (the RL configs' −1 maps to 0).
-    pub top_k: i64,
+    pub top_k: TopK,
     /// Nucleus mass; 1.0 = off.
     pub top_p: f64,
 }
@@ -27,12 +91,12 @@ pub struct SamplingParams {
 impl SamplingParams {
     /// Argmax decoding: temperature 0, no top-k, no top-p.
     pub fn greedy() -> Self {
-        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0 }
+        SamplingParams { temperature: 0.0, top_k: TopK::Off, top_p: 1.0 }
     }
 
     /// EARL's evaluation setting: temperature 1.0, top-k 2048, top-p 1.0.
     pub fn reference_eval() -> Self {
-        SamplingParams { temperature: 1.0, top_k: 2048, top_p: 1.0 }
+        SamplingParams { temperature: 1.0, top_k: TopK::K(2048), top_p: 1.0 }
     }
 
     /// Whether this picks the argmax (temperature 0) and so draws no random numbers.
@@ -45,8 +109,8 @@ impl SamplingParams {
         if !(self.temperature >= 0.0) || !self.temperature.is_finite() {
             return Err(Error::input(format!("temperature must be ≥ 0, got {}", self.temperature)));
         }
-        if self.top_k < 0 {
-            return Err(Error::input(format!("top_k must be ≥ 0 (0 = off), got {}", self.top_k)));
+        if self.top_k == TopK::K(0) {
+            return Err(Error::input("top_k must be off or >= 1, got 0"));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::input(format!("top_p must be in (0, 1], got {}", self.top_p)));
@@ -72,10 +136,13 @@ impl SamplingParams {
             x /= self.temperature;
         }
         let v = x.size()[1];
-        if self.top_k > 0 && self.top_k < v {
-            let (kth, _) = x.topk(self.top_k, -1, true, true);
-            let threshold = kth.narrow(1, self.top_k - 1, 1); // [B, 1]
-            x = x.masked_fill(&x.lt_tensor(&threshold), f64::NEG_INFINITY);
+        if let TopK::K(k) = self.top_k {
+            let k = k as i64;
+            if k < v {
+                let (kth, _) = x.topk(k, -1, true, true);
+                let threshold = kth.narrow(1, k - 1, 1); // [B, 1]
+                x = x.masked_fill(&x.lt_tensor(&threshold), f64::NEG_INFINITY);
+            }
         }
         if self.top_p < 1.0 {
             let (sorted, order) = x.sort(-1, false); // ascending
@@ -204,20 +271,20 @@ mod tests {
     #[test]
     fn top_k_and_top_p_remove_the_tail() {
         let l = logits(&[&[1., 2., 3., 4.]]);
-        let k = SamplingParams { temperature: 1.0, top_k: 2, top_p: 1.0 }.warp(&l);
+        let k = SamplingParams { temperature: 1.0, top_k: TopK::K(2), top_p: 1.0 }.warp(&l);
         assert_eq!(Vec::<f32>::try_from(k.get(0)).unwrap()[..2], [f32::NEG_INFINITY, f32::NEG_INFINITY]);
         // softmax(1,2,3,4) ≈ .032 .087 .237 .644: p = 0.8 keeps {3, 4}; p = 0.5 keeps only {4}.
-        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.8 }.warp(&l);
+        let p = SamplingParams { temperature: 1.0, top_k: TopK::Off, top_p: 0.8 }.warp(&l);
         let kept: Vec<bool> = Vec::<f32>::try_from(p.get(0)).unwrap().iter().map(|x| x.is_finite()).collect();
         assert_eq!(kept, vec![false, false, true, true]);
-        let p = SamplingParams { temperature: 1.0, top_k: 0, top_p: 0.5 }.warp(&l);
+        let p = SamplingParams { temperature: 1.0, top_k: TopK::Off, top_p: 0.5 }.warp(&l);
         let kept: Vec<bool> = Vec::<f32>::try_from(p.get(0)).unwrap().iter().map(|x| x.is_finite()).collect();
         assert_eq!(kept, vec![false, false, false, true]);
     }
 
     #[test]
     fn sampling_follows_the_distribution_and_never_picks_removed_ids() {
-        let params = SamplingParams { temperature: 1.0, top_k: 3, top_p: 1.0 };
+        let params = SamplingParams { temperature: 1.0, top_k: TopK::K(3), top_p: 1.0 };
         let l = logits(&[&[0.0, (2f32).ln(), 0.0, f32::NEG_INFINITY, -30.0]]); // p ∝ 1, 2, 1, 0, (removed by top-k)
         let mut counts = [0usize; 5];
         let mut s = TokenSampler::new(params, 7, &[(0, 0)]).unwrap();
@@ -246,7 +313,7 @@ mod tests {
 
     #[test]
     fn rows_are_independent_of_batch_composition() {
-        let params = SamplingParams { temperature: 0.7, top_k: 0, top_p: 0.9 };
+        let params = SamplingParams { temperature: 0.7, top_k: TopK::Off, top_p: 0.9 };
         let row = [0.1f32, 0.5, 0.2, 0.9, 0.3];
         let other = [2.0f32, 0.0, 0.0, 0.0, 0.0];
         let mut alone = TokenSampler::new(params, 42, &[(3, 1)]).unwrap();
@@ -257,5 +324,17 @@ mod tests {
             assert_eq!(a, b);
         }
         assert!(TokenSampler::new(SamplingParams { top_p: 0.0, ..params }, 0, &[]).is_err());
+    }
+
+    #[test]
+    fn top_k_is_written_as_the_reference_writes_it() {
+        assert_eq!(TopK::from_reference(-1), Ok(TopK::Off));
+        assert_eq!(TopK::from_reference(2048), Ok(TopK::K(2048)));
+        assert!(TopK::from_reference(0).unwrap_err().contains("-1 (off) or >= 1"));
+        assert_eq!(("off".parse(), "-1".parse(), "7".parse()), (Ok(TopK::Off), Ok(TopK::Off), Ok(TopK::K(7))));
+        assert!("0".parse::<TopK>().is_err() && "x".parse::<TopK>().is_err());
+        assert_eq!(serde_json::to_string(&TopK::Off).unwrap(), "-1");
+        assert_eq!(serde_json::from_str::<TopK>("16").unwrap(), TopK::K(16));
+        assert!(TokenSampler::new(SamplingParams { top_k: TopK::K(0), ..SamplingParams::greedy() }, 0, &[]).is_err());
     }
 }

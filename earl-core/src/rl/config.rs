@@ -1,28 +1,28 @@
 //! The RL (GRPO) experiment configuration, in two levels: [`RawRlConfig`] mirrors a TOML file field for field with
 //! the names of EARL's `rl/nano_aha_moment.py::TrainingArgs` (so the reference's jsonnet configs translate one to
-//! one) plus our extensions (optimizer constants EARL hard-codes, offline rewards, verifier client settings, prompt
-//! templates), and [`RlConfig`] is the validated result with no `Option`s.
+//! one) plus our extensions (optimizer constants EARL hard-codes, offline rewards), and [`RlConfig`] is the
+//! validated result with no `Option`s.
 //!
-//! Files compose: `extends = ["grpo.toml", "data/complex.toml"]` loads those first (paths relative to the file),
-//! later files overriding earlier ones, the file itself last — as jsonnet's `(import 'a') + (import 'b')` does in
-//! the reference. Every file is checked on its own, so an unknown or misspelt field is reported with its file, line
-//! and column. String values of paths, URLs, the run name and the API key may use `${VAR}` or `${VAR:-default}`;
-//! an unset variable without default is an error naming field and file. Relative paths that start with `./` or
-//! `../` are relative to the file that sets them; other relative paths to the working directory (as in EARL).
-//! Field semantics and defaults are listed in docs/rl.md.
+//! Files are read by the shared experiment layer ([`crate::experiment`]): `extends` chains (as jsonnet's
+//! `(import 'a') + (import 'b')` in the reference), `${VAR}` / `${VAR:-default}`, paths starting with `./` or `../`
+//! relative to the file that sets them, errors naming file, line and key. The verifier section — every key that
+//! starts with `reward_function_` (EARL's judge-client fields) or is a `reward_*_template` (judge prompts) — is not
+//! earl-core's: it is kept as written in [`RewardConfig::verifier`] and validated by earl-eval, which owns the
+//! verifier client. Field semantics and defaults are listed in docs/rl.md.
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::grpo::TokenSchedule;
 use super::reward::FinalReward;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::experiment::Layers;
+use crate::generate::SamplingParams;
 
-/// Serde mirror of one RL TOML file. Unknown fields are rejected.
+/// Serde mirror of one RL TOML file (without `extends` and the verifier section). Unknown fields are rejected.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRlConfig {
-    pub extends: Option<Extends>,
     // Data (EARL names).
     pub train_paths_file: Option<Vec<String>>,
     pub coefficients: Option<Vec<f64>>,
@@ -52,7 +52,8 @@ pub struct RawRlConfig {
     pub generations_per_sample: Option<usize>,
     pub max_response_tokens: Option<usize>,
     pub top_p: Option<f64>,
-    pub top_k: Option<i64>,
+    /// −1 = off, as the reference writes it ([`crate::generate::TopK`]).
+    pub top_k: Option<crate::generate::TopK>,
     pub model_context_size: Option<usize>,
     // Emu3 specifics.
     pub emu3_use_logit_processor: Option<bool>,
@@ -64,23 +65,11 @@ pub struct RawRlConfig {
     pub vision_only_cycle_steps: Option<u64>,
     pub vision_only_steps: Option<u64>,
     // Rewards.
-    pub reward_function_api_base: Option<String>,
-    pub reward_function_api_model_name: Option<String>,
-    pub reward_function_api_key: Option<String>,
-    pub reward_function_max_concurrency: Option<usize>,
-    pub reward_function_timeout_s: Option<f64>,
-    pub reward_function_max_attempts: Option<u32>,
-    pub reward_function_max_rounds: Option<u32>,
-    pub reward_function_on_unparsable: Option<String>,
     pub reward_compute_viescore: Option<bool>,
     pub reward_compute_ground_score: Option<bool>,
     pub reward_compute_token_agreement: Option<bool>,
     pub reward_compute_pixel_similarity: Option<bool>,
     pub reward_final_reward: Option<String>,
-    pub reward_viescore_sc_template: Option<String>,
-    pub reward_viescore_pq_template: Option<String>,
-    pub reward_ground_score_system_template: Option<String>,
-    pub reward_ground_score_user_template: Option<String>,
     // Logging and checkpointing.
     pub run_name: Option<String>,
     pub log_episodes_every_n_iterations: Option<u64>,
@@ -95,14 +84,6 @@ pub struct RawRlConfig {
     pub model_revision: Option<String>,
     pub max_prompt_len: Option<usize>,
     pub max_completion_len: Option<usize>,
-}
-
-/// `extends = "a.toml"` or `extends = ["a.toml", "b.toml"]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum Extends {
-    One(String),
-    Many(Vec<String>),
 }
 
 /// How the training datasets are mixed (EARL `create_datasets`).
@@ -122,22 +103,16 @@ pub struct DataConfig {
     pub train_mixture: Mixture,
 }
 
-/// Top-k sampling; EARL writes `-1` for off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopK {
-    Off,
-    K(usize),
-}
-
+/// How rollouts are generated (EARL's generation fields); the engine's own settings are
+/// [`crate::generate::GenerationConfig`], built from these for every rollout.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GenerationConfig {
+pub struct RolloutConfig {
     pub episodes_per_iteration: usize,
     pub generations_per_sample: usize,
     /// `episodes_per_iteration / generations_per_sample`: prompts drawn per iteration.
     pub prompts_per_iteration: usize,
-    pub temperature: f64,
-    pub top_p: f64,
-    pub top_k: TopK,
+    /// EARL's `temperature`, `top_p`, `top_k`.
+    pub sampling: SamplingParams,
     pub max_response_tokens: usize,
     pub model_context_size: usize,
     /// EARL `emu3_use_logit_processor`: constrain image tokens to the source image's grid.
@@ -172,37 +147,6 @@ pub struct GrpoConfig {
     pub token_schedule: TokenSchedule,
 }
 
-/// Where a verifier prompt comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PromptSource {
-    BuiltIn,
-    File(PathBuf),
-}
-
-/// What to do with a completion whose verifier replies never parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnUnparsable {
-    Error,
-    Zero,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct VerifierConfig {
-    /// Empty when no verifier reward is enabled.
-    pub api_base: String,
-    pub model: String,
-    pub api_key: String,
-    pub max_concurrency: usize,
-    pub timeout_s: f64,
-    pub max_attempts: u32,
-    pub max_rounds: u32,
-    pub on_unparsable: OnUnparsable,
-    pub viescore_sc_template: PromptSource,
-    pub viescore_pq_template: PromptSource,
-    pub ground_score_system_template: PromptSource,
-    pub ground_score_user_template: PromptSource,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct RewardConfig {
     pub viescore: bool,
@@ -210,7 +154,16 @@ pub struct RewardConfig {
     pub token_agreement: bool,
     pub pixel_similarity: bool,
     pub final_reward: FinalReward,
-    pub verifier: VerifierConfig,
+    /// The verifier section as written (keys `reward_function_*` and `reward_*_template`, with their origins):
+    /// earl-eval validates it (`earl_eval::VerifierConfig`).
+    pub verifier: Layers,
+}
+
+impl RewardConfig {
+    /// Whether a reward that asks the verifier (VIEScore, GroundScore) is on.
+    pub fn needs_verifier(&self) -> bool {
+        self.viescore || self.ground_score
+    }
 }
 
 impl RewardConfig {
@@ -257,7 +210,7 @@ pub struct RlConfig {
     pub tokenizer_path: String,
     pub random_seed: u64,
     pub data: DataConfig,
-    pub generation: GenerationConfig,
+    pub generation: RolloutConfig,
     pub optim: OptimConfig,
     pub grpo: GrpoConfig,
     pub reward: RewardConfig,
@@ -265,7 +218,11 @@ pub struct RlConfig {
 }
 
 mod load;
-pub use load::expand_vars;
+
+/// Whether `key` belongs to the verifier section, which earl-eval owns (see the module header).
+pub fn is_verifier_key(key: &str) -> bool {
+    key.starts_with("reward_function_") || (key.starts_with("reward_") && key.ends_with("_template"))
+}
 
 impl RlConfig {
     /// Loads, merges (`extends`), expands `${VAR}` from the process environment and validates.
@@ -275,13 +232,14 @@ impl RlConfig {
 
     /// As [`RlConfig::load`], reading variables through `env` (tests, or a launcher with its own variables).
     pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let merged = load::merge_files(path)?;
-        load::validate(path, merged, env)
+        let mut layers = Layers::load::<RawRlConfig>(path, &is_verifier_key)?;
+        let verifier = layers.split_off(&is_verifier_key);
+        load::validate(&layers, verifier, env)
     }
 
     /// Parses one file on its own (no `extends`, no validation): how fragments such as a base file are checked.
     pub fn parse_fragment(path: &Path) -> Result<RawRlConfig> {
-        load::parse_file(path).map(|(raw, _)| raw)
+        Layers::parse_fragment(path, &is_verifier_key)
     }
 }
 

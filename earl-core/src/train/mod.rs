@@ -17,7 +17,7 @@ pub mod trainer;
 pub use batch::{collate_left, Batch, Sequence};
 pub use checkpoint::{restore_checkpoint, resume_latest, save_checkpoint, TrainerState};
 pub use divergence::{NanPolicy, SkipReason};
-pub use experiment::SftExperiment;
+pub use experiment::{DataFormat, SftExperiment};
 pub use loss::{sft_loss, LossMetrics, LossNorm, IGNORE_INDEX};
 pub use optim::{AdamW, AdamWConfig};
 pub use recompute::{checkpointed_backward, checkpointed_backward_chunked};

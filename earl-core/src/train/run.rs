@@ -13,7 +13,7 @@ use tch::Kind;
 
 use super::batch::{collate_left, Sequence};
 use super::checkpoint::{prune_checkpoints, resume_latest, save_checkpoint, TrainerState};
-use super::experiment::SftExperiment;
+use super::experiment::{DataFormat, SftExperiment};
 use super::schedule::CosineSchedule;
 use super::trainer::{Recipe, SftTrainer, StepReport};
 use crate::config::Emu3Config;
@@ -121,10 +121,14 @@ fn open_dirs<'a>(
     let mut out: Vec<Box<dyn SequenceSource + 'a>> = Vec::new();
     for dir in dirs {
         let reader = ShardReader::open(dir)?;
-        if reader.manifest.kind != exp.data_format {
+        if reader.manifest.kind != exp.data_format.as_str() {
             return Err(Error::Data {
                 path: dir.clone(),
-                msg: format!("holds {:?} records but data_format is {:?}", reader.manifest.kind, exp.data_format),
+                msg: format!(
+                    "holds {:?} records but data_format is {:?}",
+                    reader.manifest.kind,
+                    exp.data_format.as_str()
+                ),
             });
         }
         // `image_area` names the area the data was tokenized at (the reference hands it to the model config): a
@@ -134,7 +138,7 @@ fn open_dirs<'a>(
             let msg = format!("was tokenized at image_area {got}, the experiment sets {want}");
             return Err(Error::Data { path: dir.clone(), msg });
         }
-        if exp.data_format == "edits" {
+        if exp.data_format == DataFormat::Edits {
             let tok = tok.ok_or_else(|| Error::input("data_format \"edits\" needs a tokenizer"))?;
             out.push(Box::new(EditSequences {
                 reader,

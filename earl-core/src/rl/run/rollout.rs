@@ -10,9 +10,9 @@ use super::RlRunner;
 use crate::data::{DataRng, EditRecord};
 use crate::edit::{edit_request, generate_edits, EditOptions, ImageCodec};
 use crate::error::{Error, Result};
-use crate::generate::{FinishReason, GenerationRequest, SamplingParams};
+use crate::generate::{FinishReason, GenerationRequest};
 use crate::grid::CodeGrid;
-use crate::rl::config::{GenerationConfig, TopK};
+use crate::rl::config::RolloutConfig;
 use crate::rl::reward::{component_means, RewardInput};
 
 /// One sampled completion of an iteration.
@@ -27,19 +27,12 @@ pub(super) struct Episode {
 }
 
 /// The edit settings of the rollouts of iteration `it`.
-fn edit_options(g: &GenerationConfig, runner: &RlRunner, it: u64) -> EditOptions {
+fn edit_options(g: &RolloutConfig, runner: &RlRunner, it: u64) -> EditOptions {
     EditOptions {
         prefill: runner.prefill.clone(),
         samples: g.generations_per_sample,
         max_new_tokens: Some(g.max_response_tokens),
-        sampling: SamplingParams {
-            temperature: g.temperature,
-            top_k: match g.top_k {
-                TopK::Off => 0,
-                TopK::K(k) => k as i64,
-            },
-            top_p: g.top_p,
-        },
+        sampling: g.sampling,
         seed: DataRng::derive(runner.cfg.random_seed, "rl-generation", it).next_u64(),
         constrain: g.grid_constraint,
         allow_overlong: false,
@@ -49,7 +42,7 @@ fn edit_options(g: &GenerationConfig, runner: &RlRunner, it: u64) -> EditOptions
 
 impl RlRunner {
     /// Episodes in prompt order, `generations_per_sample` per prompt (the groups of the advantages).
-    pub(super) fn rollout(&self, it: u64, g: &GenerationConfig, records: &[EditRecord]) -> Result<Vec<Episode>> {
+    pub(super) fn rollout(&self, it: u64, g: &RolloutConfig, records: &[EditRecord]) -> Result<Vec<Episode>> {
         let requests = records
             .iter()
             .map(|r| edit_request(&self.tok, &r.source, &r.instruction, &self.prefill))

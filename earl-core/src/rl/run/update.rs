@@ -39,7 +39,7 @@ impl RlRunner {
         } else {
             VocabSplit::Joint
         };
-        let lp_opts = LogProbOptions { temperature: g.temperature.max(1e-6), vocab, compute_entropy: true };
+        let lp_opts = LogProbOptions { temperature: g.sampling.temperature.max(1e-6), vocab, compute_entropy: true };
         let total_tokens: f64 = eps.iter().map(|e| e.tokens.len() as f64).sum::<f64>().max(1.0);
         let mb = self.cfg.optim.per_device_batch_size.max(1);
         let chunks: Vec<Vec<usize>> = (0..eps.len()).collect::<Vec<_>>().chunks(mb).map(|c| c.to_vec()).collect();
