@@ -202,6 +202,17 @@ fn a_resumed_run_logs_each_iteration_once_and_a_busy_directory_is_refused() {
         .collect();
     assert_eq!(logged, (0..10).collect::<Vec<_>>());
 
+    // GRPO checkpoints record the config: a resume with another learning rate is refused, naming the field, while
+    // another logging cadence resumes.
+    let mut other = config();
+    other.optim.learning_rate *= 2.0;
+    let err = runner(c.path(), Some(12), other).unwrap().run(&mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("optim.learning_rate: ") && err.contains("use a new output directory"), "{err}");
+    let mut bookkeeping = config();
+    bookkeeping.logging.log_episodes_every_n_iterations += 3;
+    let more = runner(c.path(), Some(7), bookkeeping).unwrap().run(&mut |_| {}).unwrap();
+    assert_eq!(more.first().map(|r| r.iteration), Some(6), "resumed from checkpoint-6 again");
+
     let _held = earl_core::runlock::RunLock::acquire(c.path()).unwrap();
     let err = runner(c.path(), None, config()).unwrap().run(&mut |_| {}).unwrap_err().to_string();
     assert!(err.contains(&format!("is in use by pid {}", std::process::id())), "{err}");

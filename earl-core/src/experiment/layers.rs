@@ -31,6 +31,13 @@ pub struct Layers {
     values: BTreeMap<String, (toml::Value, Origin)>,
 }
 
+/// The merged values by key (origins left out): what a run's fingerprint records of a section kept as written.
+impl serde::Serialize for Layers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_map(self.values.iter().map(|(k, (v, _))| (k, v)))
+    }
+}
+
 /// `extends = "a.toml"` or `extends = ["a.toml", "b.toml"]`.
 #[derive(Deserialize)]
 #[serde(untagged)]

@@ -125,6 +125,7 @@ mod tests {
                 samples_seen: 0,
                 seed: 0,
                 config_hash: String::new(),
+                config: serde_json::Value::Null,
             };
             std::fs::write(c.join("trainer_state.json"), serde_json::to_string(&state).unwrap()).unwrap();
         }

@@ -46,6 +46,7 @@ pub struct RawRlConfig {
     pub max_grad_norm: Option<f64>,
     pub gradient_checkpointing: Option<bool>,
     pub loss_chunk_tokens: Option<i64>,
+    pub nan_policy: Option<crate::train::NanPolicy>,
     // Generation.
     pub temperature: Option<f64>,
     pub episodes_per_iteration: Option<usize>,
@@ -87,7 +88,7 @@ pub struct RawRlConfig {
 }
 
 /// How the training datasets are mixed (EARL `create_datasets`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub enum Mixture {
     /// No coefficients: every dataset is upsampled to the size of the largest.
     UpsampleToLargest,
@@ -97,7 +98,7 @@ pub enum Mixture {
 
 /// The training data. EARL's `val_paths_file`/`val_coefficients` build a validation set its loop never reads;
 /// only empty lists are accepted here.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DataConfig {
     pub train_paths: Vec<PathBuf>,
     pub train_mixture: Mixture,
@@ -105,7 +106,7 @@ pub struct DataConfig {
 
 /// How rollouts are generated (EARL's generation fields); the engine's own settings are
 /// [`crate::generate::GenerationConfig`], built from these for every rollout.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RolloutConfig {
     pub episodes_per_iteration: usize,
     pub generations_per_sample: usize,
@@ -122,7 +123,7 @@ pub struct RolloutConfig {
     pub assistant_prefill: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OptimConfig {
     pub learning_rate: f64,
     pub num_iterations: u64,
@@ -138,16 +139,18 @@ pub struct OptimConfig {
     /// With checkpointing: run the head, log-probs and loss this many positions at a time (0 = all at once), so
     /// the [B, T, V] logits of a micro-batch never exist. Ours, not EARL's; memory only (summation order).
     pub loss_chunk_tokens: i64,
+    /// What an iteration with a NaN or infinite loss or gradient norm does (ours; EARL trains on).
+    pub nan_policy: crate::train::NanPolicy,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GrpoConfig {
     pub kl_coeff: f64,
     pub separate_language_and_vision_vocabs: bool,
     pub token_schedule: TokenSchedule,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RewardConfig {
     pub viescore: bool,
     pub ground_score: bool,
@@ -188,7 +191,7 @@ impl RewardConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LoggingConfig {
     /// Dump episodes every n iterations (and at iteration 0); 0 = never.
     pub log_episodes_every_n_iterations: u64,
@@ -201,7 +204,7 @@ pub struct LoggingConfig {
 }
 
 /// The validated RL experiment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RlConfig {
     pub source: PathBuf,
     pub run_name: String,
@@ -225,6 +228,12 @@ pub fn is_verifier_key(key: &str) -> bool {
 }
 
 impl RlConfig {
+    /// The fields that decide the run's results (recorded in every GRPO checkpoint): all but the config file's
+    /// path, where the run writes (`run_name`, `base_exp_dir`) and its logging and checkpoint cadence.
+    pub fn fingerprint(&self) -> crate::train::fingerprint::Fingerprint {
+        crate::train::fingerprint::Fingerprint::of(self, &["source", "run_name", "base_exp_dir", "logging"])
+    }
+
     /// Loads, merges (`extends`), expands `${VAR}` from the process environment and validates.
     pub fn load(path: &Path) -> Result<Self> {
         Self::load_with_env(path, &|k| std::env::var(k).ok())

@@ -312,7 +312,7 @@ pub fn grpo_loss(
 }
 
 /// Which completion tokens an iteration trains on (EARL `train_text_tokens_only` / `train_vision_tokens_only`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct TokenSchedule {
     /// Cycles of `text_only_cycle_steps` iterations: the first `text_only_steps` train text tokens only, the rest
     /// visual tokens only.

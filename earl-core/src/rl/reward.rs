@@ -80,7 +80,7 @@ pub trait Reward: Send + Sync {
 }
 
 /// How the final (trained-on) reward is formed from the components (EARL `reward_final_reward`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub enum FinalReward {
     /// The `overall` of the named reward: `"viescore"`, `"ground_score"`, `"token_agreement"`, ….
     Overall(String),

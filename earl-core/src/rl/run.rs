@@ -64,11 +64,16 @@ pub struct IterationReport {
     pub response_len_mean: f64,
     pub non_stop_rate: f64,
     pub valid_image_rate: f64,
+    #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub loss: f64,
+    #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub policy_loss: f64,
+    #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub kl: f64,
+    #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub entropy: f64,
     pub near_zero_advantage_share: f64,
+    #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub grad_norm: f64,
     pub completion_tokens: f64,
     /// Seconds per phase: generation, rewards, reference log-probs, training (policy forward/backward + step).
@@ -124,7 +129,7 @@ impl RlRunner {
             seed: cfg.random_seed,
             gradient_checkpointing: o.gradient_checkpointing,
             loss_chunk_tokens: 0,
-            nan_policy: crate::train::NanPolicy::Stop,
+            nan_policy: o.nan_policy,
         };
         let masters = SafetensorsStore::open(&model_dir, Kind::Float, opts.device)?;
         let trainer = SftTrainer::new(&masters, &lm_cfg, opts.kind, recipe)?;
@@ -150,7 +155,9 @@ impl RlRunner {
         crate::fsio::remove_leftovers(&self.out_dir)?;
         let ckpts = self.out_dir.join("checkpoints");
         let mut start = 0;
+        let fingerprint = self.cfg.fingerprint();
         if let Some((state, dir)) = resume_latest(&ckpts, &mut self.trainer)? {
+            fingerprint.check_resume(&state, &dir)?;
             start = state.global_step;
             tracing::info!(iteration = start, dir = %dir.display(), "resuming GRPO run");
         }
@@ -174,7 +181,8 @@ impl RlRunner {
                     global_step: it + 1,
                     samples_seen: (it + 1) * self.cfg.generation.prompts_per_iteration as u64,
                     seed: self.cfg.random_seed,
-                    config_hash: String::new(),
+                    config_hash: fingerprint.hash(),
+                    config: fingerprint.to_json(),
                 };
                 save_checkpoint(&ckpts, &self.trainer, &state, Kind::Float)?;
                 clean_up(&ckpts, it + 1, log.keep_checkpoints_every_n_iterations)?;

@@ -30,8 +30,11 @@ pub struct TrainerState {
     pub samples_seen: u64,
     /// The run's seed ([`super::Recipe::seed`]), recorded for provenance.
     pub seed: u64,
-    /// SHA-256 of the resolved experiment; resuming under a different one is refused.
+    /// SHA-256 of the run's [`super::fingerprint::Fingerprint`]; resuming under a different one is refused.
     pub config_hash: String,
+    /// The fingerprint's fields, so a refused resume can name what changed (absent in older checkpoints).
+    #[serde(default)]
+    pub config: serde_json::Value,
 }
 
 /// `config.json` for `cfg` in transformers' `emu3_text_model` dialect.

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::loss::LossNorm;
 use super::optim::AdamWConfig;
@@ -146,10 +145,27 @@ impl SftExperiment {
         raw.validate(&Resolver::new(&layers, env))
     }
 
-    /// SHA-256 of the resolved experiment (as JSON), recorded in checkpoints and the run manifest.
+    /// The fields that decide the run's results, recorded in checkpoints and the run manifest. Left out: where the
+    /// run writes and what it is called, how often it logs, saves and validates, how many checkpoints it keeps, and
+    /// the validation set (it is only evaluated), so a run that was moved or whose bookkeeping changed still resumes.
+    pub fn fingerprint(&self) -> crate::train::fingerprint::Fingerprint {
+        const LEFT_OUT: [&str; 9] = [
+            "name",
+            "output_dir",
+            "save_steps",
+            "save_total_limit",
+            "logging_steps",
+            "validation_paths",
+            "validation_size",
+            "eval_steps",
+            "eval_batch",
+        ];
+        crate::train::fingerprint::Fingerprint::of(self, &LEFT_OUT)
+    }
+
+    /// SHA-256 of [`Self::fingerprint`].
     pub fn hash(&self) -> String {
-        let json = serde_json::to_vec(self).expect("serialisable");
-        format!("{:x}", Sha256::digest(&json))
+        self.fingerprint().hash()
     }
 }
 

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod divergence;
 pub mod experiment;
+pub mod fingerprint;
 pub mod loss;
 pub mod optim;
 pub mod recompute;

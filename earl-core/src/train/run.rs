@@ -327,16 +327,19 @@ pub fn run_sft_locked(
     let store = SafetensorsStore::open(&exp.model, Kind::Float, device)?;
     let mut trainer = SftTrainer::new(&store, &cfg, kind, recipe)?;
     drop(store);
-    let hash = exp.hash();
-    let mut state = TrainerState { global_step: 0, samples_seen: 0, seed: exp.seed, config_hash: hash.clone() };
+    let fingerprint = exp.fingerprint();
+    let mut state = TrainerState {
+        global_step: 0,
+        samples_seen: 0,
+        seed: exp.seed,
+        config_hash: fingerprint.hash(),
+        config: fingerprint.to_json(),
+    };
     if let Some((restored, dir)) = resume_latest(&exp.output_dir, &mut trainer)? {
+        fingerprint.check_resume(&restored, &dir)?;
         state = restored;
-        if state.config_hash != hash {
-            return Err(Error::Data {
-                path: dir,
-                msg: "was written by a different experiment configuration; use a new output_dir".into(),
-            });
-        }
+        // Bookkeeping fields may have changed: the checkpoints written from now on record the current ones.
+        (state.config_hash, state.config) = (fingerprint.hash(), fingerprint.to_json());
         tracing::info!(step = state.global_step, dir = %dir.display(), "resuming");
     }
     let metrics_path = exp.output_dir.join("metrics.jsonl");

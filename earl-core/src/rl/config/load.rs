@@ -94,6 +94,7 @@ fn optim(r: &Resolver<'_>, raw: &RawRlConfig) -> Result<OptimConfig> {
         max_grad_norm: raw.max_grad_norm.unwrap_or(1.0),
         gradient_checkpointing: raw.gradient_checkpointing.unwrap_or(true),
         loss_chunk_tokens: raw.loss_chunk_tokens.unwrap_or(0),
+        nan_policy: raw.nan_policy.unwrap_or_default(),
     };
     let lr = o.learning_rate;
     r.check(lr.is_finite() && lr > 0.0, "learning_rate", || "learning_rate must be > 0".into())?;

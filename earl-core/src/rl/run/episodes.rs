@@ -1,7 +1,6 @@
 //! `episodes/iter_NNNNN/`, the browsable record of an iteration's rollouts: one JSON line per completion (prompt
 //! with runs of visual tokens elided, completion, reward, finish) and, with a vision tokenizer, the source,
 //! ground-truth and predicted images as PNGs.
-use std::io::Write;
 
 use super::rollout::Episode;
 use super::RlRunner;
@@ -43,7 +42,8 @@ impl RlRunner {
             out
         };
         let path = dir.join("episodes.jsonl");
-        let mut f = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+        // Collected, then written atomically: a kill mid-dump leaves the previous file or none, never half of one.
+        let mut text = String::new();
         for (k, (e, s)) in eps.iter().zip(scores).enumerate() {
             let rec = &records[e.record];
             let mut line = serde_json::json!({
@@ -66,8 +66,8 @@ impl RlRunner {
                 }
                 line["images"] = serde_json::json!(format!("{k:03}_*.png"));
             }
-            writeln!(f, "{line}").map_err(|e| Error::io(&path, e))?;
+            text.push_str(&format!("{line}\n"));
         }
-        Ok(())
+        crate::fsio::write_atomic(&path, text.as_bytes())
     }
 }
