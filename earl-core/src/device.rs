@@ -13,6 +13,8 @@ use crate::error::{Error, Result};
 
 /// `cpu`, `cuda` (first GPU) or `cuda:N`; a GPU that is not present is an error, not a silent CPU fallback.
 pub fn parse_device(s: &str) -> Result<Device> {
+    // Before libtorch is first asked about CUDA, which it answers once for the life of the process.
+    crate::torch_cuda::load();
     let d = match s.trim().to_ascii_lowercase().as_str() {
         "cpu" => Device::Cpu,
         "cuda" | "gpu" => Device::Cuda(0),
