@@ -74,7 +74,8 @@ fn find_and_load() -> TorchCuda {
             dirs.push(PathBuf::from(root).join("lib"));
         }
     }
-    for path in dirs.iter().map(|d| d.join(CUDA_LIB)).filter(|p| p.is_file()) {
+    // The first one that exists decides: a broken library there is reported, not skipped for another copy.
+    if let Some(path) = dirs.iter().map(|d| d.join(CUDA_LIB)).find(|p| p.is_file()) {
         return match dlopen(path.as_os_str().as_encoded_bytes()) {
             Ok(()) => TorchCuda::Loaded(path),
             Err(error) => TorchCuda::Failed { path, error },
