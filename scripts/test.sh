@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
 source scripts/env.sh
+# libtorch starts one OpenMP thread per core in every test thread that does tensor math, and the test harness runs
+# one test thread per core too: on a small CI machine (2 cores) the two oversubscribe each other and the suite runs
+# several times slower. Tests use tiny tensors, so one OpenMP thread each loses nothing.
+export OMP_NUM_THREADS=1
 # rustfmt and clippy ship with rustup's default profile; add them where a minimal toolchain left them out.
 for tool in rustfmt clippy; do
     cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$tool"
@@ -16,4 +20,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== fixtures: regenerate with the reference and compare with the committed goldens"
 .venv/bin/python fixtures/make_fixtures.py --check
 echo "== cargo test"
+# One integration-test binary per package (tests/integration/main.rs, the files of each tests/ directory as its
+# modules): each binary links libtorch, so fewer binaries build faster and take far less disk.
 cargo test --workspace --all-targets "$@"
+echo "== doc tests (the README's library snippet)"
+cargo test -p earl-core --doc
+echo "== examples (built above by --all-targets; run here)"
+cargo run -q -p earl-core --example edit_image
+cargo run -q -p earl-core --example lm_parity
+cargo run -q -p earl-core --example custom_reward -- 1
+echo "== a crate outside the workspace that depends on earl-core (CUDA without the workspace's link arguments)"
+scripts/outside_user.sh

@@ -14,6 +14,8 @@ use crate::error::{Error, Result};
 /// `cpu`, `cuda` (first GPU), `cuda:N`, or `auto`: the first GPU when libtorch sees one, else the CPU (the default
 /// of every command). A GPU that is named but not present is an error, not a silent CPU fallback.
 pub fn parse_device(s: &str) -> Result<Device> {
+    // Before libtorch is first asked about CUDA, which it answers once for the life of the process.
+    crate::torch_cuda::load();
     let d = match s.trim().to_ascii_lowercase().as_str() {
         "auto" if tch::Cuda::is_available() => Device::Cuda(0),
         "auto" | "cpu" => Device::Cpu,

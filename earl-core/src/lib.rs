@@ -21,6 +21,7 @@ pub mod prompt;
 pub mod rl;
 pub mod runlock;
 pub mod tokenizer;
+pub mod torch_cuda;
 pub mod train;
 pub mod vq;
 pub mod weights;
@@ -35,3 +36,8 @@ pub use prompt::{Prefill, PromptBuilder};
 pub use tokenizer::{Emu3Tokenizer, SpecialIds};
 pub use vq::{Emu3VqModel, VqConfig, VqLayout, VqRandomSource};
 pub use weights::{RandomSource, SafetensorsStore, TensorSource};
+
+/// The README's code (its "Library use" snippet), compiled by `cargo test --doc` so that it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

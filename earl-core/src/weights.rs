@@ -66,6 +66,7 @@ impl SafetensorsStore {
     /// Opens a checkpoint directory (`model.safetensors.index.json` if present, else `model.safetensors`, else every
     /// `*.safetensors` in it) or a single `.safetensors` file. Tensors come out as `kind` on `device`.
     pub fn open(path: &Path, kind: Kind, device: Device) -> Result<Self> {
+        crate::torch_cuda::load();
         let files = if path.is_dir() { checkpoint_files(path)? } else { vec![path.to_path_buf()] };
         let check_finite = CHECK_WEIGHTS.load(Ordering::Relaxed);
         let mut store = SafetensorsStore { files: Vec::new(), index: HashMap::new(), kind, device, check_finite };

@@ -9,6 +9,11 @@ pub fn fixtures_dir() -> PathBuf {
     }
 }
 
+/// libtorch's random generators are process-global, and all tests of this package run in one process (one test
+/// binary, tests/integration/main.rs), concurrently: a test whose numbers depend on the generator's stream (dropout)
+/// holds this lock so that no other test draws from or re-seeds it meanwhile.
+pub static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The tiny language-model checkpoints written by `fixtures/make_fixtures.py`.
 pub const LM_FIXTURES: [&str; 3] = ["lm-tiny-gqa", "lm-tiny-mha", "lm-tiny-orig"];
 

@@ -80,6 +80,7 @@ const HEAD_NAMES: [&str; 2] = ["lm_head.weight", "text_model.lm_head.weight"];
 impl Emu3ForCausalLM {
     /// Reads `dir/config.json` and the safetensors weights of `dir`, as `kind` on `device`.
     pub fn from_dir(dir: &Path, kind: Kind, device: Device) -> Result<Self> {
+        crate::torch_cuda::load();
         let (cfg, defaulted) = Emu3Config::from_dir_with_defaults(dir)?;
         let store = SafetensorsStore::open(dir, kind, device)?;
         tracing::info!(dir = %dir.display(), params = cfg.num_parameters(), ?kind, ?device, "loading Emu3 decoder");

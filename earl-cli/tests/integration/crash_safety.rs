@@ -2,8 +2,7 @@
 //! `EARL_FAULT` hook, which SIGKILLs the process there) leave earlier outputs whole, a resumed SFT run reproduces the
 //! uninterrupted run's metrics and weights exactly, a corrupt newest checkpoint falls back to the previous one, and
 //! a second run on a directory in use is a one-line error naming the holder. Every input is generated here.
-mod common;
-use common::root;
+use crate::common::root;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};

@@ -110,6 +110,8 @@ fn loss_and_every_gradient_match_transformers() {
 
 #[test]
 fn checkpointing_redraws_the_dropout_masks_of_the_forward_pass() {
+    // Dropout draws from libtorch's process-global generator: no other test may use it meanwhile.
+    let _rng = earl_tests::TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let (_, batch, targets) = golden_batch();
     let (loss_bound, grad_bound) = loss_and_grad_bounds(&batch, targets);
     for device in earl_tests::test_devices() {

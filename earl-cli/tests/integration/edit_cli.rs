@@ -1,7 +1,6 @@
 //! `earl edit` end to end on the tiny fixture bundle: an image comes out, the same seed reproduces it byte for
 //! byte, another seed changes it, and the JSON sidecar records what a rerun needs.
-mod common;
-use common::root;
+use crate::common::root;
 use std::path::Path;
 use std::process::Command;
 

@@ -1,6 +1,5 @@
 //! The `earl` binary as a user runs it: exit codes, the last line of `earl parity`, one-line errors.
-mod common;
-use common::{earl, root};
+use crate::common::{earl, root};
 
 #[test]
 fn parity_passes_on_every_fixture() {

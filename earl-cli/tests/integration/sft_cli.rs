@@ -1,8 +1,7 @@
 //! `earl sft`, `earl data` and `earl bench train` as a user runs them: the tiny fixture experiment overfits through
 //! the CLI (metrics log, run manifest, checkpoints), EARL-format data imports (via the Python converter) and
 //! verifies, the training benchmark runs on the CPU, and bad experiment files are one-line errors.
-mod common;
-use common::root;
+use crate::common::root;
 use std::process::Command;
 
 fn earl(args: &[&str], runs: &std::path::Path) -> (i32, String, String) {

@@ -1,7 +1,6 @@
 //! `earl encode`, `earl decode` and VQ `earl parity` as a user runs them: a round trip of a photo-like, non-square
 //! image on the CPU, both checkpoint layouts giving the same codes, and one-line errors for bad inputs.
-mod common;
-use common::{earl, root};
+use crate::common::{earl, root};
 use std::path::Path;
 
 use earl_core::imageproc::{load_rgb, save, LoadLimits, RgbImage};

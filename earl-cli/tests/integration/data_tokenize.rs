@@ -1,7 +1,6 @@
 //! `earl data tokenize`: raw image pairs + JSONL → an `edits` dataset through the tiny VQ; resumable, and the
 //! records carry the codes the VQ gives at the requested area.
-mod common;
-use common::{earl, root};
+use crate::common::{earl, root};
 
 #[test]
 fn tokenize_pairs_resume_and_verify() {

@@ -5,11 +5,8 @@ use std::path::Path;
 
 use earl_core::data::ShardReader;
 use earl_core::train::{run_sft, DataStream, RunControl, SequenceShards, SequenceSource, SftExperiment, ValidationSet};
-use earl_tests::fixtures_dir;
-
-/// libtorch's dropout generator is process-global: runs in concurrently executing tests would draw from each other's
-/// stream, so the tests of this file take turns.
-static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+// libtorch's dropout generator is process-global: the tests that train with dropout take turns (TORCH_RNG).
+use earl_tests::{fixtures_dir, TORCH_RNG};
 
 fn experiment(runs: &Path) -> SftExperiment {
     std::env::set_var("EARL_FIXTURES", fixtures_dir());

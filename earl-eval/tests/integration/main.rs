@@ -1,0 +1,7 @@
+//! Earl-eval's integration tests, as one test binary. Every test binary links libtorch (~30 MB
+//! each with line tables) and costs a link step, so the files of this directory are modules of one crate
+//! (`autotests = false` and one `[[test]]` in Cargo.toml) rather than a crate each.
+//! One file's tests: `cargo test -p earl-eval --test integration FILE::`.
+mod judge_prompts;
+mod rl_experiments;
+mod verifier_loopback;
