@@ -108,7 +108,7 @@ fn a_libtorch_failure_is_one_quiet_line_and_rust_backtrace_shows_the_rest() {
     ];
     // Warnings off: the engine rightly warns about the positions past 4096 that --allow-overlong allows.
     let run = |backtrace: &str| {
-        common::output(
+        crate::common::output(
             std::process::Command::new(env!("CARGO_BIN_EXE_earl"))
                 .args(args)
                 .current_dir(root())
