@@ -88,9 +88,10 @@ fn an_overlong_budget_is_refused_before_anything_is_allocated() {
 }
 
 #[test]
-fn a_libtorch_failure_is_one_quiet_line_and_rust_backtrace_shows_the_rest() {
-    // A KV cache for 10^13 positions (allowed past the model's 4096 on purpose): libtorch's allocator throws, with
-    // a multi-line C++ message. The user sees one line saying what did not fit.
+fn an_oversized_cache_is_one_line_naming_the_flag_before_libtorch_is_asked() {
+    // A KV cache for 10^13 positions (allowed past the model's 4096 on purpose). This used to reach libtorch's
+    // allocator and its multi-line C++ message; the cache size is now checked against the host's memory first, and
+    // the one line says how much it needed and which flag lowers it.
     let out = std::env::temp_dir().join(format!("earl-oom-{}.png", std::process::id()));
     let args = [
         "edit",
@@ -119,14 +120,10 @@ fn a_libtorch_failure_is_one_quiet_line_and_rust_backtrace_shows_the_rest() {
     let (code, _, err) = run("0");
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    let want = "error: libtorch error during allocating the KV cache: DefaultCPUAllocator: can't allocate memory";
-    assert!(err.starts_with(want) && err.contains("bytes"), "{err}");
-    for noise in ["panicked at", "Exception raised from", "frame #", "RUST_BACKTRACE"] {
+    assert!(err.contains("the KV cache for 1 sequences × ") && err.contains("--max-new-tokens"), "{err}");
+    for noise in ["panicked at", "Exception raised from", "frame #", "DefaultCPUAllocator"] {
         assert!(!err.contains(noise), "{noise}: {err}");
     }
-    let (code, _, full) = run("1");
-    assert_eq!(code, 2, "{full}");
-    assert!(full.starts_with(err.trim_end()) && full.trim_end().lines().count() > 1, "{full}");
     assert!(!out.exists());
 }
 
