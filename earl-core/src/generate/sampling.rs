@@ -121,12 +121,12 @@ impl SamplingParams {
     /// Temperature, top-k and top-p applied to logits [B, V] (f32 result; removed ids are −∞).
     ///
     /// ```
-    /// use earl_core::generate::SamplingParams;
+    /// use earl_core::generate::{SamplingParams, TopK};
     /// use tch::Tensor;
     ///
     /// let logits = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([1, 4]);
     /// // top-k 2 keeps the two largest logits; the others become −∞.
-    /// let top2 = SamplingParams { temperature: 1.0, top_k: 2, top_p: 1.0 }.warp(&logits);
+    /// let top2 = SamplingParams { temperature: 1.0, top_k: TopK::K(2), top_p: 1.0 }.warp(&logits);
     /// let kept: Vec<bool> = Vec::<f32>::try_from(top2.get(0)).unwrap().iter().map(|x| x.is_finite()).collect();
     /// assert_eq!(kept, [false, false, true, true]);
     /// ```

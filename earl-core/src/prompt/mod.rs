@@ -6,7 +6,7 @@
 //! * image block: `boi` `"{h}*{w}"` `img` row₀ `eol` row₁ … `eol` row_{h-1} `eol` `eof` `eoi` (rows of visual tokens);
 //! * edit prompt: `bos` image-block(source) instruction prefill — the instruction follows the image block with no
 //!   separator, and instruction + prefill are one tokenized string (they can share a BPE piece);
-//! * SFT example: prompt = `bos` image-block(source) instruction (no prefill), target = [reasoning] image-block(edited)
+//! * SFT example: prompt = `bos` image-block(source) instruction (no prefill), target = \[reasoning\] image-block(edited)
 //!   `eos`, tokenized separately, labels −100 over the prompt.
 //!
 //! Image blocks are built from ids (no string formatting of thousands of visual tokens and re-tokenization); text
