@@ -28,23 +28,7 @@ impl KvCache {
         if batch <= 0 || max_len <= 0 {
             return Err(Error::input(format!("cache needs a positive batch and length, got {batch} × {max_len}")));
         }
-        let bytes = Self::bytes_needed(cfg, batch, max_len, kind);
-        let too_big = |have: String| {
-            Error::input(format!(
-                "the KV cache for {batch} sequences × {max_len} positions needs {}, more than {have}; lower the \
-                 number of samples (--samples) or the new tokens (--max-new-tokens)",
-                gib(bytes)
-            ))
-        };
-        // Checked before allocating: on the CPU an oversized zero-filled cache is not refused by the allocator but
-        // killed by the kernel later (seen at 24 GB with `--samples 100000`).
-        if device == Device::Cpu {
-            if let Some(avail) = available_host_memory() {
-                if bytes > avail {
-                    return Err(too_big(format!("the {} of memory available", gib(avail))));
-                }
-            }
-        }
+        Self::check_fits(cfg, batch, max_len, kind, device)?;
         let made = crate::error::guard("allocating the KV cache", || {
             let shape = [batch, cfg.num_kv_heads, max_len, cfg.head_dim];
             // Named here, not "a tensor operation": an allocation failure then says what did not fit.
@@ -65,11 +49,26 @@ impl KvCache {
         // A GPU says "out of memory" only when asked: say then how much the cache needed and which flag lowers it.
         made.map_err(|e| {
             if e.to_string().contains("out of memory") {
-                too_big(format!("{device:?} could give"))
+                too_big(cfg, batch, max_len, kind, format!("{device:?} could give"))
             } else {
                 e
             }
         })
+    }
+
+    /// Refuses, before anything is allocated, a cache of `batch` × `max_len` that the host cannot hold. On the CPU
+    /// an oversized zero-filled cache is not refused by the allocator but killed by the kernel later (seen at 24 GB
+    /// with `--samples 100000`). The generation engine calls this with the forked row count before its prefill.
+    pub fn check_fits(cfg: &Emu3Config, batch: i64, max_len: i64, kind: Kind, device: Device) -> Result<()> {
+        if device == Device::Cpu {
+            if let Some(avail) = available_host_memory() {
+                if Self::bytes_needed(cfg, batch, max_len, kind) > avail {
+                    let have = format!("the {} of memory available", gib(avail));
+                    return Err(too_big(cfg, batch, max_len, kind, have));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Bytes of the key and value buffers of a cache of `batch` × `max_len` positions.
@@ -175,6 +174,14 @@ impl KvCache {
         let idx = Tensor::arange(self.batch(), (Kind::Int64, self.device())).repeat_interleave_self_int(n, 0, None);
         self.select_rows(&idx)
     }
+}
+
+fn too_big(cfg: &Emu3Config, batch: i64, max_len: i64, kind: Kind, have: String) -> Error {
+    Error::input(format!(
+        "the KV cache for {batch} sequences × {max_len} positions needs {}, more than {have}; lower the number of \
+         samples (--samples) or the new tokens (--max-new-tokens)",
+        gib(KvCache::bytes_needed(cfg, batch, max_len, kind))
+    ))
 }
 
 fn gib(bytes: u64) -> String {

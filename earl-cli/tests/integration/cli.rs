@@ -128,6 +128,29 @@ fn an_oversized_cache_is_one_line_naming_the_flag_before_libtorch_is_asked() {
 }
 
 #[test]
+fn a_hundred_thousand_samples_are_refused_before_the_cache_is_allocated() {
+    // The kernel used to kill this at 24 GB: 100 000 samples × the fixture's positions is ~200 GB of cache.
+    let out = std::env::temp_dir().join(format!("earl-samples-{}.png", std::process::id()));
+    let (code, _, err) = crate::common::earl(&[
+        "edit",
+        "--image",
+        "fixtures/bundle-tiny/example.png",
+        "--instruction",
+        "x",
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--samples",
+        "100000",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the KV cache for 100000 sequences") && err.contains("--samples"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
 fn every_command_defaults_to_auto_and_says_what_it_chose_on_stderr() {
     let auto = if tch::Cuda::is_available() { "device cuda:0, dtype bf16" } else { "device cpu, dtype f32" };
     let (code, out, err) = earl(&["forward"]);

@@ -103,7 +103,10 @@ pub fn generate(
     let LeftPadded { input_ids: ids, attention_mask: mask, .. } = LeftPadded::new(&prompts, cfg.pad_id, device)?;
     let (r_count, t_max) = (requests.len() as i64, ids.size()[1] as usize);
 
-    // Prefill once per request, then fork the cache: row r·n + j is request r, sample j.
+    // Prefill once per request, then fork the cache: row r·n + j is request r, sample j. The forked size is what
+    // must fit, so it is checked before the prefill.
+    let len = (t_max + cfg.max_new_tokens) as i64;
+    crate::kv_cache::KvCache::check_fits(&model.cfg, r_count * n as i64, len, model.kind(), device)?;
     let mut cache = model.new_cache(r_count, (t_max + cfg.max_new_tokens) as i64)?;
     let args = ForwardArgs { attention_mask: Some(&mask), logits_to_keep: 1, ..Default::default() };
     let last = model.forward(&ids, &args, Some(&mut cache))?.squeeze_dim(1); // [R, V]
