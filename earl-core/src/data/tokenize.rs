@@ -123,7 +123,7 @@ impl From<(String, PairLine)> for RawPair {
 /// Settings of a tokenization run.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenizeOptions {
-    /// Seed of the input order (recorded in the manifest).
+    /// Seed of the input order, recorded in the manifest.
     pub seed: u64,
     /// Records per shard file.
     pub shard_records: u64,

@@ -71,7 +71,7 @@ pub struct IterationReport {
     pub non_stop_rate: f64,
     /// Share of completions holding a well-formed image block.
     pub valid_image_rate: f64,
-    /// GRPO loss (policy term + KL penalty), the iteration's completion-token mean.
+    /// GRPO loss (policy term + β·KL penalty), the iteration's completion-token mean.
     #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub loss: f64,
     /// Policy-gradient term −logp·A, token mean over the iteration.

@@ -35,7 +35,7 @@ pub trait SequenceSource {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Sequence `i` (0-based), read and checked.
+    /// Sequence `i` (0-based).
     fn get(&self, i: usize) -> Result<Sequence>;
 }
 
@@ -206,7 +206,7 @@ pub struct ValidationSet {
 }
 
 impl ValidationSet {
-    /// Draws `size / sources.len()` sequences from each source with `seed`.
+    /// Draws `size / sources.len()` sequences from each source (all of a smaller one) and shuffles them, with `seed`.
     pub fn sample(sources: &[Box<dyn SequenceSource + '_>], size: usize, seed: u64) -> Result<Self> {
         if sources.is_empty() {
             return Ok(ValidationSet { sequences: Vec::new() });
