@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 /// A left-padded batch of token rows: ids and attention mask [B, T] i64 on one device.
 #[derive(Debug)]
 pub struct LeftPadded {
+    /// Token ids [B, T], the pad id on the left.
     pub input_ids: Tensor,
+    /// 1 on real tokens, 0 on padding [B, T].
     pub attention_mask: Tensor,
     /// Length of every row before padding.
     lens: Vec<usize>,

@@ -21,15 +21,21 @@ use crate::vq::Emu3VqModel;
 
 /// Language model, vision tokenizer and text tokenizer of one Emu3 checkpoint.
 pub struct Editor {
+    /// The Emu3 language model.
     pub lm: Emu3ForCausalLM,
+    /// Image preprocessing, VQ encoder and decoder.
     pub codec: ImageCodec,
+    /// The text tokenizer (with Emu3's special and visual tokens).
     pub tok: Emu3Tokenizer,
 }
 
 /// The image side of the pipeline: EARL's preprocessing with the VQ model (encode), and the VQ decoder with the
 /// inverse normalisation (decode).
 pub struct ImageCodec {
+    /// The VQ vision tokenizer.
     pub vq: Emu3VqModel,
+    /// Preprocessing settings (target area, spatial factor, pixel limits, normalisation), from
+    /// `preprocessor_config.json` when present.
     pub image_cfg: ImageProcessConfig,
 }
 
@@ -62,12 +68,16 @@ pub const DEFAULT_MAX_NEW_TOKENS: usize = 3000;
 /// Generation settings of an edit.
 #[derive(Debug, Clone)]
 pub struct EditOptions {
+    /// Text that opens the assistant turn (default [`Prefill::E`]).
     pub prefill: Prefill,
+    /// Completions per input (default 1).
     pub samples: usize,
     /// `None`: [`DEFAULT_MAX_NEW_TOKENS`] (room for reasoning before the image), capped so that prompt + response
     /// fit the model's `max_position_embeddings` (vLLM's default `max_model_len`).
     pub max_new_tokens: Option<usize>,
+    /// Temperature, top-p and top-k (default: the reference's evaluation settings).
     pub sampling: SamplingParams,
+    /// Sampling seed: the same seed and inputs give the same edits on one device (default 0).
     pub seed: u64,
     /// The grid constraint (EARL's default); off lets the model write anything.
     pub constrain: bool,
@@ -95,19 +105,26 @@ impl Default for EditOptions {
 /// One edit request: a source grid (already encoded) and the instruction.
 #[derive(Debug, Clone)]
 pub struct EditInput {
+    /// The source image's code grid.
     pub source: CodeGrid,
+    /// The edit instruction.
     pub instruction: String,
 }
 
 /// One sampled edit.
 #[derive(Debug, Clone)]
 pub struct EditOutput {
+    /// Index of the input this edit answers.
     pub request: usize,
+    /// Index of the sample among that input's samples.
     pub sample: usize,
+    /// The full prompt ids, prefill included.
     pub prompt_ids: Vec<i64>,
     /// Generated ids (prefill excluded).
     pub tokens: Vec<i64>,
+    /// Whether the response stopped on eos or ran out of budget.
     pub finish: FinishReason,
+    /// Decoded text before the image (the reasoning chain, if any).
     pub reasoning: String,
     /// The edited grid, or why the response holds none.
     pub grid: std::result::Result<CodeGrid, String>,
@@ -116,9 +133,13 @@ pub struct EditOutput {
 /// Wall-clock split of one [`Editor::edit`] call, and the token budget it ran with.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct EditTimings {
+    /// Token budget per response.
     pub max_new_tokens: usize,
+    /// Seconds spent generating.
     pub generate_s: f64,
+    /// Tokens generated in all samples.
     pub new_tokens: usize,
+    /// Decoding steps taken.
     pub steps: usize,
 }
 

@@ -44,10 +44,12 @@ impl CodeGrid {
         Self::new(rows.len(), w, rows.concat())
     }
 
+    /// Height in rows.
     pub fn h(&self) -> usize {
         self.h
     }
 
+    /// Width in columns.
     pub fn w(&self) -> usize {
         self.w
     }
@@ -57,10 +59,12 @@ impl CodeGrid {
         &self.codes
     }
 
+    /// The codes in row-major order, consuming the grid.
     pub fn into_codes(self) -> Vec<u32> {
         self.codes
     }
 
+    /// The rows, top to bottom.
     pub fn rows(&self) -> impl Iterator<Item = &[u32]> {
         self.codes.chunks(self.w)
     }
@@ -148,6 +152,7 @@ pub mod shard {
         codes: String,
     }
 
+    /// Writes `{h, w, codes}` with `codes` base64 of little-endian u16 codes, row-major; a code above u16 is an error.
     pub fn serialize<S: Serializer>(g: &CodeGrid, s: S) -> Result<S::Ok, S::Error> {
         let mut bytes = Vec::with_capacity(g.codes.len() * 2);
         for &c in &g.codes {
@@ -158,6 +163,7 @@ pub mod shard {
         GridJson { h: g.h, w: g.w, codes: encode(&bytes) }.serialize(s)
     }
 
+    /// Reads the `{h, w, codes}` form written by [`serialize`], checking the shape.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<CodeGrid, D::Error> {
         let g = GridJson::deserialize(d)?;
         let bytes = decode(&g.codes).map_err(serde::de::Error::custom)?;

@@ -54,6 +54,7 @@
 //! }
 //! # Ok(()) }
 //! ```
+#![warn(missing_docs)]
 pub mod collate;
 pub mod config;
 pub mod data;

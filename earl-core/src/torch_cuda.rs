@@ -31,7 +31,12 @@ pub enum TorchCuda {
     /// No `libtorch_cuda.so` anywhere looked: a CPU-only libtorch (or a platform without it).
     Absent,
     /// A `libtorch_cuda.so` exists but would not load; the loader's message.
-    Failed { path: PathBuf, error: String },
+    Failed {
+        /// The library that failed to load.
+        path: PathBuf,
+        /// The dynamic loader's message.
+        error: String,
+    },
 }
 
 impl TorchCuda {

@@ -17,18 +17,29 @@ use crate::verifier::Unparsable;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawVerifierConfig {
+    /// OpenAI-compatible verifier endpoint (http(s) URL); required when a verifier reward is on.
     pub reward_function_api_base: Option<String>,
+    /// Judge model name (default `Qwen/Qwen2.5-VL-72B-Instruct`, as EARL).
     pub reward_function_api_model_name: Option<String>,
+    /// Bearer key for the endpoint (default none).
     pub reward_function_api_key: Option<String>,
+    /// Requests in flight, shared by VIEScore and GroundScore (default 64).
     pub reward_function_max_concurrency: Option<usize>,
+    /// Whole-request timeout in seconds (default 600).
     pub reward_function_timeout_s: Option<f64>,
+    /// Attempts per request on connection errors, timeouts, 429 and 5xx (default 5).
     pub reward_function_max_attempts: Option<u32>,
+    /// Rounds of re-asking unparsable replies (default 5).
     pub reward_function_max_rounds: Option<u32>,
     /// `error` (EARL asserts) or `zero`.
     pub reward_function_on_unparsable: Option<Unparsable>,
+    /// VIEScore semantic-consistency prompt file (unset or `""` = built-in).
     pub reward_viescore_sc_template: Option<String>,
+    /// VIEScore perceptual-quality prompt file (unset or `""` = built-in).
     pub reward_viescore_pq_template: Option<String>,
+    /// GroundScore system prompt file (unset or `""` = built-in).
     pub reward_ground_score_system_template: Option<String>,
+    /// GroundScore user prompt file (unset or `""` = built-in).
     pub reward_ground_score_user_template: Option<String>,
 }
 
@@ -37,6 +48,7 @@ pub struct RawVerifierConfig {
 pub enum PromptSource {
     /// The project's own wording (unset or `""`).
     BuiltIn,
+    /// A prompt file, resolved as experiment paths are.
     File(PathBuf),
 }
 
@@ -45,16 +57,27 @@ pub enum PromptSource {
 pub struct VerifierConfig {
     /// Empty when no verifier reward is enabled.
     pub api_base: String,
+    /// Judge model name.
     pub model: String,
+    /// Bearer key; empty = none.
     pub api_key: String,
+    /// Requests in flight (>= 1).
     pub max_concurrency: usize,
+    /// Whole-request timeout in seconds.
     pub timeout_s: f64,
+    /// Attempts per request on retryable failures (>= 1).
     pub max_attempts: u32,
+    /// Rounds of re-asking unparsable replies (>= 1).
     pub max_rounds: u32,
+    /// What a reply still unparsable after `max_rounds` does.
     pub on_unparsable: Unparsable,
+    /// VIEScore semantic-consistency prompt.
     pub viescore_sc_template: PromptSource,
+    /// VIEScore perceptual-quality prompt.
     pub viescore_pq_template: PromptSource,
+    /// GroundScore system prompt.
     pub ground_score_system_template: PromptSource,
+    /// GroundScore user prompt.
     pub ground_score_user_template: PromptSource,
 }
 
@@ -127,7 +150,9 @@ impl VerifierConfig {
 /// An RL experiment with its core settings and its verifier section validated.
 #[derive(Debug, Clone)]
 pub struct RlExperiment {
+    /// The core RL settings.
     pub rl: RlConfig,
+    /// The verifier settings.
     pub verifier: VerifierConfig,
 }
 

@@ -3,6 +3,7 @@
 //! implement `earl_core::rl::Reward`. The verifier section of RL experiments is parsed and validated here
 //! ([`config`]); [`rewards::reward_set`] builds the rewards an RL experiment asks for. All network code of the
 //! project lives in this crate.
+#![warn(missing_docs)]
 pub mod chat;
 pub mod config;
 pub mod parse;

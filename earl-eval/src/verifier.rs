@@ -33,15 +33,19 @@ pub enum Unparsable {
 /// Query settings shared by the verifier rewards.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifierOptions {
+    /// The judge prompts (built-in or loaded from files).
     pub prompts: PromptSet,
     /// Rounds of asking, the first included (EARL: 5, its `max_tries`).
     pub max_rounds: u32,
+    /// What a completion whose replies never parsed gets.
     pub on_unparsable: Unparsable,
     /// EARL: 1400 tokens, server-default temperature.
     pub viescore_max_tokens: u32,
+    /// Sampling temperature of VIEScore requests; `None` = the server's default (as EARL).
     pub viescore_temperature: Option<f64>,
     /// EARL: 1300 tokens at temperature 0.3.
     pub ground_score_max_tokens: u32,
+    /// Sampling temperature of GroundScore requests (EARL: 0.3).
     pub ground_score_temperature: Option<f64>,
 }
 
@@ -134,7 +138,9 @@ pub struct VieScore {
 }
 
 impl VieScore {
+    /// The reward's name in configs, metrics and `reward_final_reward`.
     pub const NAME: &'static str = "viescore";
+    /// Every component a scored completion can carry (`overedit` and `artifacts` only when the judge gave them).
     pub const COMPONENTS: [&'static str; 7] = [
         "edit_success",
         "overedit",
@@ -145,6 +151,7 @@ impl VieScore {
         "overall",
     ];
 
+    /// A VIEScore reward asking `client` with `opts`.
     pub fn new(client: ChatClient, opts: VerifierOptions) -> Self {
         Self { client, opts }
     }
@@ -217,9 +224,12 @@ pub struct GroundScore {
 }
 
 impl GroundScore {
+    /// The reward's name in configs, metrics and `reward_final_reward`.
     pub const NAME: &'static str = "ground_score";
+    /// The components of a scored completion.
     pub const COMPONENTS: [&'static str; 1] = ["overall"];
 
+    /// A GroundScore reward asking `client` with `opts`.
     pub fn new(client: ChatClient, opts: VerifierOptions) -> Self {
         Self { client, opts }
     }

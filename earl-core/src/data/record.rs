@@ -11,10 +11,14 @@ use crate::grid::{self, CodeGrid};
 /// A tokenized editing example.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EditRecord {
+    /// Record id, unique within the dataset.
     pub id: String,
+    /// The edit instruction.
     pub instruction: String,
+    /// VQ codes of the source image.
     #[serde(with = "grid::shard")]
     pub source: CodeGrid,
+    /// VQ codes of the edited (target) image.
     #[serde(with = "grid::shard")]
     pub edited: CodeGrid,
     /// Chain-of-thought texts by key (the reference's `CoT` dict), possibly empty.

@@ -22,13 +22,17 @@ pub struct PairLine {
     /// Defaults to the line number.
     #[serde(default)]
     pub id: Option<String>,
+    /// The source image (a relative path is resolved against the list's directory).
     pub source: PathBuf,
     /// The edited image (`target` and `edited` are accepted).
     #[serde(alias = "edited")]
     pub target: PathBuf,
+    /// The edit instruction.
     pub instruction: String,
+    /// Chain of thought, key → text (`cot` and `CoT` are accepted; default empty).
     #[serde(default, alias = "CoT")]
     pub cot: BTreeMap<String, String>,
+    /// Free-form metadata kept in the record (default empty).
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
 }
@@ -64,10 +68,13 @@ pub fn read_pairs(list: &Path) -> Result<Vec<(String, PairLine)>> {
 /// Where an image of a raw pair comes from.
 #[derive(Debug, Clone)]
 pub enum ImageData {
+    /// An image file.
     Path(PathBuf),
     /// Encoded image bytes (PNG, JPEG, …) with a description for errors (file, row, column).
     Bytes {
+        /// The encoded image.
         bytes: Vec<u8>,
+        /// Where the bytes came from, for error messages.
         origin: String,
     },
 }
@@ -86,12 +93,17 @@ impl ImageData {
 /// One raw editing example, from any input format.
 #[derive(Debug, Clone)]
 pub struct RawPair {
+    /// Record id, unique within the dataset.
     pub id: String,
+    /// The source image.
     pub source: ImageData,
+    /// The edited image.
     pub target: ImageData,
+    /// The edit instruction.
     pub instruction: String,
     /// Chain of thought, key → text, with boxes in the original image's pixels.
     pub cot: BTreeMap<String, String>,
+    /// Free-form metadata kept in the record.
     pub meta: BTreeMap<String, String>,
 }
 
@@ -111,7 +123,9 @@ impl From<(String, PairLine)> for RawPair {
 /// Settings of a tokenization run.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenizeOptions {
+    /// Seed of the input order, recorded in the manifest.
     pub seed: u64,
+    /// Records per shard file.
     pub shard_records: u64,
     /// Rescale CoT bounding boxes to the resized source image, as the reference's data preparation does.
     pub rescale_cot_boxes: bool,

@@ -11,8 +11,11 @@ use crate::error::{Error, Result};
 /// Where a merged value was set: the file and the line of its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
+    /// The file that set the value.
     pub file: PathBuf,
+    /// 1-based line of the key.
     pub line: usize,
+    /// 1-based column (in characters) of the key.
     pub column: usize,
 }
 
@@ -89,6 +92,7 @@ impl Layers {
         &self.source
     }
 
+    /// The merged value of `key`; `None` if no layer sets it.
     pub fn get(&self, key: &str) -> Option<&toml::Value> {
         self.values.get(key).map(|(v, _)| v)
     }
@@ -98,6 +102,7 @@ impl Layers {
         self.values.get(key).map(|(_, o)| o)
     }
 
+    /// Every key set by some layer, in sorted order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.values.keys().map(String::as_str)
     }

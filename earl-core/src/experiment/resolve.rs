@@ -14,10 +14,12 @@ pub struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
+    /// A resolver over `layers`, reading `${VAR}` through `env`.
     pub fn new(layers: &'a Layers, env: &'a dyn Fn(&str) -> Option<String>) -> Self {
         Resolver { layers, env }
     }
 
+    /// The merged layers being validated.
     pub fn layers(&self) -> &Layers {
         self.layers
     }

@@ -27,9 +27,13 @@ pub struct GenerationRequest {
 /// Settings shared by the whole batch.
 #[derive(Debug, Clone)]
 pub struct GenerationConfig {
+    /// Most new tokens per row (the prefill not counted).
     pub max_new_tokens: usize,
+    /// Completions per request, sampled from one shared prefill.
     pub samples_per_request: usize,
+    /// Temperature, top-p and top-k.
     pub sampling: SamplingParams,
+    /// Sampling seed; each (request, sample) row draws from its own stream derived from it.
     pub seed: u64,
     /// Ids that end a response.
     pub eos_ids: Vec<i64>,
@@ -57,6 +61,7 @@ pub fn response_budget(prompt_len: usize, max_new_tokens: usize, context_size: O
     }
 }
 
+/// Why a completion ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
     /// An eos id was produced.
@@ -66,6 +71,7 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
+    /// The name written in logs and episode dumps (`stop`, `length`).
     pub fn as_str(&self) -> &'static str {
         match self {
             FinishReason::Stop => "stop",
@@ -77,10 +83,13 @@ impl FinishReason {
 /// One completion.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneratedSample {
+    /// Index of the request this completion continues.
     pub request: usize,
+    /// Index of the sample among that request's completions.
     pub sample: usize,
     /// Generated ids (the prefill excluded), eos included when it stopped.
     pub tokens: Vec<i64>,
+    /// Why it ended.
     pub finish: FinishReason,
 }
 

@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
 /// `generate` spells off as 0 instead; 0 is refused here so that no spelling means two things.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TopK {
+    /// No top-k filtering (−1 in files).
     Off,
+    /// Keep the k most likely ids.
     K(usize),
 }
 
@@ -83,6 +85,7 @@ impl<'de> serde::Deserialize<'de> for TopK {
 pub struct SamplingParams {
     /// 0 means greedy (argmax).
     pub temperature: f64,
+    /// Top-k filtering.
     pub top_k: TopK,
     /// Nucleus mass; 1.0 = off.
     pub top_p: f64,

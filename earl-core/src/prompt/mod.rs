@@ -29,6 +29,7 @@ pub const IGNORE_INDEX: i64 = -100;
 /// EARL's chain-of-thought opening. `<|start thinking|>`/`<|end thinking|>` are not special tokens of the Emu3
 /// vocabulary: the reference tokenizes them as plain text, and so do we.
 pub const THINK_PREFIX: &str = " Let's think step by step. <|start thinking|>";
+/// EARL's chain-of-thought closing (plain text, as [`THINK_PREFIX`]).
 pub const THINK_END: &str = "<|end thinking|>";
 /// EARL cuts the joined chain of thought at this many characters (Unicode scalar values, as Python slicing).
 pub const MAX_COT_CHARS: usize = 1750;
@@ -115,7 +116,9 @@ impl From<Prefill> for String {
 /// One supervised fine-tuning example: `labels` equals `input_ids` with the prompt masked by [`IGNORE_INDEX`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SftExample {
+    /// Prompt and target ids.
     pub input_ids: Vec<i64>,
+    /// `input_ids` with the prompt replaced by [`IGNORE_INDEX`].
     pub labels: Vec<i64>,
     /// Number of prompt ids (the masked prefix).
     pub prompt_len: usize,
@@ -128,10 +131,12 @@ pub struct PromptBuilder<'a> {
 }
 
 impl<'a> PromptBuilder<'a> {
+    /// A builder over `tok`.
     pub fn new(tok: &'a Emu3Tokenizer) -> Self {
         Self { tok }
     }
 
+    /// The tokenizer the layouts are built with.
     pub fn tokenizer(&self) -> &'a Emu3Tokenizer {
         self.tok
     }

@@ -9,21 +9,69 @@ use crate::tokenizer::Emu3Tokenizer;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GridError {
     #[error("no <|image token|> in the response")]
+    /// The response has no `img` token, so no image.
     MissingImg,
     #[error("the response ends inside the image at position {pos} after {rows} complete rows")]
-    Truncated { pos: usize, rows: usize },
+    /// The response ends before the image's `eof`.
+    Truncated {
+        /// Response length (the position just past the last id).
+        pos: usize,
+        /// Complete rows before the end.
+        rows: usize,
+    },
     #[error("position {pos}: token {id} is not a visual token, <|extra_200|> (eol) or <|extra_201|> (eof) (row {row}, column {col})")]
-    UnexpectedToken { pos: usize, id: i64, row: usize, col: usize },
+    /// A token the layout does not allow there: not visual, not `eol`, or an `eof` inside a row.
+    UnexpectedToken {
+        /// Position of the token.
+        pos: usize,
+        /// The token id.
+        id: i64,
+        /// Grid row it fell in (0-based).
+        row: usize,
+        /// Grid column it fell in (0-based).
+        col: usize,
+    },
     #[error("position {pos}: row {row} has {found} visual tokens, expected {expected}")]
-    RowLength { pos: usize, row: usize, expected: usize, found: usize },
+    /// A row whose visual-token count differs from the grid width.
+    RowLength {
+        /// Position of the row's `eol`, or of the visual token one past the width.
+        pos: usize,
+        /// The row (0-based).
+        row: usize,
+        /// Grid width.
+        expected: usize,
+        /// Visual tokens in the row (width + 1 when it overflows).
+        found: usize,
+    },
     #[error("position {pos}: the image has more than the expected {expected} rows")]
-    TooManyRows { pos: usize, expected: usize },
+    /// More rows than the grid height.
+    TooManyRows {
+        /// Position where the extra row starts.
+        pos: usize,
+        /// Grid height.
+        expected: usize,
+    },
     #[error("position {pos}: <|extra_201|> (eof) after {found} rows, expected {expected}")]
-    TooFewRows { pos: usize, expected: usize, found: usize },
+    /// `eof` before the grid height was reached.
+    TooFewRows {
+        /// Position of the `eof`.
+        pos: usize,
+        /// Grid height.
+        expected: usize,
+        /// Rows written.
+        found: usize,
+    },
     #[error("the image block is empty (no visual token after <|image token|>)")]
+    /// `img` followed by no visual token.
     Empty,
     #[error("position {pos}: expected <|image end|> after eof, found {found:?}")]
-    MissingEoi { pos: usize, found: Option<i64> },
+    /// `eof` not followed by `eoi`.
+    MissingEoi {
+        /// Position after the `eof`.
+        pos: usize,
+        /// The token found there; `None` at the end of the response.
+        found: Option<i64>,
+    },
 }
 
 /// A parsed response.

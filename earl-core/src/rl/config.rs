@@ -24,66 +24,117 @@ use crate::generate::SamplingParams;
 #[serde(deny_unknown_fields)]
 pub struct RawRlConfig {
     // Data (EARL names).
+    /// Dataset files to train on (EARL `train_paths_file`; required).
     pub train_paths_file: Option<Vec<String>>,
+    /// Mixture weight per training dataset (EARL `coefficients`); empty or unset upsamples every dataset to the
+    /// largest.
     pub coefficients: Option<Vec<f64>>,
+    /// EARL's validation datasets, which its loop never evaluates: only an empty list is accepted.
     pub val_paths_file: Option<Vec<String>>,
+    /// Weights of the validation datasets (EARL `val_coefficients`): only an empty list is accepted.
     pub val_coefficients: Option<Vec<f64>>,
+    /// Parent directory of runs; a run writes to `base_exp_dir/run_name` (required).
     pub base_exp_dir: Option<String>,
+    /// Seed for data mixing and sampling (default 42).
     pub random_seed: Option<u64>,
     // Model.
+    /// SFT checkpoint to start from: a directory or hub id (required).
     pub model_path: Option<String>,
+    /// Text tokenizer directory or hub id (default: `model_path`).
     pub tokenizer_path: Option<String>,
+    /// Text after the assistant turn opens, e.g. `<|image start|>` or the think prefix (required).
     pub assistant_prefill: Option<String>,
     // Optimisation.
+    /// AdamW learning rate (required; the paper uses 3e-6).
     pub learning_rate: Option<f64>,
+    /// Number of GRPO iterations (required).
     pub num_iterations: Option<u64>,
+    /// β of the k3 KL penalty against the reference policy (required; the paper uses 3e-4).
     pub kl_coeff: Option<f64>,
+    /// Episodes per micro-batch of the update (required; the paper uses 4 or 8).
     pub per_device_batch_size: Option<usize>,
+    /// AdamW β1 (ours, default 0.9; EARL hard-codes it in its DeepSpeed config).
     pub adam_beta1: Option<f64>,
+    /// AdamW β2 (ours, default 0.999; EARL hard-codes it).
     pub adam_beta2: Option<f64>,
+    /// AdamW ε (ours, default 1e-8; EARL hard-codes it).
     pub adam_epsilon: Option<f64>,
+    /// AdamW weight decay (ours, default 0.0; EARL hard-codes it).
     pub weight_decay: Option<f64>,
+    /// Gradient-norm clip (ours, default 1.0; EARL hard-codes it).
     pub max_grad_norm: Option<f64>,
+    /// Recompute layers in the backward pass (default true, as EARL's `gradient_checkpointing_enable()`).
     pub gradient_checkpointing: Option<bool>,
+    /// Positions per chunk of head, log-probs and loss with checkpointing (ours; default 0 = all at once).
     pub loss_chunk_tokens: Option<i64>,
+    /// What a NaN or infinite loss or gradient norm does (ours; default `stop`).
     pub nan_policy: Option<crate::train::NanPolicy>,
     // Generation.
+    /// Sampling temperature of rollouts and log-probs (required; the paper uses 1.0).
     pub temperature: Option<f64>,
+    /// Completions generated per iteration (required; the paper uses 128).
     pub episodes_per_iteration: Option<usize>,
+    /// Completions per prompt, the GRPO group size (required, >= 2; the paper uses 8).
     pub generations_per_sample: Option<usize>,
+    /// Most new tokens per completion (required; the paper uses 2048).
     pub max_response_tokens: Option<usize>,
+    /// Nucleus-sampling mass, in (0, 1] (default 1.0 = off).
     pub top_p: Option<f64>,
     /// −1 = off, as the reference writes it ([`crate::generate::TopK`]).
     pub top_k: Option<crate::generate::TopK>,
+    /// Prompt + response length limit in tokens, as vLLM's `max_model_len` in EARL (default 4096).
     pub model_context_size: Option<usize>,
     // Emu3 specifics.
+    /// Constrain image tokens to the source image's grid (default true).
     pub emu3_use_logit_processor: Option<bool>,
+    /// Normalise text and visual log-probs over their own vocabularies (default true).
     pub separate_language_and_vision_vocabs: Option<bool>,
+    /// Alternate text-only and visual-only training in cycles (default false).
     pub train_text_tokens_only: Option<bool>,
+    /// Iterations per text-only cycle (default 10).
     pub text_only_cycle_steps: Option<u64>,
+    /// Leading iterations of each text-only cycle that train text tokens (default 10).
     pub text_only_steps: Option<u64>,
+    /// Train visual tokens only for the first steps of each cycle (default false).
     pub train_vision_tokens_only: Option<bool>,
+    /// Iterations per vision-only cycle (default 10).
     pub vision_only_cycle_steps: Option<u64>,
+    /// Leading iterations of each vision-only cycle that train visual tokens only (default 10).
     pub vision_only_steps: Option<u64>,
     // Rewards.
+    /// Compute the VIEScore verifier reward (default true, as EARL).
     pub reward_compute_viescore: Option<bool>,
+    /// Compute the GroundScore verifier reward (default true, as EARL).
     pub reward_compute_ground_score: Option<bool>,
+    /// Compute the offline token-agreement reward (ours; default false).
     pub reward_compute_token_agreement: Option<bool>,
+    /// Compute the offline pixel-similarity reward (ours; default false).
     pub reward_compute_pixel_similarity: Option<bool>,
+    /// Which reward (or combination) GRPO optimises; see docs/rewards.md (default `"viescore"`).
     pub reward_final_reward: Option<String>,
     // Logging and checkpointing.
+    /// Run directory name under `base_exp_dir` (default: the run file's stem).
     pub run_name: Option<String>,
+    /// Episode-dump cadence in iterations (default 20; 0 = never).
     pub log_episodes_every_n_iterations: Option<u64>,
+    /// Checkpoint cadence in iterations (default 0 = never).
     pub save_checkpoints_every_n_iterations: Option<u64>,
+    /// Older checkpoints at multiples of this keep their model (default 0 = keep all).
     pub keep_checkpoints_every_n_iterations: Option<u64>,
     // Fields of the reference that configure machinery earl does not have (vLLM, the Hub, hub revisions, the
     // collator's padding lengths). They parse, so that validation can reject each with a message saying why
     // (`load::reject_reference_only`); none is accepted.
+    /// EARL's vLLM memory share: rejected.
     pub vllm_gpu_memory_utilization: Option<f64>,
+    /// EARL's Hub upload cadence: rejected.
     pub push_to_hub_every_n_iterations: Option<u64>,
+    /// EARL's Hub upload target: rejected.
     pub push_to_hub_repo_id: Option<String>,
+    /// EARL's hub revision of `model_path`: rejected.
     pub model_revision: Option<String>,
+    /// Prompt padding length of EARL's collator: rejected.
     pub max_prompt_len: Option<usize>,
+    /// Completion padding length of EARL's collator: rejected.
     pub max_completion_len: Option<usize>,
 }
 
@@ -100,7 +151,9 @@ pub enum Mixture {
 /// only empty lists are accepted here.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DataConfig {
+    /// Training dataset files, resolved.
     pub train_paths: Vec<PathBuf>,
+    /// How the training datasets are mixed.
     pub train_mixture: Mixture,
 }
 
@@ -108,13 +161,17 @@ pub struct DataConfig {
 /// [`crate::generate::GenerationConfig`], built from these for every rollout.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RolloutConfig {
+    /// Completions generated per iteration.
     pub episodes_per_iteration: usize,
+    /// Completions per prompt (the GRPO group size, >= 2).
     pub generations_per_sample: usize,
     /// `episodes_per_iteration / generations_per_sample`: prompts drawn per iteration.
     pub prompts_per_iteration: usize,
     /// EARL's `temperature`, `top_p`, `top_k`.
     pub sampling: SamplingParams,
+    /// Most new tokens per completion.
     pub max_response_tokens: usize,
+    /// Prompt + response limit in tokens (vLLM's `max_model_len` rule; see docs/rl.md, Rollouts).
     pub model_context_size: usize,
     /// EARL `emu3_use_logit_processor`: constrain image tokens to the source image's grid.
     pub grid_constraint: bool,
@@ -123,15 +180,24 @@ pub struct RolloutConfig {
     pub assistant_prefill: String,
 }
 
+/// Optimisation settings: AdamW (EARL's DeepSpeed constants by default), iterations and micro-batching.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OptimConfig {
+    /// AdamW learning rate.
     pub learning_rate: f64,
+    /// Number of GRPO iterations.
     pub num_iterations: u64,
+    /// Episodes per micro-batch; gradients accumulate over an iteration's micro-batches.
     pub per_device_batch_size: usize,
+    /// AdamW β1 (default 0.9).
     pub adam_beta1: f64,
+    /// AdamW β2 (default 0.999).
     pub adam_beta2: f64,
+    /// AdamW ε (default 1e-8).
     pub adam_epsilon: f64,
+    /// AdamW decoupled weight decay (default 0.0).
     pub weight_decay: f64,
+    /// Global gradient-norm clip before each update (default 1.0).
     pub max_grad_norm: f64,
     /// Recompute each layer in the backward pass (memory only; gradients unchanged). On by default, as the
     /// reference's `gradient_checkpointing_enable()`.
@@ -143,19 +209,29 @@ pub struct OptimConfig {
     pub nan_policy: crate::train::NanPolicy,
 }
 
+/// The GRPO objective's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GrpoConfig {
+    /// β of the k3 KL penalty against the reference policy.
     pub kl_coeff: f64,
+    /// Normalise text and visual log-probs over their own vocabularies ([`super::grpo::VocabSplit`]).
     pub separate_language_and_vision_vocabs: bool,
+    /// Which token kinds each iteration trains (text-only / vision-only cycles).
     pub token_schedule: TokenSchedule,
 }
 
+/// Which rewards are computed, which one is optimised, and the verifier's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RewardConfig {
+    /// Compute the VIEScore verifier reward (EARL `reward_compute_viescore`).
     pub viescore: bool,
+    /// Compute the GroundScore verifier reward (EARL `reward_compute_ground_score`).
     pub ground_score: bool,
+    /// Compute the offline token-agreement reward (ours).
     pub token_agreement: bool,
+    /// Compute the offline pixel-similarity reward (ours).
     pub pixel_similarity: bool,
+    /// The reward GRPO optimises (EARL `reward_final_reward`).
     pub final_reward: FinalReward,
     /// The verifier section as written (keys `reward_function_*` and `reward_*_template`, with their origins):
     /// earl-eval validates it (`earl_eval::VerifierConfig`).
@@ -191,6 +267,7 @@ impl RewardConfig {
     }
 }
 
+/// Episode-dump and checkpoint cadence.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LoggingConfig {
     /// Dump episodes every n iterations (and at iteration 0); 0 = never.
@@ -206,17 +283,29 @@ pub struct LoggingConfig {
 /// The validated RL experiment.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RlConfig {
+    /// The run file this config was loaded from.
     pub source: PathBuf,
+    /// Run directory name under `base_exp_dir`.
     pub run_name: String,
+    /// Parent directory of runs.
     pub base_exp_dir: PathBuf,
+    /// SFT checkpoint the policy (and the KL reference) start from: a directory or hub id.
     pub model_path: String,
+    /// Text tokenizer directory or hub id.
     pub tokenizer_path: String,
+    /// Seed for data mixing and sampling.
     pub random_seed: u64,
+    /// Training data and mixture.
     pub data: DataConfig,
+    /// Rollout generation settings.
     pub generation: RolloutConfig,
+    /// Optimiser and batching settings.
     pub optim: OptimConfig,
+    /// GRPO objective settings.
     pub grpo: GrpoConfig,
+    /// Reward selection and verifier settings.
     pub reward: RewardConfig,
+    /// Episode-dump and checkpoint cadence.
     pub logging: LoggingConfig,
 }
 

@@ -40,6 +40,7 @@ use prompts::PromptPool;
 /// Where and how to run (what the TOML file does not say).
 #[derive(Debug, Clone)]
 pub struct RlOptions {
+    /// Device of policy, reference and vision tokenizer.
     pub device: Device,
     /// Compute dtype of policy and reference (masters and optimizer state are f32).
     pub kind: Kind,
@@ -56,35 +57,54 @@ pub struct RlOptions {
 /// Metrics of one iteration (one line of `metrics.jsonl`).
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct IterationReport {
+    /// 0-based iteration index.
     pub iteration: u64,
+    /// Mean final reward over the iteration's completions.
     pub reward_mean: f64,
+    /// Population standard deviation of the final rewards.
     pub reward_std: f64,
     /// Mean of every reward component over the iteration's completions.
     pub components: BTreeMap<String, f64>,
+    /// Mean completion length in tokens.
     pub response_len_mean: f64,
+    /// Share of completions that did not end on a stop token (scored 0).
     pub non_stop_rate: f64,
+    /// Share of completions holding a well-formed image block.
     pub valid_image_rate: f64,
+    /// GRPO loss (policy term + β·KL penalty), the iteration's completion-token mean.
     #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub loss: f64,
+    /// Policy-gradient term −logp·A, token mean over the iteration.
     #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub policy_loss: f64,
+    /// k3 KL penalty against the reference policy, token mean (before β).
     #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub kl: f64,
+    /// Mean exact entropy of the sampling distributions over completion tokens.
     #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub entropy: f64,
+    /// Share of tokens with |A| < 1e-6 (EARL's `close_to_zero_advantages`).
     pub near_zero_advantage_share: f64,
+    /// Global gradient L2 norm before clipping.
     #[serde(serialize_with = "crate::train::divergence::finite_or_text")]
     pub grad_norm: f64,
+    /// Completion tokens the loss is normalised by.
     pub completion_tokens: f64,
     /// Seconds per phase: generation, rewards, reference log-probs, training (policy forward/backward + step).
     pub time_generation_s: f64,
+    /// Seconds spent scoring.
     pub time_rewards_s: f64,
+    /// Seconds spent on reference-policy log-probs.
     pub time_reference_s: f64,
+    /// Seconds spent on policy forward/backward passes and the optimizer step.
     pub time_training_s: f64,
 }
 
+/// A GRPO run: policy trainer, frozen reference, rewards and prompt pool, bound to a run directory.
 pub struct RlRunner {
+    /// The validated experiment.
     pub cfg: RlConfig,
+    /// The policy with its AdamW state (the SFT trainer, driven by the GRPO loss).
     pub trainer: SftTrainer,
     reference: Emu3ForCausalLM,
     tok: Emu3Tokenizer,
@@ -98,6 +118,8 @@ pub struct RlRunner {
 }
 
 impl RlRunner {
+    /// Loads tokenizer, policy, reference and (with `vq_dir`) the vision tokenizer, and opens the training data.
+    /// Fails before loading anything when a reward scores decoded images and no vision tokenizer is set.
     pub fn new(cfg: RlConfig, rewards: RewardSet, opts: &RlOptions) -> Result<Self> {
         // Checked before anything loads: without a VQ these rewards would be shown 1×1 stand-ins.
         if let (Some(reward), None) = (cfg.reward.image_rewards().first(), &opts.vq_dir) {
@@ -144,6 +166,7 @@ impl RlRunner {
         Ok(RlRunner { cfg, trainer, reference, tok, codec, rewards, prompts, out_dir, max_iterations, prefill })
     }
 
+    /// The run directory.
     pub fn out_dir(&self) -> &Path {
         &self.out_dir
     }

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 /// One training example: token ids and labels of equal length (labels −100 where no loss is taken).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sequence {
+    /// Token ids.
     pub input_ids: Vec<i64>,
+    /// Target per position: the token id, or −100 (no loss).
     pub labels: Vec<i64>,
 }
 
@@ -49,8 +51,11 @@ impl Sequence {
 /// A left-padded batch, every tensor [B, T] i64.
 #[derive(Debug)]
 pub struct Batch {
+    /// Token ids, 0 on padding.
     pub input_ids: Tensor,
+    /// 1 on real tokens, 0 on padding.
     pub attention_mask: Tensor,
+    /// Targets, −100 on padding and prompt tokens.
     pub labels: Tensor,
 }
 

@@ -38,35 +38,60 @@ impl DataFormat {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSftExperiment {
+    /// Experiment name (required).
     pub name: Option<String>,
+    /// Base model to fine-tune: a checkpoint directory or hub id (required).
     pub model_name_or_path: Option<String>,
     /// Tokenizer directory for `edits` data; default: `model_name_or_path` (as the reference loads it).
     pub tokenizer_path: Option<String>,
+    /// Training datasets (required, non-empty).
     pub data_paths: Option<Vec<String>>,
     /// `sequences` (pre-tokenized ids + labels) or `edits` (tokenized edit records, laid out by the prompt module).
     pub data_format: Option<DataFormat>,
+    /// Mixture weight per dataset (the reference's `coefficients`); unset or empty upsamples every dataset to the
+    /// largest.
     pub coefficients: Option<Vec<f64>>,
+    /// CoT-map keys whose reasoning is written before the edited image (the reference's `cot_keys`; default none).
     pub cot_keys: Option<Vec<String>>,
+    /// Run directory: manifest, metrics and checkpoints (required).
     pub output_dir: Option<String>,
+    /// Seed of the mixture, the epoch orders and dropout (default 42).
     pub seed: Option<u64>,
+    /// Epochs over the mixture, fractional allowed (default 10).
     pub num_train_epochs: Option<f64>,
     /// > 0 overrides `num_train_epochs`.
     pub max_steps: Option<u64>,
+    /// Sequences per micro-batch (default 2).
     pub per_device_train_batch_size: Option<usize>,
+    /// Micro-batches per optimizer step (default 8).
     pub gradient_accumulation_steps: Option<usize>,
+    /// Peak learning rate after warm-up (default 1e-4).
     pub learning_rate: Option<f64>,
+    /// Floor of the cosine schedule (default 1e-5).
     pub min_learning_rate: Option<f64>,
+    /// AdamW decoupled weight decay; biases and norm weights are exempt (default 0.1).
     pub weight_decay: Option<f64>,
+    /// Global L2 gradient-norm clip (default 5.0).
     pub max_grad_norm: Option<f64>,
+    /// AdamW β1 (default 0.9).
     pub adam_beta1: Option<f64>,
+    /// AdamW β2 (default 0.95).
     pub adam_beta2: Option<f64>,
+    /// AdamW ε (default 1e-6).
     pub adam_epsilon: Option<f64>,
+    /// Linear warm-up steps from lr 0 (default 30).
     pub warmup_steps: Option<u64>,
+    /// Learning-rate schedule; only `cosine_with_min_lr` (the default, the paper's) is accepted.
     pub lr_scheduler_type: Option<String>,
+    /// Checkpoint every this many optimizer steps (default 100).
     pub save_steps: Option<u64>,
+    /// Checkpoints kept, oldest pruned first (default 0 = keep all).
     pub save_total_limit: Option<usize>,
+    /// Metrics line every this many optimizer steps (default 1).
     pub logging_steps: Option<u64>,
+    /// Compute in bf16 with fp32 master weights; false trains in fp32 (default true).
     pub bf16: Option<bool>,
+    /// Recompute layers in the backward pass; gradients unchanged (default false).
     pub gradient_checkpointing: Option<bool>,
     /// With `gradient_checkpointing`: run the head and the loss this many positions at a time (0 = all at once).
     pub loss_chunk_tokens: Option<i64>,
@@ -89,46 +114,80 @@ pub struct RawSftExperiment {
     pub validation_size: Option<usize>,
     /// Evaluate every this many optimizer steps (the reference's `eval_steps` with `eval_strategy = "steps"`).
     pub eval_steps: Option<u64>,
+    /// Sequences per validation batch (default 1).
     pub per_device_eval_batch_size: Option<usize>,
 }
 
 /// A validated experiment.
 #[derive(Debug, Clone, Serialize)]
 pub struct SftExperiment {
+    /// Experiment name.
     pub name: String,
+    /// Base model directory or hub id.
     pub model: PathBuf,
+    /// Text tokenizer directory or hub id.
     pub tokenizer: PathBuf,
+    /// Training datasets, resolved.
     pub data_paths: Vec<PathBuf>,
+    /// What the datasets hold.
     pub data_format: DataFormat,
+    /// Mixture weight per dataset; `None` upsamples every dataset to the largest.
     pub coefficients: Option<Vec<f64>>,
+    /// CoT-map keys written as reasoning before the edited image.
     pub cot_keys: Vec<String>,
+    /// Run directory.
     pub output_dir: PathBuf,
+    /// Seed of the mixture, the epoch orders and dropout.
     pub seed: u64,
+    /// Epochs over the mixture (fractional allowed); ignored when `max_steps` > 0.
     pub num_train_epochs: f64,
+    /// Optimizer steps; 0 = derived from `num_train_epochs`.
     pub max_steps: u64,
+    /// Sequences per micro-batch (`per_device_train_batch_size`).
     pub micro_batch: usize,
+    /// Micro-batches per optimizer step (`gradient_accumulation_steps`).
     pub grad_accum: usize,
+    /// Peak learning rate (`learning_rate`).
     pub lr: f64,
+    /// Floor of the cosine schedule (`min_learning_rate`).
     pub min_lr: f64,
+    /// Linear warm-up steps from lr 0.
     pub warmup_steps: u64,
+    /// AdamW β1, β2, ε and weight decay.
     pub adamw: AdamWConfig,
+    /// Global L2 gradient-norm clip.
     pub max_grad_norm: f64,
+    /// Checkpoint every this many optimizer steps.
     pub save_steps: u64,
+    /// Checkpoints kept (0 = all).
     pub save_total_limit: usize,
+    /// Metrics line every this many optimizer steps (>= 1).
     pub logging_steps: u64,
+    /// bf16 compute with fp32 masters (else fp32).
     pub bf16: bool,
+    /// Recompute layers in the backward pass.
     pub gradient_checkpointing: bool,
+    /// Positions per head-and-loss chunk with checkpointing (0 = all at once).
     pub loss_chunk_tokens: i64,
+    /// What a step with a NaN or infinite loss or gradient norm does.
     pub nan_policy: crate::train::NanPolicy,
+    /// Longest accepted sequence in tokens (`max_position_embeddings`); `None` = no limit.
     pub max_len: Option<i64>,
+    /// Image area (pixels) the data must have been tokenized at; `None` = not checked.
     pub image_area: Option<u64>,
+    /// Training dropout override; `None` = the model config's.
     pub attention_dropout: Option<f64>,
+    /// How token losses are averaged over a step.
     pub loss_norm: LossNorm,
     /// As written (`auto` = cuda when available); parsed by `device::parse_device` when the run starts.
     pub device: String,
+    /// Validation datasets; empty = no evaluation.
     pub validation_paths: Vec<PathBuf>,
+    /// Validation samples in all, split evenly over `validation_paths` (default 50).
     pub validation_size: usize,
+    /// Evaluate every this many optimizer steps (default 100).
     pub eval_steps: u64,
+    /// Sequences per validation batch (`per_device_eval_batch_size`).
     pub eval_batch: usize,
 }
 

@@ -29,10 +29,13 @@ use crate::weights::SafetensorsStore;
 
 /// Anything that yields training sequences by index.
 pub trait SequenceSource {
+    /// Number of sequences.
     fn len(&self) -> usize;
+    /// Whether there are none.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Sequence `i` (0-based).
     fn get(&self, i: usize) -> Result<Sequence>;
 }
 
@@ -63,8 +66,11 @@ impl SequenceSource for SequenceShards {
 
 /// An `edits` dataset laid out as EARL's SFT examples by the prompt module.
 pub struct EditSequences<'a> {
+    /// The dataset's shards.
     pub reader: ShardReader,
+    /// Lays records out as SFT sequences.
     pub prompts: PromptBuilder<'a>,
+    /// CoT-map keys written as reasoning before the edited image.
     pub cot_keys: Vec<String>,
 }
 
@@ -161,6 +167,8 @@ pub struct DataStream<'a> {
 }
 
 impl<'a> DataStream<'a> {
+    /// The stream over `sources` mixed by `coefficients` (`None` = upsample all to the largest), seeded by `seed`.
+    /// Fails when the mixture is empty.
     pub fn new(sources: Vec<Box<dyn SequenceSource + 'a>>, coefficients: Option<&[f64]>, seed: u64) -> Result<Self> {
         let sizes: Vec<usize> = sources.iter().map(|s| s.len()).collect();
         let (mixture, counts) = build_mixture(&sizes, coefficients, seed)?;
@@ -193,10 +201,12 @@ impl<'a> DataStream<'a> {
 /// The fixed validation sample, as the reference's validation dataset: `size / n` records drawn without replacement
 /// from each of the n datasets (all of a smaller one), concatenated and shuffled, all from the run seed.
 pub struct ValidationSet {
+    /// The sampled sequences, in evaluation order.
     pub sequences: Vec<Sequence>,
 }
 
 impl ValidationSet {
+    /// Draws `size / sources.len()` sequences from each source (all of a smaller one) and shuffles them, with `seed`.
     pub fn sample(sources: &[Box<dyn SequenceSource + '_>], size: usize, seed: u64) -> Result<Self> {
         if sources.is_empty() {
             return Ok(ValidationSet { sequences: Vec::new() });
@@ -215,10 +225,12 @@ impl ValidationSet {
         Ok(ValidationSet { sequences })
     }
 
+    /// Number of sequences.
     pub fn len(&self) -> usize {
         self.sequences.len()
     }
 
+    /// Whether the set is empty.
     pub fn is_empty(&self) -> bool {
         self.sequences.is_empty()
     }
@@ -232,11 +244,16 @@ impl ValidationSet {
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StepLog {
+    /// The trainer's step metrics (loss, accuracy, lr, gradient norm, tokens, …).
     #[serde(flatten)]
     pub report: StepReport,
+    /// Optimizer steps the run will take in all.
     pub total_steps: u64,
+    /// Epochs consumed so far (samples seen / samples per epoch).
     pub epoch: f64,
+    /// Real (unpadded) input tokens per second of this step.
     pub tokens_per_s: f64,
+    /// Wall time of this step in seconds.
     pub step_time_s: f64,
     /// Resident host memory (bytes) after the step; GPU memory is reported by `earl bench train`.
     pub rss_bytes: u64,
@@ -248,9 +265,13 @@ pub struct StepLog {
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
+    /// Step the run started from (0, or the resumed checkpoint's step).
     pub start_step: u64,
+    /// Step reached when the run stopped.
     pub final_step: u64,
+    /// Optimizer steps of the full schedule.
     pub total_steps: u64,
+    /// Loss of every step this run took.
     pub losses: Vec<f64>,
 }
 
