@@ -13,6 +13,7 @@ pub mod optim;
 pub mod recompute;
 pub mod run;
 pub mod schedule;
+pub mod sources;
 pub mod trainer;
 
 pub use batch::{collate_left, Batch, Sequence};

@@ -1,4 +1,4 @@
-//! The prompts of GRPO, streamed as SFT streams its data ([`crate::train::run::DataStream`]): the training mixture
+//! The prompts of GRPO, streamed as SFT streams its data ([`crate::train::sources::DataStream`]): the training mixture
 //! is built over the datasets' shard readers and nothing else is read at start; each iteration reads the records of
 //! the prompts it draws. The draw is EARL's: `prompts_per_iteration` distinct mixture entries from the
 //! (seed, iteration) stream, without replacement inside an iteration and with replacement across iterations.
