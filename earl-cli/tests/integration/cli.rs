@@ -87,67 +87,45 @@ fn an_overlong_budget_is_refused_before_anything_is_allocated() {
     assert!(err.trim_end().lines().count() == 1 && !out.exists(), "{err}");
 }
 
+/// `earl edit` of the fixture image on the CPU into a temporary `NAME.png` with `extra` flags, warnings off (the
+/// engine rightly warns about positions that --allow-overlong allows); (exit code, stderr) and whether the output
+/// exists afterwards.
+fn edit_on_cpu(name: &str, extra: &[&str]) -> (i32, String, bool) {
+    let out = std::env::temp_dir().join(format!("earl-{name}-{}.png", std::process::id()));
+    let mut args = vec!["edit", "--image", "fixtures/bundle-tiny/example.png", "--instruction", "x"];
+    args.extend(["--out", out.to_str().unwrap(), "--device", "cpu"]);
+    args.extend(extra);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_earl"));
+    let (code, _, err) = crate::common::output(
+        cmd.args(&args).current_dir(root()).env("EARL_LOG", "error").env_remove("RUST_BACKTRACE"),
+    );
+    (code, err, out.exists())
+}
+
 #[test]
 fn an_oversized_cache_is_one_line_naming_the_flag_before_libtorch_is_asked() {
     // A KV cache for 10^13 positions (allowed past the model's 4096 on purpose). This used to reach libtorch's
     // allocator and its multi-line C++ message; the cache size is now checked against the host's memory first, and
     // the one line says how much it needed and which flag lowers it.
-    let out = std::env::temp_dir().join(format!("earl-oom-{}.png", std::process::id()));
-    let args = [
-        "edit",
-        "--image",
-        "fixtures/bundle-tiny/example.png",
-        "--instruction",
-        "x",
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--allow-overlong",
-        "--max-new-tokens",
-        "10000000000000",
-    ];
-    // Warnings off: the engine rightly warns about the positions past 4096 that --allow-overlong allows.
-    let run = |backtrace: &str| {
-        crate::common::output(
-            std::process::Command::new(env!("CARGO_BIN_EXE_earl"))
-                .args(args)
-                .current_dir(root())
-                .env("EARL_LOG", "error")
-                .env("RUST_BACKTRACE", backtrace),
-        )
-    };
-    let (code, _, err) = run("0");
+    let (code, err, wrote) = edit_on_cpu("oom", &["--allow-overlong", "--max-new-tokens", "10000000000000"]);
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("the KV cache for 1 sequences × ") && err.contains("--max-new-tokens"), "{err}");
     for noise in ["panicked at", "Exception raised from", "frame #", "DefaultCPUAllocator"] {
         assert!(!err.contains(noise), "{noise}: {err}");
     }
-    assert!(!out.exists());
+    assert!(!wrote);
 }
 
 #[test]
 fn a_hundred_thousand_samples_are_refused_before_the_cache_is_allocated() {
-    // The kernel used to kill this at 24 GB: 100 000 samples × the fixture's positions is ~200 GB of cache.
-    let out = std::env::temp_dir().join(format!("earl-samples-{}.png", std::process::id()));
-    let (code, _, err) = crate::common::earl(&[
-        "edit",
-        "--image",
-        "fixtures/bundle-tiny/example.png",
-        "--instruction",
-        "x",
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--samples",
-        "100000",
-    ]);
+    // The kernel used to kill this at 24 GB; then it reached libtorch's allocator through the cache fork. 100 000
+    // samples × the fixture's positions is ~200 GB of cache, refused with the flag to lower before the prefill.
+    let (code, err, wrote) = edit_on_cpu("samples", &["--samples", "100000"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("the KV cache for 100000 sequences") && err.contains("--samples"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(!out.exists());
+    assert!(!wrote);
 }
 
 #[test]
