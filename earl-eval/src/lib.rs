@@ -4,14 +4,19 @@
 //! ([`config`]); [`rewards::reward_set`] builds the rewards an RL experiment asks for. All network code of the
 //! project lives in this crate.
 #![warn(missing_docs)]
+pub mod bench;
 pub mod chat;
 pub mod config;
+pub mod judge;
 pub mod parse;
 pub mod prompts;
 pub mod rewards;
+pub mod run;
 pub mod verifier;
 
+pub use bench::{BenchRow, BenchmarkSource};
 pub use chat::{ChatClient, ChatError, ChatRequest, ClientOptions};
 pub use config::{PromptSource, RlExperiment, VerifierConfig};
+pub use judge::{Judge, JudgeInput, Verdict};
 pub use rewards::{reward_set, verifier_settings};
 pub use verifier::{GroundScore, Unparsable, VerifierOptions, VieScore};
