@@ -65,5 +65,5 @@ pub struct GenericColumns {
 /// Unknown names, a missing directory, missing or renamed columns and an empty benchmark are one-line errors.
 pub fn open(name: &str, data: &std::path::Path, columns: Option<&GenericColumns>) -> Result<Box<dyn BenchmarkSource>> {
     let _ = (data, columns);
-    Err(earl_core::Error::input(format!("unknown benchmark {name:?}: the adapters are not merged yet")))
+    Err(earl_core::Error::Input(format!("unknown benchmark {name:?}: the adapters are not merged yet")))
 }

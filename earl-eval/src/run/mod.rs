@@ -23,7 +23,7 @@ impl EvalConfig {
     /// Validates `raw`; relative paths are resolved against `base_dir`.
     pub fn from_raw(raw: RawEvalConfig, base_dir: &std::path::Path) -> earl_core::Result<Self> {
         let _ = base_dir;
-        let benchmark = raw.benchmark.ok_or_else(|| earl_core::Error::input("eval: `benchmark` is required"))?;
+        let benchmark = raw.benchmark.ok_or_else(|| earl_core::Error::Input("eval: `benchmark` is required".into()))?;
         Ok(Self { benchmark })
     }
 }
@@ -32,5 +32,5 @@ impl EvalConfig {
 /// another model or config (its samples are then discarded, never mixed).
 pub fn run_eval(cfg: &EvalConfig, out: &std::path::Path, force: bool) -> earl_core::Result<Summary> {
     let _ = (cfg, out, force);
-    Err(earl_core::Error::input("eval: the runner is not merged yet"))
+    Err(earl_core::Error::Input("eval: the runner is not merged yet".into()))
 }
