@@ -205,12 +205,13 @@ impl Iterator for ParquetPairs {
     }
 }
 
-fn column<'r>(row: &'r Row, name: &str) -> Option<&'r Field> {
+/// The field named `name` of `row` (a top-level column, or a member of a struct such as a `datasets.Image`).
+pub fn column<'r>(row: &'r Row, name: &str) -> Option<&'r Field> {
     row.get_column_iter().find(|(n, _)| n.as_str() == name).map(|(_, f)| f)
 }
 
 /// Text of a scalar field; a list gives its first element; null gives `None`.
-fn text(f: &Field) -> Option<String> {
+pub fn text(f: &Field) -> Option<String> {
     match f {
         Field::Null => None,
         Field::Str(s) => Some(s.clone()),
@@ -228,7 +229,9 @@ fn text(f: &Field) -> Option<String> {
     }
 }
 
-fn image(f: &Field, parquet_path: &Path, origin: String) -> Result<ImageData> {
+/// The image a field holds: binary bytes, or a `datasets.Image` struct's `bytes` or else its `path` (relative to
+/// the parquet file). `origin` names the file, row and column in errors.
+pub fn image(f: &Field, parquet_path: &Path, origin: String) -> Result<ImageData> {
     match f {
         Field::Bytes(b) => Ok(ImageData::Bytes { bytes: b.data().to_vec(), origin }),
         Field::Group(g) => {

@@ -80,7 +80,8 @@ pub enum ImageData {
 }
 
 impl ImageData {
-    fn load(&self) -> Result<image::RgbImage> {
+    /// Decodes the image to RGB (default load limits); errors name the file, or the bytes' origin.
+    pub fn load(&self) -> Result<image::RgbImage> {
         match self {
             ImageData::Path(p) => imageproc::load_rgb(p, &LoadLimits::default()),
             ImageData::Bytes { bytes, origin } => {

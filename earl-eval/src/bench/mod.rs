@@ -4,6 +4,14 @@
 //! [`BenchmarkSource`]: the dataset's rows in file-name then row order, the reference's selection of them (all rows,
 //! or the first 1000 of `Dataset.shuffle(seed=42)`), and one [`BenchRow`] per selected index. The selection and the
 //! rows are the reference's (mair-lab/EARL `baselines/`); `earl eval run` only reads them.
+//!
+//! [`files`] picks a benchmark's files in its download, [`table`] reads their rows, [`shuffle`] is numpy's
+//! permutation bit for bit, and [`adapters`] holds the benchmark definitions.
+pub mod adapters;
+pub mod files;
+pub mod shuffle;
+pub mod table;
+
 use image::RgbImage;
 
 use earl_core::Result;
@@ -64,6 +72,9 @@ pub struct GenericColumns {
 /// Opens benchmark `name` over the dataset directory (or file) `data`; `columns` is used by `generic` only.
 /// Unknown names, a missing directory, missing or renamed columns and an empty benchmark are one-line errors.
 pub fn open(name: &str, data: &std::path::Path, columns: Option<&GenericColumns>) -> Result<Box<dyn BenchmarkSource>> {
-    let _ = (data, columns);
-    Err(earl_core::Error::Input(format!("unknown benchmark {name:?}: the adapters are not merged yet")))
+    let spec = adapters::spec(name, columns)?;
+    if columns.is_some() && name != "generic" {
+        tracing::warn!("benchmark {name}: the generic columns given are ignored (they are for `generic` only)");
+    }
+    Ok(Box::new(adapters::Benchmark::open(spec, data)?))
 }
