@@ -111,9 +111,9 @@ fn mix_entropy(entropy: &[u32]) -> [u32; 4] {
         }
     }
     for &e in entropy.iter().skip(4) {
-        for dst in 0..4 {
+        for p in pool.iter_mut() {
             let h = hashmix(e);
-            pool[dst] = mix(pool[dst], h);
+            *p = mix(*p, h);
         }
     }
     pool

@@ -134,7 +134,7 @@ fn a_renamed_column_names_the_file_the_column_and_the_columns_present() {
 fn an_unreadable_image_is_an_error_of_its_row() {
     let b = open_at("aurora", &tiny().join("bad/aurora-badimage"));
     assert!(b.read(0).is_ok());
-    let e = b.read(1).err().expect("row 1's image is not an image").to_string();
+    let e = b.read(1).expect_err("row 1's image is not an image").to_string();
     assert!(e.contains("test-00000-of-00001.parquet row 1, column \"input\""), "{e}");
     assert!(!e.contains('\n'), "{e}");
     // A JSONL image path that does not exist.
@@ -142,7 +142,7 @@ fn an_unreadable_image_is_an_error_of_its_row() {
     std::fs::write(dir.path().join("p.jsonl"), "{\"src\": \"gone.png\", \"prompt\": \"x\"}\n").unwrap();
     let cols = GenericColumns { source: "src".into(), instruction: "prompt".into(), ..Default::default() };
     let b = bench::open("generic", dir.path(), Some(&cols)).unwrap();
-    let e = b.read(0).err().expect("missing image file").to_string();
+    let e = b.read(0).expect_err("missing image file").to_string();
     assert!(e.contains("p.jsonl row 0, column \"src\""), "{e}");
     assert!(e.contains("gone.png"), "{e}");
 }
