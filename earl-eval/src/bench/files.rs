@@ -124,7 +124,22 @@ fn walk(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::name_has_split;
+    use super::*;
+
+    #[test]
+    fn named_files_come_in_the_order_named_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("data/train");
+        std::fs::create_dir_all(&sub).unwrap();
+        for n in ["aa.parquet", "zz.parquet", "other.parquet"] {
+            std::fs::write(sub.join(n), b"").unwrap();
+        }
+        let got = discover("t", dir.path(), FileRule::Named(&["zz.parquet", "aa.parquet"]), &["parquet"]).unwrap();
+        assert_eq!(got, [sub.join("zz.parquet"), sub.join("aa.parquet")]);
+        std::fs::write(dir.path().join("aa.parquet"), b"").unwrap();
+        let e = discover("t", dir.path(), FileRule::Named(&["aa.parquet"]), &["parquet"]).unwrap_err().to_string();
+        assert!(e.contains("aa.parquet is found 2 times under"), "{e}");
+    }
 
     #[test]
     fn split_words_in_hf_shard_names() {
