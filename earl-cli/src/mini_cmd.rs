@@ -51,7 +51,12 @@ pub fn run(cmd: &MiniCommand) -> Result<i32> {
             let s = sample_dir::read(sample).context("reading the sample")?;
             let img = imageproc::load_rgb(image, &LoadLimits::default())?;
             if img.dimensions() != (WORLD_SIZE, WORLD_SIZE) {
-                eprintln!("{}: {}×{} resized to {WORLD_SIZE}×{WORLD_SIZE} (nearest)", image.display(), img.width(), img.height());
+                eprintln!(
+                    "{}: {}×{} resized to {WORLD_SIZE}×{WORLD_SIZE} (nearest)",
+                    image.display(),
+                    img.width(),
+                    img.height()
+                );
             }
             let score = Verifier.score(&s.task(), &img);
             eprintln!(

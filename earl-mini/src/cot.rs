@@ -72,7 +72,9 @@ fn change(s: &Object, t: &Object) -> String {
     let (colour, size, moved) = (s.colour != t.colour, s.size != t.size, (s.x, s.y) != (t.x, t.y));
     match (colour, size, moved) {
         (true, false, false) => format!("paint the {} at {} {}", describe(s), bbox(s), t.colour.name()),
-        (false, true, false) => format!("resize the {} at {} to {}, filling {}", describe(s), bbox(s), t.size.name(), bbox(t)),
+        (false, true, false) => {
+            format!("resize the {} at {} to {}, filling {}", describe(s), bbox(s), t.size.name(), bbox(t))
+        }
         (false, false, true) => format!("move the {} at {} to {}", describe(s), bbox(s), bbox(t)),
         _ => format!("turn the {} at {} into a {} at {}", describe(s), bbox(s), describe(t), bbox(t)),
     }
@@ -115,7 +117,10 @@ mod tests {
             "Paint the small red square at [12, 12, 28, 28] green; keep the other 1 object and the background unchanged."
         );
         let t = text(&task);
-        assert!(t.starts_with("source_image_grounding_information: The image") && t.contains("\nconditioning_information: Paint"));
+        assert!(
+            t.starts_with("source_image_grounding_information: The image")
+                && t.contains("\nconditioning_information: Paint")
+        );
         // EARL's loader rescales these boxes: the format must be the one its pattern reads.
         let scaled = earl_core::data::cot::rescale_boxes(&t, (128.0, 128.0), (64.0, 64.0));
         assert!(scaled.contains("[6, 6, 14, 14]"), "{scaled}");

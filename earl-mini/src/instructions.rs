@@ -19,52 +19,110 @@ fn p(train: &'static [&'static str], ood: &'static [&'static str]) -> Pool {
 fn pool(kind: &str) -> Pool {
     match kind {
         "recolour" => p(
-            &["Change the colour of {obj} to {colour}.", "Make {obj} {colour}.", "Recolour {obj} {colour}.", "Paint {obj} {colour}.", "Turn {obj} {colour}."],
+            &[
+                "Change the colour of {obj} to {colour}.",
+                "Make {obj} {colour}.",
+                "Recolour {obj} {colour}.",
+                "Paint {obj} {colour}.",
+                "Turn {obj} {colour}.",
+            ],
             &["Give {obj} a {colour} colour instead.", "{obj} should be {colour} now."],
         ),
         "remove" => p(
-            &["Remove {obj}.", "Delete {obj}.", "Take away {obj}.", "Erase {obj} from the picture.", "Get rid of {obj}."],
+            &[
+                "Remove {obj}.",
+                "Delete {obj}.",
+                "Take away {obj}.",
+                "Erase {obj} from the picture.",
+                "Get rid of {obj}.",
+            ],
             &["Make {obj} disappear.", "Leave {obj} out of the image."],
         ),
         "add" => p(
-            &["Add {a_obj} in the {cell}.", "Put {a_obj} in the {cell} of the image.", "Place {a_obj} in the {cell}.", "Draw {a_obj} in the {cell}."],
+            &[
+                "Add {a_obj} in the {cell}.",
+                "Put {a_obj} in the {cell} of the image.",
+                "Place {a_obj} in the {cell}.",
+                "Draw {a_obj} in the {cell}.",
+            ],
             &["Insert {a_obj} into the {cell}.", "The {cell} should get {a_obj}."],
         ),
         "background" => p(
-            &["Change the background to {bg}.", "Make the background {bg}.", "Set the background colour to {bg}.", "Repaint the background {bg}."],
+            &[
+                "Change the background to {bg}.",
+                "Make the background {bg}.",
+                "Set the background colour to {bg}.",
+                "Repaint the background {bg}.",
+            ],
             &["Swap the backdrop for a {bg} one.", "The background should be {bg}."],
         ),
         "resize" => p(
             &["Make {obj} {size}.", "Resize {obj} to {size}.", "Change the size of {obj} to {size}."],
             &["{obj} ought to be {size}."],
         ),
-        "resize_relative" => p(&["Make {obj} {cmp}.", "Make {obj} one size {cmp}."], &["Scale {obj} so it is a little {cmp}."]),
+        "resize_relative" => {
+            p(&["Make {obj} {cmp}.", "Make {obj} one size {cmp}."], &["Scale {obj} so it is a little {cmp}."])
+        }
         "move" => p(
-            &["Move {obj} {rel} {anchor}.", "Put {obj} {rel} {anchor}.", "Place {obj} {rel} {anchor}.", "Shift {obj} so that it is {rel} {anchor}."],
+            &[
+                "Move {obj} {rel} {anchor}.",
+                "Put {obj} {rel} {anchor}.",
+                "Place {obj} {rel} {anchor}.",
+                "Shift {obj} so that it is {rel} {anchor}.",
+            ],
             &["Relocate {obj} {rel} {anchor}.", "{obj} belongs {rel} {anchor}; move it there."],
         ),
         "swap_colours" => p(
-            &["Swap the colours of {a} and {b}.", "Exchange the colours of {a} and {b}.", "Give {a} the colour of {b} and vice versa.", "Switch the colours of {a} and {b}."],
+            &[
+                "Swap the colours of {a} and {b}.",
+                "Exchange the colours of {a} and {b}.",
+                "Give {a} the colour of {b} and vice versa.",
+                "Switch the colours of {a} and {b}.",
+            ],
             &["Trade colours between {a} and {b}.", "{a} and {b} should swap colours."],
         ),
         "remove_colour" => p(
-            &["Remove every {colour} object.", "Delete all the {colour} shapes.", "Take away all {colour} objects.", "Erase everything that is {colour}."],
+            &[
+                "Remove every {colour} object.",
+                "Delete all the {colour} shapes.",
+                "Take away all {colour} objects.",
+                "Erase everything that is {colour}.",
+            ],
             &["Get rid of anything {colour}.", "No {colour} shapes should remain."],
         ),
         "add_count" => p(
-            &["Add a {shape} so that there are {n} {shapes}.", "Add one more {shape} so the image has {n} {shapes}.", "Draw another {shape}; there should be {n} {shapes}.", "Put in an extra {shape} to make {n} {shapes}."],
+            &[
+                "Add a {shape} so that there are {n} {shapes}.",
+                "Add one more {shape} so the image has {n} {shapes}.",
+                "Draw another {shape}; there should be {n} {shapes}.",
+                "Put in an extra {shape} to make {n} {shapes}.",
+            ],
             &["Make it {n} {shapes} by adding one.", "There should be {n} {shapes}: add one."],
         ),
         "relational_recolour" => p(
-            &["Recolour the shape {rel} {anchor} {colour}.", "Change the colour of the object {rel} {anchor} to {colour}.", "Make the object {rel} {anchor} {colour}.", "Paint the shape {rel} {anchor} {colour}."],
+            &[
+                "Recolour the shape {rel} {anchor} {colour}.",
+                "Change the colour of the object {rel} {anchor} to {colour}.",
+                "Make the object {rel} {anchor} {colour}.",
+                "Paint the shape {rel} {anchor} {colour}.",
+            ],
             &["The shape {rel} {anchor} should become {colour}."],
         ),
         "relational_remove" => p(
-            &["Remove the shape {rel} {anchor}.", "Delete the object {rel} {anchor}.", "Take away the shape {rel} {anchor}."],
+            &[
+                "Remove the shape {rel} {anchor}.",
+                "Delete the object {rel} {anchor}.",
+                "Take away the shape {rel} {anchor}.",
+            ],
             &["Make the object {rel} {anchor} vanish."],
         ),
         _ => p(
-            &["{first}, then {second}.", "First {first}, then {second}.", "{first} and {second}.", "{first}; after that, {second}."],
+            &[
+                "{first}, then {second}.",
+                "First {first}, then {second}.",
+                "{first} and {second}.",
+                "{first}; after that, {second}.",
+            ],
             &["Do two things: {first}, and {second}.", "{first}. Next, {second}."],
         ),
     }
@@ -146,13 +204,9 @@ fn body(rng: &mut Rng, edit: &Edit, scene: &Scene, ood: bool, seq: bool) -> Opti
                 fill(rng, "resize", ood, seq, &[("obj", r(*id)?), ("size", to.name().into())])
             }
         }
-        Edit::Move { id, relation, anchor, .. } => fill(
-            rng,
-            "move",
-            ood,
-            seq,
-            &[("obj", r(*id)?), ("rel", relation.phrase().into()), ("anchor", r(*anchor)?)],
-        ),
+        Edit::Move { id, relation, anchor, .. } => {
+            fill(rng, "move", ood, seq, &[("obj", r(*id)?), ("rel", relation.phrase().into()), ("anchor", r(*anchor)?)])
+        }
         Edit::SwapColours { a, b } => fill(rng, "swap_colours", ood, seq, &[("a", r(*a)?), ("b", r(*b)?)]),
         Edit::RemoveColour { colour } => fill(rng, "remove_colour", ood, seq, &[("colour", colour.name().into())]),
         Edit::AddCount { object, count } => fill(
@@ -160,12 +214,18 @@ fn body(rng: &mut Rng, edit: &Edit, scene: &Scene, ood: bool, seq: bool) -> Opti
             "add_count",
             ood,
             seq,
-            &[("shape", object.shape.name().into()), ("shapes", object.shape.plural().into()), ("n", number(*count).into())],
+            &[
+                ("shape", object.shape.name().into()),
+                ("shapes", object.shape.plural().into()),
+                ("n", number(*count).into()),
+            ],
         ),
         Edit::Relational { relation, anchor, recolour, .. } => {
             let vars = vec![("rel", relation.phrase().to_string()), ("anchor", r(*anchor)?)];
             match recolour {
-                Some(c) => fill(rng, "relational_recolour", ood, seq, &[vars, vec![("colour", c.name().into())]].concat()),
+                Some(c) => {
+                    fill(rng, "relational_recolour", ood, seq, &[vars, vec![("colour", c.name().into())]].concat())
+                }
                 None => fill(rng, "relational_remove", ood, seq, &vars),
             }
         }

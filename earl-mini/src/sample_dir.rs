@@ -25,7 +25,12 @@ pub fn write(sample: &Sample, dir: &Path) -> Result<()> {
 pub fn read(dir: &Path) -> Result<Sample> {
     let path = dir.join("scene.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::Io { path: path.clone(), source: e })?;
-    serde_json::from_str(&text).map_err(|e| Error::Json { path, line: e.line(), column: e.column(), msg: e.to_string() })
+    serde_json::from_str(&text).map_err(|e| Error::Json {
+        path,
+        line: e.line(),
+        column: e.column(),
+        msg: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -121,11 +121,8 @@ pub fn random_scene(rng: &mut Rng, ood: bool) -> Scene {
     let mut scene = Scene { background: *rng.pick(&Background::ALL), objects: Vec::new() };
     let n = rng.range(1, 5);
     for k in 0..n {
-        let (colour, shape) = if ood && k == 0 {
-            *rng.pick(&HELD_OUT)
-        } else {
-            (*rng.pick(&Colour::ALL), *rng.pick(&Shape::ALL))
-        };
+        let (colour, shape) =
+            if ood && k == 0 { *rng.pick(&HELD_OUT) } else { (*rng.pick(&Colour::ALL), *rng.pick(&Shape::ALL)) };
         let size = *rng.pick(&Size::ALL);
         let h = size.pixels() / 2 + crate::scene::MARGIN;
         for _ in 0..50 {
@@ -219,7 +216,8 @@ mod tests {
         // "Give … a … colour instead" and "Make … disappear" exist only in the held-out pool.
         let ood: Vec<String> = (0..80).map(|i| words(Split::OodTest, i)).collect();
         let train: Vec<String> = (0..80).map(|i| words(Split::STrain, i)).collect();
-        let held = ["instead", "disappear", "Insert", "backdrop", "ought", "Relocate", "Trade", "anything", "by adding"];
+        let held =
+            ["instead", "disappear", "Insert", "backdrop", "ought", "Relocate", "Trade", "anything", "by adding"];
         assert!(ood.iter().any(|t| held.iter().any(|h| t.contains(h))));
         assert!(train.iter().all(|t| !held.iter().any(|h| t.contains(h))), "{train:?}");
     }

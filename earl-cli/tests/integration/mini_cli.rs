@@ -20,17 +20,25 @@ fn score(sample: &Path, image: &Path) -> serde_json::Value {
 fn sample_writes_the_files_and_score_judges_them() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("c");
-    let (code, stdout, err) = earl(&["mini", "sample", "--split", "c-test", "--seed", "4", "--count", "3", "--out", s(&out)]);
+    let (code, stdout, err) =
+        earl(&["mini", "sample", "--split", "c-test", "--seed", "4", "--count", "3", "--out", s(&out)]);
     assert_eq!(code, 0, "{stdout}{err}");
     for i in 0..3 {
         let d = out.join(i.to_string());
         for f in ["source.png", "target.png", "instruction.txt", "cot.txt", "scene.json"] {
             assert!(d.join(f).is_file(), "{}", d.join(f).display());
         }
-        let scene: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("scene.json")).unwrap()).unwrap();
+        let scene: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("scene.json")).unwrap()).unwrap();
         assert_eq!(scene["split"], "c-test");
-        assert!(scene["source"]["objects"].is_array() && scene["target"]["objects"].is_array() && scene["edit"]["kind"].is_string());
-        assert!(std::fs::read_to_string(d.join("cot.txt")).unwrap().starts_with("source_image_grounding_information: "));
+        assert!(
+            scene["source"]["objects"].is_array()
+                && scene["target"]["objects"].is_array()
+                && scene["edit"]["kind"].is_string()
+        );
+        assert!(std::fs::read_to_string(d.join("cot.txt"))
+            .unwrap()
+            .starts_with("source_image_grounding_information: "));
 
         let t = score(&d, &d.join("target.png"));
         for k in ["sc", "pq", "overall", "edit_success", "overediting", "naturalness", "artifacts"] {
@@ -42,7 +50,20 @@ fn sample_writes_the_files_and_score_judges_them() {
     }
     // The same (split, seed, index) gives the same files.
     let again = tmp.path().join("again");
-    let (code, _, err) = earl(&["mini", "sample", "--split", "c-test", "--seed", "4", "--count", "1", "--start", "2", "--out", s(&again)]);
+    let (code, _, err) = earl(&[
+        "mini",
+        "sample",
+        "--split",
+        "c-test",
+        "--seed",
+        "4",
+        "--count",
+        "1",
+        "--start",
+        "2",
+        "--out",
+        s(&again),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read(again.join("2/scene.json")).unwrap(), std::fs::read(out.join("2/scene.json")).unwrap());
     assert_eq!(std::fs::read(again.join("2/target.png")).unwrap(), std::fs::read(out.join("2/target.png")).unwrap());

@@ -160,26 +160,37 @@ impl Edit {
     pub fn is_complex(&self) -> bool {
         !matches!(
             self,
-            Edit::Recolour { .. } | Edit::Remove { .. } | Edit::Add { .. } | Edit::Background { .. } | Edit::Resize { .. }
+            Edit::Recolour { .. }
+                | Edit::Remove { .. }
+                | Edit::Add { .. }
+                | Edit::Background { .. }
+                | Edit::Resize { .. }
         )
     }
 
     /// The target of `source` under this edit, recording open attributes in `freedom`.
     pub fn apply(&self, source: &Scene, freedom: &mut BTreeMap<u32, Freedom>) -> Scene {
         let mut s = source.clone();
-        let with = |s: &mut Scene, id: u32, f: &dyn Fn(&mut Object)| s.objects.iter_mut().filter(|o| o.id == id).for_each(f);
+        let with =
+            |s: &mut Scene, id: u32, f: &dyn Fn(&mut Object)| s.objects.iter_mut().filter(|o| o.id == id).for_each(f);
         match self {
             Edit::Recolour { id, to } => with(&mut s, *id, &|o| o.colour = *to),
             Edit::Remove { id } => s.objects.retain(|o| o.id != *id),
             Edit::Add { object, cell, size_given } => {
                 s.objects.push(*object);
-                freedom.insert(object.id, Freedom { any_size: !size_given, place: Place::Cell { cell: *cell }, ..Freedom::default() });
+                freedom.insert(
+                    object.id,
+                    Freedom { any_size: !size_given, place: Place::Cell { cell: *cell }, ..Freedom::default() },
+                );
             }
             Edit::Background { to } => s.background = *to,
             Edit::Resize { id, to } => with(&mut s, *id, &|o| o.size = *to),
             Edit::Move { id, relation, anchor, to } => {
                 with(&mut s, *id, &|o| (o.x, o.y) = (to[0], to[1]));
-                freedom.insert(*id, Freedom { place: Place::Of { relation: *relation, anchor: *anchor }, ..Freedom::default() });
+                freedom.insert(
+                    *id,
+                    Freedom { place: Place::Of { relation: *relation, anchor: *anchor }, ..Freedom::default() },
+                );
             }
             Edit::SwapColours { a, b } => {
                 let colour = |id| source.get(id).map(|o| o.colour);
@@ -238,9 +249,7 @@ mod tests {
 
     #[test]
     fn two_step_applies_in_order_and_keeps_ids() {
-        let e = Edit::TwoStep {
-            steps: vec![Edit::SwapColours { a: 0, b: 1 }.clone(), Edit::Remove { id: 0 }],
-        };
+        let e = Edit::TwoStep { steps: vec![Edit::SwapColours { a: 0, b: 1 }, Edit::Remove { id: 0 }] };
         let t = e.task(&scene());
         assert_eq!(t.target.objects.len(), 1);
         assert_eq!(t.target.objects[0].id, 1);

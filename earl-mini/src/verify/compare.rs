@@ -56,10 +56,9 @@ fn fits(task: &Task, t: &Object, f: &Freedom, s: &Seen) -> bool {
             let [x1, y1, x2, y2] = cell.rect().map(f64::from);
             s.cx >= x1 && s.cx < x2 && s.cy >= y1 && s.cy < y2
         }
-        Place::Of { relation, anchor } => task
-            .target
-            .get(anchor)
-            .is_some_and(|a| relation.holds((s.cx, s.cy), (f64::from(a.x), f64::from(a.y)))),
+        Place::Of { relation, anchor } => {
+            task.target.get(anchor).is_some_and(|a| relation.holds((s.cx, s.cy), (f64::from(a.x), f64::from(a.y))))
+        }
         Place::Anywhere => true,
     }
 }
@@ -68,12 +67,14 @@ fn fits(task: &Task, t: &Object, f: &Freedom, s: &Seen) -> bool {
 pub fn consistency(task: &Task, seen: &[Seen], background: Option<Background>) -> Consistency {
     let (src, tgt) = (&task.source, &task.target);
     let free = |id: u32| task.freedom.get(&id).copied().unwrap_or_default();
-    let kept: Vec<&Object> = tgt.objects.iter().filter(|t| src.get(t.id) == Some(*t) && !task.freedom.contains_key(&t.id)).collect();
+    let kept: Vec<&Object> =
+        tgt.objects.iter().filter(|t| src.get(t.id) == Some(*t) && !task.freedom.contains_key(&t.id)).collect();
     let edited: Vec<&Object> = tgt.objects.iter().filter(|t| !kept.iter().any(|k| k.id == t.id)).collect();
     let removed: Vec<&Object> = src.objects.iter().filter(|s| tgt.get(s.id).is_none()).collect();
     // Exact demands before loose ones, so a loose demand ("add a triangle anywhere") cannot take a kept object.
     let mut order: Vec<&Object> = kept.clone();
-    let (mut exact, mut loose): (Vec<&Object>, Vec<&Object>) = edited.iter().copied().partition(|t| free(t.id) == Freedom::default());
+    let (mut exact, mut loose): (Vec<&Object>, Vec<&Object>) =
+        edited.iter().copied().partition(|t| free(t.id) == Freedom::default());
     order.append(&mut exact);
     order.append(&mut loose);
     let mut used = vec![false; seen.len()];
@@ -95,7 +96,8 @@ pub fn consistency(task: &Task, seen: &[Seen], background: Option<Background>) -
     let bg_changed = src.background != tgt.background;
     let bg_ok = background == Some(tgt.background);
     let removed_gone = removed.iter().filter(|r| !(0..seen.len()).any(|i| !used[i] && seen[i].is(r))).count();
-    let edit_done = edited.iter().filter(|t| found.contains(&t.id)).count() + removed_gone + usize::from(bg_changed && bg_ok);
+    let edit_done =
+        edited.iter().filter(|t| found.contains(&t.id)).count() + removed_gone + usize::from(bg_changed && bg_ok);
     let edit_items = edited.len() + removed.len() + usize::from(bg_changed);
     let extras = (0..seen.len()).filter(|&i| !used[i] && !leftover[i]).count();
     let stayed = kept.iter().filter(|t| found.contains(&t.id)).count() + usize::from(!bg_changed && bg_ok);

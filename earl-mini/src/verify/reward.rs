@@ -31,7 +31,8 @@ pub struct MiniReward {
 /// FNV-1a over the RGB bytes and the dimensions: the identity of a source image.
 pub fn image_key(img: &RgbImage) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in img.width().to_le_bytes().into_iter().chain(img.height().to_le_bytes()).chain(img.as_raw().iter().copied()) {
+    for b in img.width().to_le_bytes().into_iter().chain(img.height().to_le_bytes()).chain(img.as_raw().iter().copied())
+    {
         h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
     }
     h
@@ -108,7 +109,10 @@ pub fn task_from_images(source: &RgbImage, ground_truth: &RgbImage) -> Task {
     let mut taken = Vec::new();
     for t in target.objects.iter_mut() {
         let same = source.objects.iter().find(|s| {
-            !taken.contains(&s.id) && (s.shape, s.colour, s.size) == (t.shape, t.colour, t.size) && (s.x - t.x).abs() <= 2 && (s.y - t.y).abs() <= 2
+            !taken.contains(&s.id)
+                && (s.shape, s.colour, s.size) == (t.shape, t.colour, t.size)
+                && (s.x - t.x).abs() <= 2
+                && (s.y - t.y).abs() <= 2
         });
         match same {
             Some(s) => {
@@ -150,8 +154,20 @@ mod tests {
     use super::*;
     use crate::render::render;
 
-    fn input<'a>(instruction: &'a str, source: &'a RgbImage, predicted: Option<&'a RgbImage>, gt: Option<&'a RgbImage>) -> RewardInput<'a> {
-        RewardInput { instruction, source, predicted, ground_truth: gt, predicted_codes: None, ground_truth_codes: None }
+    fn input<'a>(
+        instruction: &'a str,
+        source: &'a RgbImage,
+        predicted: Option<&'a RgbImage>,
+        gt: Option<&'a RgbImage>,
+    ) -> RewardInput<'a> {
+        RewardInput {
+            instruction,
+            source,
+            predicted,
+            ground_truth: gt,
+            predicted_codes: None,
+            ground_truth_codes: None,
+        }
     }
 
     #[test]
@@ -181,7 +197,12 @@ mod tests {
         let reward = MiniReward::new();
         let s = (0..50).map(|i| Sample::generate(Split::STest, 3, i)).find(|s| s.edit.kind() == "recolour").unwrap();
         let (src, tgt) = (render(&s.source), render(&s.target));
-        let out = reward.score_batch(&[input(&s.instruction, &src, Some(&tgt), Some(&tgt)), input(&s.instruction, &src, Some(&src), Some(&tgt))]).unwrap();
+        let out = reward
+            .score_batch(&[
+                input(&s.instruction, &src, Some(&tgt), Some(&tgt)),
+                input(&s.instruction, &src, Some(&src), Some(&tgt)),
+            ])
+            .unwrap();
         assert_eq!(out[0].score, 10.0, "{out:?}");
         assert!(out[1].score <= 3.0, "{out:?}");
         let e = reward.score_batch(&[input(&s.instruction, &src, Some(&tgt), None)]).unwrap_err().to_string();

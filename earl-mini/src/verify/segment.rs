@@ -75,8 +75,7 @@ pub fn segment(img: &RgbImage) -> Segmentation {
         .collect();
     let objects = (0..components.len()).filter(|&i| real[i] && label_colour(components[i].label).is_some()).collect();
     let mut noise_pixels = 0;
-    for i in 0..w * h {
-        let c = component_of[i];
+    for (i, &c) in component_of.iter().enumerate() {
         if (!real[c] || far[i]) && !on_border(i, w, h, &component_of, &real) {
             noise_pixels += 1;
         }

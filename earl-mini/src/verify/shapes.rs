@@ -63,7 +63,12 @@ impl Mask {
         stack.iter().for_each(|&i| reached[i] = true);
         while let Some(i) = stack.pop() {
             let (x, y) = (i % w, i / w);
-            let nbrs = [(x > 0).then(|| i - 1), (x + 1 < w).then(|| i + 1), (y > 0).then(|| i - w), (y + 1 < h).then(|| i + w)];
+            let nbrs = [
+                (x > 0).then(|| i - 1),
+                (x + 1 < w).then(|| i + 1),
+                (y > 0).then(|| i - w),
+                (y + 1 < h).then(|| i + w),
+            ];
             for j in nbrs.into_iter().flatten() {
                 if !reached[j] && !self.mask[j] {
                     reached[j] = true;

@@ -145,7 +145,10 @@ fn split_means(split: Split, seed: u64) -> (f64, f64, f64, f64) {
 fn targets_score_ten_and_copies_at_most_three_on_every_test_split() {
     for split in [Split::STest, Split::CTest, Split::OodTest] {
         let (target, noisy, copy, worst) = split_means(split, 20_261);
-        eprintln!("{}: target {target:.2} (worst {worst:.2}), degraded target {noisy:.2}, copy {copy:.2}", split.name());
+        eprintln!(
+            "{}: target {target:.2} (worst {worst:.2}), degraded target {noisy:.2}, copy {copy:.2}",
+            split.name()
+        );
         assert!(target >= 9.9 && worst >= 9.0, "{split:?}: {target} {worst}");
         assert!(noisy >= 9.0, "{split:?}: {noisy}");
         assert!(copy <= 3.0, "{split:?}: {copy}");
