@@ -234,7 +234,7 @@ fn body(rng: &mut Rng, edit: &Edit, scene: &Scene, ood: bool, seq: bool) -> Opti
             let a = body(rng, first, scene, ood, true)?;
             let mid = first.apply(scene, &mut Default::default());
             let b = body(rng, second, &mid, ood, true)?;
-            fill(rng, "two_step", ood, false, &[("first", a), ("second", lower_first(&b))])
+            fill(rng, "two_step", ood, false, &[("first", lower_first(&a)), ("second", lower_first(&b))])
         }
     })
 }

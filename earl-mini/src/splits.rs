@@ -223,6 +223,22 @@ mod tests {
     }
 
     #[test]
+    fn two_step_instructions_read_as_one_sentence() {
+        let texts: Vec<String> = (0..200)
+            .map(|i| Sample::generate(Split::CTest, 6, i))
+            .filter(|s| s.edit.kind() == "two_step")
+            .map(|s| s.instruction)
+            .collect();
+        assert!(texts.len() >= 10);
+        for t in &texts {
+            // Only the first letter is upper case: no step keeps its own capital after "First" or "then".
+            let capitals = t.split(' ').skip(1).filter(|w| w.chars().next().is_some_and(char::is_uppercase)).count();
+            assert_eq!(capitals, 0, "{t}");
+            assert!(t.chars().next().is_some_and(char::is_uppercase), "{t}");
+        }
+    }
+
+    #[test]
     fn unknown_split_names_are_one_line_errors() {
         let e = Split::parse("train").unwrap_err().to_string();
         assert!(e.contains("unknown split \"train\"") && e.contains("ood-test"), "{e}");
