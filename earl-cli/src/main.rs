@@ -6,6 +6,7 @@ mod choice;
 mod data;
 mod doctor;
 mod edit_cmd;
+mod mini_cmd;
 mod parity;
 mod rl_cmd;
 mod sft;
@@ -67,6 +68,9 @@ enum Command {
     /// Dataset tools: import EARL's tokenized data, verify a dataset.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// The EARL-mini world: write samples of a split, score an edited image with the exact verifier.
+    #[command(subcommand)]
+    Mini(mini_cmd::MiniCommand),
     /// Speed benchmarks on random-weight models (run next to shared/bench/torch_decode_baseline.py).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -179,6 +183,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Sft(args) => sft::run(&args),
         Command::Rl(args) => rl_cmd::run(&args),
         Command::Data(cmd) => data::run(&cmd),
+        Command::Mini(cmd) => mini_cmd::run(&cmd),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(&args),
         Command::Encode(args) => vq_cmd::encode(&args),
         Command::Decode(args) => vq_cmd::decode(&args),

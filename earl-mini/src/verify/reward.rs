@@ -1,0 +1,211 @@
+//! The verifier as a GRPO reward ([`earl_core::rl::Reward`]). A GRPO prompt carries only the instruction and the
+//! source image, but the verifier needs the task (source scene, target scene and what the instruction leaves
+//! open). [`MiniReward`] therefore keeps the tasks of the samples it was built for, keyed by instruction and a
+//! hash of the source image's pixels — the identity of a prompt, since a world sample is regenerated from
+//! (split, seed, index) and its source renders bit-exactly. A prompt not registered falls back to reading the
+//! source and the dataset's ground-truth image (when the dataset has one) with the verifier itself; that fallback
+//! cannot know what an instruction leaves open ("add a triangle anywhere"), so it demands the ground truth's
+//! exact colours, sizes and places, and it is stricter than the registered task.
+use std::collections::HashMap;
+
+use image::RgbImage;
+
+use earl_core::rl::{Reward, RewardInput, RewardOutput};
+use earl_core::{Error, Result};
+
+use crate::edits::Task;
+use crate::scene::{Object, Scene};
+use crate::splits::{Sample, Split};
+use crate::verify::{observe, Verifier};
+
+/// The reward's name: components log as `mini__overall`, `mini__sc`, ….
+pub const NAME: &str = "mini";
+const COMPONENTS: [&str; 7] = ["overall", "sc", "pq", "edit_success", "overediting", "naturalness", "artifacts"];
+
+/// The exact verifier as a reward, with the tasks of the prompts it will see.
+#[derive(Debug, Default)]
+pub struct MiniReward {
+    tasks: HashMap<(String, u64), Task>,
+}
+
+/// FNV-1a over the RGB bytes and the dimensions: the identity of a source image.
+pub fn image_key(img: &RgbImage) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in img.width().to_le_bytes().into_iter().chain(img.height().to_le_bytes()).chain(img.as_raw().iter().copied())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl MiniReward {
+    /// A reward that knows no tasks yet (every prompt uses the ground-truth fallback).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers the task of a prompt.
+    pub fn insert(&mut self, instruction: &str, source: &RgbImage, task: Task) {
+        self.tasks.insert((instruction.to_string(), image_key(source)), task);
+    }
+
+    /// A reward for the samples `0..count` of `split` under `seed`.
+    pub fn for_split(split: Split, seed: u64, count: u64) -> Self {
+        let mut r = Self::new();
+        for i in 0..count {
+            let s = Sample::generate(split, seed, i);
+            r.insert(&s.instruction, &crate::render::render(&s.source), s.task());
+        }
+        r
+    }
+
+    /// How many prompts have a registered task.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether no prompt has a registered task.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    fn task_for(&self, input: &RewardInput<'_>) -> Result<Task> {
+        if let Some(t) = self.tasks.get(&(input.instruction.to_string(), image_key(input.source))) {
+            return Ok(t.clone());
+        }
+        let gt = input.ground_truth.ok_or_else(|| Error::Reward {
+            reward: NAME.into(),
+            msg: format!(
+                "no task registered for instruction {:?} and the dataset gives no ground-truth image",
+                input.instruction
+            ),
+        })?;
+        Ok(task_from_images(input.source, gt))
+    }
+}
+
+/// The task read off a source and a ground-truth image: objects that look the same in both keep one id.
+pub fn task_from_images(source: &RgbImage, ground_truth: &RgbImage) -> Task {
+    let scene = |img: &RgbImage| {
+        let obs = observe(img);
+        let objects = obs
+            .objects
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Object {
+                id: i as u32,
+                shape: s.shape,
+                colour: s.colour,
+                size: s.size,
+                x: s.cx.round() as i32,
+                y: s.cy.round() as i32,
+            })
+            .collect();
+        Scene { background: obs.background.unwrap_or(crate::scene::Background::Gray), objects }
+    };
+    let source = scene(source);
+    let mut target = scene(ground_truth);
+    let mut next = source.fresh_id();
+    let mut taken = Vec::new();
+    for t in target.objects.iter_mut() {
+        let same = source.objects.iter().find(|s| {
+            !taken.contains(&s.id)
+                && (s.shape, s.colour, s.size) == (t.shape, t.colour, t.size)
+                && (s.x - t.x).abs() <= 2
+                && (s.y - t.y).abs() <= 2
+        });
+        match same {
+            Some(s) => {
+                taken.push(s.id);
+                *t = *s;
+            }
+            None => {
+                t.id = next;
+                next += 1;
+            }
+        }
+    }
+    Task { source, target, freedom: Default::default() }
+}
+
+impl Reward for MiniReward {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn score_batch(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
+        inputs
+            .iter()
+            .map(|input| {
+                let Some(predicted) = input.predicted else { return Ok(RewardOutput::zeros(&COMPONENTS)) };
+                let task = self.task_for(input)?;
+                Ok(RewardOutput::from_components(Verifier.score(&task, predicted).components()))
+            })
+            .collect()
+    }
+
+    fn manifest(&self) -> serde_json::Value {
+        serde_json::json!({ "verifier": "earl-mini exact", "registered_tasks": self.tasks.len() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::render;
+
+    fn input<'a>(
+        instruction: &'a str,
+        source: &'a RgbImage,
+        predicted: Option<&'a RgbImage>,
+        gt: Option<&'a RgbImage>,
+    ) -> RewardInput<'a> {
+        RewardInput {
+            instruction,
+            source,
+            predicted,
+            ground_truth: gt,
+            predicted_codes: None,
+            ground_truth_codes: None,
+        }
+    }
+
+    #[test]
+    fn registered_prompts_score_targets_ten_and_copies_low() {
+        let reward = MiniReward::for_split(Split::CTest, 5, 8);
+        assert_eq!(reward.len(), 8);
+        let samples: Vec<Sample> = (0..8).map(|i| Sample::generate(Split::CTest, 5, i)).collect();
+        let imgs: Vec<(RgbImage, RgbImage)> = samples.iter().map(|s| (render(&s.source), render(&s.target))).collect();
+        let mut inputs = Vec::new();
+        for (s, (src, tgt)) in samples.iter().zip(&imgs) {
+            inputs.push(input(&s.instruction, src, Some(tgt), None));
+            inputs.push(input(&s.instruction, src, Some(src), None));
+            inputs.push(input(&s.instruction, src, None, None));
+        }
+        let out = reward.score_batch(&inputs).unwrap();
+        for o in out.chunks(3) {
+            assert_eq!(o[0].score, 10.0, "{o:?}");
+            assert!(o[1].score <= 3.0 && o[1].components["sc"] <= 3.0, "{o:?}");
+            assert_eq!(o[2].score, 0.0);
+            assert_eq!(o[2].components.len(), 7);
+        }
+        assert_eq!(reward.name(), "mini");
+    }
+
+    #[test]
+    fn unregistered_prompts_fall_back_to_the_ground_truth_image_or_fail() {
+        let reward = MiniReward::new();
+        let s = (0..50).map(|i| Sample::generate(Split::STest, 3, i)).find(|s| s.edit.kind() == "recolour").unwrap();
+        let (src, tgt) = (render(&s.source), render(&s.target));
+        let out = reward
+            .score_batch(&[
+                input(&s.instruction, &src, Some(&tgt), Some(&tgt)),
+                input(&s.instruction, &src, Some(&src), Some(&tgt)),
+            ])
+            .unwrap();
+        assert_eq!(out[0].score, 10.0, "{out:?}");
+        assert!(out[1].score <= 3.0, "{out:?}");
+        let e = reward.score_batch(&[input(&s.instruction, &src, Some(&tgt), None)]).unwrap_err().to_string();
+        assert!(e.contains("reward `mini`") && e.contains("no task registered"), "{e}");
+    }
+}
