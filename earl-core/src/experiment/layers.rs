@@ -133,11 +133,6 @@ impl Layers {
         self.values.insert(key.to_string(), (value, origin));
     }
 
-    /// Removes `key`, returning its value and origin.
-    pub fn remove(&mut self, key: &str) -> Option<(toml::Value, Origin)> {
-        self.values.remove(key)
-    }
-
     /// Moves the keys `pred` selects into their own `Layers` (same source), e.g. a section another crate owns.
     pub fn split_off(&mut self, pred: &dyn Fn(&str) -> bool) -> Layers {
         let (taken, kept) = std::mem::take(&mut self.values).into_iter().partition(|(k, _)| pred(k));

@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod run;
 pub mod stages;
 pub mod table;
+mod wiring;
 
 pub use config::{Chain, Upstream};
 pub use manifest::{ChainManifest, StageRecord, Status, MANIFEST};
