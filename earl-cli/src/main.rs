@@ -7,6 +7,7 @@ mod data;
 mod doctor;
 mod edit_cmd;
 mod mini_cmd;
+mod experiment_cmd;
 mod parity;
 mod rl_cmd;
 mod sft;
@@ -65,6 +66,9 @@ enum Command {
     Rl(rl_cmd::RlArgs),
     /// Supervised fine-tuning from a TOML experiment (see docs/sft.md); resumes from the newest checkpoint.
     Sft(sft::SftArgs),
+    /// Experiment chains: run SFT → RL → eval from one file, compare chains in the paper's table.
+    #[command(subcommand)]
+    Experiment(experiment_cmd::ExperimentCommand),
     /// Dataset tools: import EARL's tokenized data, verify a dataset.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -184,6 +188,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Rl(args) => rl_cmd::run(&args),
         Command::Data(cmd) => data::run(&cmd),
         Command::Mini(cmd) => mini_cmd::run(&cmd),
+        Command::Experiment(cmd) => experiment_cmd::run(&cmd),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(&args),
         Command::Encode(args) => vq_cmd::encode(&args),
         Command::Decode(args) => vq_cmd::decode(&args),

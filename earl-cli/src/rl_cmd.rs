@@ -38,14 +38,41 @@ pub struct RlArgs {
 
 pub fn run(a: &RlArgs) -> Result<i32> {
     let exp = RlExperiment::load(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
-    let (device, kind) = crate::choice::device_and_dtype(&a.device, a.dtype.as_deref())?;
-    if !a.no_verify {
+    let how = RunHow {
+        device: &a.device,
+        dtype: a.dtype.as_deref(),
+        vq: a.vq.clone(),
+        vq_dtype: &a.vq_dtype,
+        out: a.out.clone(),
+        max_iterations: a.max_iterations,
+        verify: !a.no_verify,
+    };
+    train(exp, &how)?;
+    Ok(0)
+}
+
+/// Where and how an RL experiment runs (what its file does not say): `earl rl`'s flags, or a chain's `[rl]` keys.
+pub struct RunHow<'a> {
+    pub device: &'a str,
+    pub dtype: Option<&'a str>,
+    pub vq: Option<PathBuf>,
+    pub vq_dtype: &'a str,
+    pub out: Option<PathBuf>,
+    pub max_iterations: Option<u64>,
+    pub verify: bool,
+}
+
+/// Runs or resumes `exp` as `earl rl` does, one line per iteration. `earl experiment run` runs its RL stages
+/// through this.
+pub fn train(exp: RlExperiment, a: &RunHow<'_>) -> Result<()> {
+    let (device, kind) = crate::choice::device_and_dtype(a.device, a.dtype)?;
+    if a.verify {
         crate::data::verify_datasets(exp.rl.data.train_paths.iter())?;
     }
     let rewards = earl_eval::rewards::reward_set(&exp.rl.reward, &exp.verifier)?;
     let reachable = std::time::Duration::from_secs(5);
     earl_eval::rewards::check_verifier_reachable(&exp.rl.reward, &exp.verifier, reachable)?;
-    let vq_kind = parse_dtype(&a.vq_dtype)?;
+    let vq_kind = parse_dtype(a.vq_dtype)?;
     let opts = RlOptions {
         device,
         kind,
@@ -73,5 +100,5 @@ pub fn run(a: &RlArgs) -> Result<i32> {
             r.time_training_s
         );
     })?;
-    Ok(0)
+    Ok(())
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use earl_core::runlock::RunLock;
 use earl_core::tokenizer::Emu3Tokenizer;
+use earl_core::train::run::RunSummary;
 use earl_core::train::{
     open_sources, open_validation_sources, run_sft_locked, DataStream, RunControl, SftExperiment, ValidationSet,
 };
@@ -53,9 +54,16 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     if let Some(o) = &args.out {
         exp.output_dir = o.clone();
     }
+    train(&exp, &args.config, !args.no_verify)?;
+    Ok(0)
+}
+
+/// Runs or resumes `exp` (read from `config_file`) as `earl sft` does: run manifest, progress bar, summary line.
+/// `earl experiment run` runs its SFT stages through this.
+pub fn train(exp: &SftExperiment, config_file: &std::path::Path, verify: bool) -> Result<RunSummary> {
     // Before the (possibly slow) data loading, so a second run on the directory fails at once.
     let lock = RunLock::acquire(&exp.output_dir)?;
-    if !args.no_verify {
+    if verify {
         crate::data::verify_datasets(exp.data_paths.iter().chain(&exp.validation_paths))?;
     }
     let tok = if exp.data_format == earl_core::train::DataFormat::Edits {
@@ -66,17 +74,17 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     } else {
         None
     };
-    let sources = open_sources(&exp, tok.as_ref())?;
+    let sources = open_sources(exp, tok.as_ref())?;
     let mut stream = DataStream::new(sources, exp.coefficients.as_deref(), exp.seed)?;
     let validation = if exp.validation_paths.is_empty() {
         None
     } else {
-        let sources = open_validation_sources(&exp, tok.as_ref())?;
+        let sources = open_validation_sources(exp, tok.as_ref())?;
         Some(ValidationSet::sample(&sources, exp.validation_size, exp.seed)?)
     };
     let manifest = serde_json::json!({
         "experiment": exp.name,
-        "config_file": args.config,
+        "config_file": config_file,
         "config_hash": exp.hash(),
         "config": exp,
         "git_commit": git_commit(),
@@ -98,7 +106,7 @@ pub fn run(args: &SftArgs) -> Result<i32> {
     );
     bar.set_prefix(exp.name.clone());
     let mut last_eval = None;
-    let summary = run_sft_locked(&lock, &exp, &mut stream, validation.as_ref(), RunControl::default(), &mut |log| {
+    let summary = run_sft_locked(&lock, exp, &mut stream, validation.as_ref(), RunControl::default(), &mut |log| {
         bar.set_length(log.total_steps);
         bar.set_position(log.report.step);
         if let Some(e) = log.eval {
@@ -122,5 +130,5 @@ pub fn run(args: &SftArgs) -> Result<i32> {
         summary.total_steps,
         exp.output_dir.display()
     );
-    Ok(0)
+    Ok(summary)
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use earl_core::experiment::{Layers, Resolver};
-use earl_core::rl::config::{RewardConfig, RlConfig};
+use earl_core::rl::config::{is_verifier_key, RewardConfig, RlConfig};
 use earl_core::Result;
 use serde::Deserialize;
 
@@ -164,7 +164,12 @@ impl RlExperiment {
 
     /// As [`RlExperiment::load`], reading variables through `env`.
     pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let rl = RlConfig::load_with_env(path, env)?;
+        Self::from_layers(Layers::load::<earl_core::rl::config::RawRlConfig>(path, &is_verifier_key)?, env)
+    }
+
+    /// Validates already merged layers, both halves (an experiment file with a chain's overrides laid over it).
+    pub fn from_layers(layers: Layers, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let rl = RlConfig::from_layers(layers, env)?;
         let verifier = VerifierConfig::from_rewards(&rl.reward, env)?;
         Ok(RlExperiment { rl, verifier })
     }

@@ -5,6 +5,7 @@
 //! project lives in this crate.
 #![warn(missing_docs)]
 pub mod bench;
+pub mod chain;
 pub mod chat;
 pub mod config;
 pub mod judge;

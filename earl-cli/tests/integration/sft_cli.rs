@@ -184,3 +184,47 @@ fn a_corrupted_shard_of_the_same_length_is_refused_before_training() {
     assert!(err.contains("SHA-256") && err.contains("shard-00000.jsonl") && err.contains("--no-verify"), "{err}");
     assert!(!runs.path().join("sft-tiny/metrics.jsonl").exists(), "nothing trained");
 }
+
+/// `earl experiment run` on a chain of the tiny SFT and RL experiments: SFT (bundle-tiny's model on the SFT
+/// fixture) hands its final checkpoint to RL, the rerun skips both finished stages, and a changed RL config is
+/// refused in one line.
+#[test]
+fn a_chain_runs_sft_then_rl_and_a_rerun_skips_the_finished_stages() {
+    let runs = tempfile::tempdir().unwrap();
+    let chain = runs.path().join("chain.toml");
+    let write = |rl_extra: &str| {
+        let text = format!(
+            "[chain]\nname = \"smoke\"\nout = \"{out}\"\n\n[sft]\nconfig = \"{root}/experiments/sft/tiny.toml\"\n\
+             model_name_or_path = \"{root}/fixtures/bundle-tiny\"\nmax_steps = 2\nvalidation_paths = []\n\n\
+             [rl]\nconfig = \"{root}/experiments/rl/tiny.toml\"\ndevice = \"cpu\"\nnum_iterations = 2\n\
+             episodes_per_iteration = 16\nsave_checkpoints_every_n_iterations = 1\n{rl_extra}",
+            out = runs.path().join("out").display(),
+            root = root().display(),
+        );
+        std::fs::write(&chain, text).unwrap();
+    };
+    write("");
+    let run = || earl(&["experiment", "run", chain.to_str().unwrap()], runs.path());
+    let (code, out, err) = run();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("stage sft: running") && out.contains("stage rl: done in"), "{out}");
+    let dir = runs.path().join("out");
+    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("chain.json")).unwrap()).unwrap();
+    let sft_final = dir.join("sft/checkpoint-2");
+    assert_eq!(m["stages"][0]["output"]["model"], sft_final.to_str().unwrap());
+    assert_eq!(m["stages"][1]["status"], "done");
+    assert!(dir.join("rl/checkpoints/checkpoint-2/model.safetensors").exists());
+    // The RL stage trained from the SFT stage's checkpoint: its metrics log has both iterations.
+    assert_eq!(std::fs::read_to_string(dir.join("rl/metrics.jsonl")).unwrap().lines().count(), 2);
+    let (code, out, err) = run();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("stage sft: done earlier, skipped") && out.contains("stage rl: done earlier, skipped"),
+        "{out}"
+    );
+    write("learning_rate = 0.5\n");
+    let (code, _, err) = run();
+    assert_eq!(code, 2);
+    assert!(err.contains("stage rl changed since it ran") && err.contains("--force"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}

@@ -107,6 +107,32 @@ impl Layers {
         self.values.keys().map(String::as_str)
     }
 
+    /// The keys of a table inside `file` (whose text is `text`), each with the line of its key: a section of a
+    /// file that is not an experiment itself, such as a chain's stage table. Not type-checked here; `source` is
+    /// `file`.
+    pub fn from_table(file: &Path, text: &str, table: BTreeMap<String, toml::Spanned<toml::Value>>) -> Self {
+        let values = table
+            .into_iter()
+            .map(|(k, v)| {
+                let (line, column) = line_col(text, v.span().start);
+                (k, (v.into_inner(), Origin { file: file.to_path_buf(), line, column }))
+            })
+            .collect();
+        Layers { source: file.to_path_buf(), values }
+    }
+
+    /// Lays `top` over `self`: each key of `top` replaces this one's (with its origin), as a later layer of
+    /// `extends` does. The source stays `self`'s. How a chain's stage table overrides the experiment file it names.
+    pub fn overlay(&mut self, top: Layers) {
+        self.values.extend(top.values);
+    }
+
+    /// Sets `key` to `value`, recorded as set at `origin`: a value a caller wires in (a chain sets the model a
+    /// stage starts from to the previous stage's output).
+    pub fn set(&mut self, key: &str, value: toml::Value, origin: Origin) {
+        self.values.insert(key.to_string(), (value, origin));
+    }
+
     /// Moves the keys `pred` selects into their own `Layers` (same source), e.g. a section another crate owns.
     pub fn split_off(&mut self, pred: &dyn Fn(&str) -> bool) -> Layers {
         let (taken, kept) = std::mem::take(&mut self.values).into_iter().partition(|(k, _)| pred(k));

@@ -330,7 +330,12 @@ impl RlConfig {
 
     /// As [`RlConfig::load`], reading variables through `env` (tests, or a launcher with its own variables).
     pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let mut layers = Layers::load::<RawRlConfig>(path, &is_verifier_key)?;
+        Self::from_layers(Layers::load::<RawRlConfig>(path, &is_verifier_key)?, env)
+    }
+
+    /// Validates already merged layers (an experiment file with a chain's overrides laid over it); the verifier
+    /// keys among them are split off as [`RlConfig::load`] does.
+    pub fn from_layers(mut layers: Layers, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let verifier = layers.split_off(&is_verifier_key);
         load::validate(&layers, verifier, env)
     }

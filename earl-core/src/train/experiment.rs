@@ -199,9 +199,13 @@ impl SftExperiment {
 
     /// As [`SftExperiment::from_file`], reading variables through `env`.
     pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let layers = Layers::load::<RawSftExperiment>(path, &|_| false)?;
+        Self::from_layers(&Layers::load::<RawSftExperiment>(path, &|_| false)?, env)
+    }
+
+    /// Validates already merged layers (an experiment file with a chain's overrides laid over it).
+    pub fn from_layers(layers: &Layers, env: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
         let raw: RawSftExperiment = layers.deserialize()?;
-        raw.validate(&Resolver::new(&layers, env))
+        raw.validate(&Resolver::new(layers, env))
     }
 
     /// The fields that decide the run's results, recorded in checkpoints and the run manifest. Left out: where the
