@@ -131,7 +131,8 @@ pub fn metric_of(s: &SampleRecord, metric: &str) -> Option<f64> {
 }
 
 /// The seven metrics of a run, in the order reports show them.
-pub const METRICS: [&str; 7] = ["vie_all", "vie_sc", "vie_pq", "edit_success", "overediting", "naturalness", "artifacts"];
+pub const METRICS: [&str; 7] =
+    ["vie_all", "vie_sc", "vie_pq", "edit_success", "overediting", "naturalness", "artifacts"];
 
 fn json_error(path: &Path, e: &serde_json::Error) -> Error {
     Error::Json { path: path.to_path_buf(), line: e.line(), column: e.column(), msg: e.to_string() }

@@ -123,7 +123,8 @@ pub fn build(runs: &[RunSummary], metric: &'static str) -> Result<Table> {
         .map(|(i, (identity, name))| {
             let runs: BTreeMap<&str, &Vec<SeedRun>> =
                 groups.iter().filter(|((r, _), _)| *r == i).map(|((_, b), v)| (b.as_str(), v)).collect();
-            let cells = runs.iter().map(|(b, v)| (b.to_string(), cell_of(&v.iter().map(|r| r.mean).collect::<Vec<_>>())));
+            let cells =
+                runs.iter().map(|(b, v)| (b.to_string(), cell_of(&v.iter().map(|r| r.mean).collect::<Vec<_>>())));
             let cells: BTreeMap<String, Cell> = cells.collect();
             let average = average_of(&benchmarks, &runs, &cells);
             Row { name, identity, cells, average }
@@ -142,7 +143,11 @@ fn cell_of(values: &[f64]) -> Cell {
 
 /// The unweighted mean of the row's cells over every column, `None` if a column is missing. Its spread is over
 /// seeds of the per-seed averages, when every column has the same seeds (else it has none).
-fn average_of(benchmarks: &[String], runs: &BTreeMap<&str, &Vec<SeedRun>>, cells: &BTreeMap<String, Cell>) -> Option<Cell> {
+fn average_of(
+    benchmarks: &[String],
+    runs: &BTreeMap<&str, &Vec<SeedRun>>,
+    cells: &BTreeMap<String, Cell>,
+) -> Option<Cell> {
     if benchmarks.is_empty() {
         return None;
     }
@@ -162,7 +167,8 @@ fn average_of(benchmarks: &[String], runs: &BTreeMap<&str, &Vec<SeedRun>>, cells
     let per_seed: Vec<f64> = seeds
         .iter()
         .map(|s| {
-            let v: f64 = benchmarks.iter().map(|b| runs[b.as_str()].iter().find(|r| r.seed == *s).map_or(0.0, |r| r.mean)).sum();
+            let v: f64 =
+                benchmarks.iter().map(|b| runs[b.as_str()].iter().find(|r| r.seed == *s).map_or(0.0, |r| r.mean)).sum();
             v / benchmarks.len() as f64
         })
         .collect();
@@ -174,9 +180,8 @@ fn column_order<'a>(present: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut present: Vec<&str> = present.collect();
     present.sort();
     present.dedup();
-    let rank = |b: &str| {
-        PAPER_BENCHMARKS.iter().chain(MINI_BENCHMARKS.iter()).position(|k| *k == b).unwrap_or(usize::MAX)
-    };
+    let rank =
+        |b: &str| PAPER_BENCHMARKS.iter().chain(MINI_BENCHMARKS.iter()).position(|k| *k == b).unwrap_or(usize::MAX);
     present.sort_by_key(|b| (rank(b), b.to_string()));
     present.into_iter().map(str::to_string).collect()
 }

@@ -4,15 +4,16 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use super::*;
-use crate::rundir::{read_summary, RunIdentity, RunSummary};
 use crate::run::{MeanStd, Summary};
+use crate::rundir::{read_summary, RunIdentity, RunSummary};
 
 fn run(dir: &str, label: &str, bench: &str, seed: u64, overall: f64) -> RunSummary {
     let stat = MeanStd { mean: overall, std: 0.0, count: 4 };
     let summary = Summary {
         benchmark: bench.into(),
         n: 4,
-        metrics: [("vie_all".to_string(), stat), ("vie_sc".to_string(), MeanStd { mean: overall / 2.0, ..stat })].into(),
+        metrics: [("vie_all".to_string(), stat), ("vie_sc".to_string(), MeanStd { mean: overall / 2.0, ..stat })]
+            .into(),
         ..Summary::default()
     };
     let identity = RunIdentity { label: Some(label.into()), model: format!("hash-{label}") };

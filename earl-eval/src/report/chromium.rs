@@ -10,7 +10,7 @@ use super::testdata::write_run;
 use super::{write_compare, write_report};
 
 /// Injected at the top of a copy of the page: collects errors from the start, then on `load` counts images and
-/// broken ones, sorts the first gallery by its first metric (high first) and checks the order, and writes one line
+/// broken ones, sorts the first gallery by the first high-first choice of its sort control and checks the order, and writes one line
 /// into the DOM for `--dump-dom` to show.
 const PROBE: &str = "(function(){var errs=[];\
 window.addEventListener('error',function(e){errs.push('error: '+(e.message||(e.target&&e.target.tagName)));},true);\
@@ -20,7 +20,8 @@ ce.apply(console,arguments);};\
 window.addEventListener('load',function(){var imgs=document.images,broken=0;\
 for(var i=0;i<imgs.length;i++){if(!imgs[i].complete||imgs[i].naturalWidth===0)broken++;}\
 var sel=document.querySelector('select.sort'),sorted='none';\
-if(sel){sel.selectedIndex=1;sel.dispatchEvent(new Event('change'));\
+if(sel){for(var k=0;k<sel.options.length;k++){if(/:desc$/.test(sel.options[k].value)){sel.selectedIndex=k;break;}}\
+sel.dispatchEvent(new Event('change'));\
 var key='data-'+sel.value.split(':')[0],box=document.getElementById(sel.getAttribute('data-target'));\
 var v=Array.prototype.map.call(box.children,function(c){return parseFloat(c.getAttribute(key));});\
 sorted=v.length>1?'ok':'few';for(var j=1;j<v.length;j++){if(!isNaN(v[j])&&(isNaN(v[j-1])||v[j]>v[j-1]))sorted='bad';}}\
@@ -43,7 +44,8 @@ fn headless(page: &Path, args: &[&str]) -> (String, String) {
         .arg(&url)
         .output()
         .unwrap_or_else(|e| panic!("cannot start {}: {e} (scripts/check_report.sh installs Chromium)", chromium()));
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(out.status.success(), "chromium failed on {url}: {}\n{stderr}", out.status);
     (stdout, stderr)
 }
@@ -59,7 +61,8 @@ fn probe(page: &Path) -> String {
     }
     // The dump holds the probe's own source too: find the element it wrote.
     let marker = "<pre id=\"earl-check\">";
-    let start = dom.find(marker).unwrap_or_else(|| panic!("no probe result in the DOM of {}:\n{stderr}", page.display()));
+    let start =
+        dom.find(marker).unwrap_or_else(|| panic!("no probe result in the DOM of {}:\n{stderr}", page.display()));
     let line = &dom[start + marker.len()..];
     line[..line.find("END").expect("the probe line ends")].to_string()
 }
@@ -71,7 +74,11 @@ fn pixels_near(png: &image::RgbImage, colour: [u8; 3]) -> usize {
 
 fn check(page: &Path, images: usize, shots: &Path) {
     let line = probe(page);
-    assert!(line.starts_with(&format!("EARL-CHECK images={images} broken=0 sorted=ok errors=0 ")), "{}: {line}", page.display());
+    assert!(
+        line.starts_with(&format!("EARL-CHECK images={images} broken=0 sorted=ok errors=0 ")),
+        "{}: {line}",
+        page.display()
+    );
     let shot = shots.join(page.with_extension("png").file_name().unwrap());
     headless(page, &[&format!("--screenshot={}", shot.display()), "--window-size=1280,4000"]);
     let png = image::open(&shot).unwrap_or_else(|e| panic!("{}: no screenshot: {e}", shot.display())).to_rgb8();

@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 
 use earl_core::{Error, Result};
 
-use super::gallery::{head, scores_table};
+use super::gallery::{flags, head, scores_table};
 use super::html::{esc, figure, page, sort_control};
 use super::images::embed;
 use super::input_area;
-use crate::rundir::{metric_of, RunDir, METRICS};
 use crate::run::SampleRecord;
+use crate::rundir::{metric_of, RunDir, METRICS};
 
 /// A matched pair.
 type Pair<'a> = (&'a SampleRecord, &'a SampleRecord);
@@ -33,10 +33,10 @@ pub(crate) fn render(a: &RunDir, b: &RunDir) -> Result<String> {
     let (na, nb) = (a.run.identity.display(), b.run.identity.display());
     let title = format!("EARL eval compare: A = {na}, B = {nb}");
     let mut body = format!("<h1>{}</h1>\n", esc(&title));
-    let _ = write!(
+    let _ = writeln!(
         body,
         "<p>A: <code>{}</code> ({} samples)<br>B: <code>{}</code> ({} samples)<br>{} matched by benchmark and row; \
-         {} only in A, {} only in B.</p>\n",
+         {} only in A, {} only in B.</p>",
         esc(&a.dir().display().to_string()),
         a.samples.len(),
         esc(&b.dir().display().to_string()),
@@ -64,14 +64,13 @@ pub(crate) fn render(a: &RunDir, b: &RunDir) -> Result<String> {
     Ok(page(&title, &body))
 }
 
-/// Sort choices: every metric's difference, largest first and smallest first, then dataset order.
+/// Sort choices: dataset order (the page's own), then every metric's difference, largest first and smallest first.
 fn delta_sort_options() -> Vec<(String, String)> {
-    let mut o = Vec::new();
+    let mut o = vec![("row:asc".to_string(), "dataset row".to_string())];
     for m in METRICS {
         o.push((format!("d_{m}:desc"), format!("B − A {m}, largest first")));
         o.push((format!("d_{m}:asc"), format!("B − A {m}, smallest first")));
     }
-    o.push(("row:asc".to_string(), "dataset row".to_string()));
     o
 }
 
@@ -107,8 +106,24 @@ fn delta_summary(pairs: &[Pair]) -> String {
 }
 
 fn signed(d: f64) -> String {
-    let class = if d > 0.0 { "pos" } else if d < 0.0 { "neg" } else { "" };
+    let class = if d > 0.0 {
+        "pos"
+    } else if d < 0.0 {
+        "neg"
+    } else {
+        ""
+    };
     format!("<span class=\"{class}\">{d:+.2}</span>")
+}
+
+/// B's flags, when it has any (the header's others are A's: the rows are the same).
+fn b_flags(y: &SampleRecord) -> String {
+    let f = flags(y);
+    if f.is_empty() {
+        f
+    } else {
+        format!(" · B:{f}")
+    }
 }
 
 fn card(a: &RunDir, b: &RunDir, x: &SampleRecord, y: &SampleRecord, area: f64) -> String {
@@ -118,7 +133,12 @@ fn card(a: &RunDir, b: &RunDir, x: &SampleRecord, y: &SampleRecord, area: f64) -
             let _ = write!(c, " data-d_{m}=\"{d}\"");
         }
     }
-    let _ = write!(c, ">\n<div class=\"head\">{}</div><p class=\"instr\">{}</p><div class=\"imgs\">", head(x), esc(&x.instruction));
+    let _ = write!(
+        c,
+        ">\n<div class=\"head\">{}</div><p class=\"instr\">{}</p><div class=\"imgs\">",
+        head(x) + &b_flags(y),
+        esc(&x.instruction)
+    );
     c += &figure(&embed(a.dir(), x.original.as_deref()), "source", &[], area);
     c += &figure(&embed(a.dir(), x.edited.as_deref()), "edit A", &[], area);
     c += &figure(&embed(b.dir(), y.edited.as_deref()), "edit B", &[], area);

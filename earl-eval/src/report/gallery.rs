@@ -10,14 +10,18 @@ use earl_core::Result;
 use super::html::{esc, figure, page, score, sort_control};
 use super::images::embed;
 use super::{input_area, tables};
-use crate::rundir::{metric_of, RunDir, METRICS};
 use crate::run::SampleRecord;
+use crate::rundir::{metric_of, RunDir, METRICS};
 
 /// The whole page of `run`.
 pub(crate) fn render(run: &RunDir) -> Result<String> {
     let s = &run.run.summary;
     let title = format!("EARL eval: {} — {}", s.benchmark, run.run.identity.display());
-    let mut body = format!("<h1>{}</h1>\n<p>run directory <code>{}</code></p>\n", esc(&title), esc(&run.dir().display().to_string()));
+    let mut body = format!(
+        "<h1>{}</h1>\n<p>run directory <code>{}</code></p>\n",
+        esc(&title),
+        esc(&run.dir().display().to_string())
+    );
     body += "<h2>Scores</h2>\n";
     body += &tables::overview(s);
     body += &tables::groups(s);
@@ -57,7 +61,7 @@ pub(crate) fn sort_options(prefix: &str) -> Vec<(String, String)> {
     o
 }
 
-/// What a sample's header says beside its row: native id, task, source and what went wrong.
+/// What a sample's header says: its row, native id, task, source and [`flags`].
 pub(crate) fn head(x: &SampleRecord) -> String {
     let mut h = format!("row {}", x.row);
     if !x.native_id.is_null() {
@@ -66,6 +70,12 @@ pub(crate) fn head(x: &SampleRecord) -> String {
     for v in [&x.task, &x.source].into_iter().flatten() {
         let _ = write!(h, " · {}", esc(v));
     }
+    h + &flags(x)
+}
+
+/// Badges for what went wrong with a sample: no valid image, a judge failure, a finish other than `eos`.
+pub(crate) fn flags(x: &SampleRecord) -> String {
+    let mut h = String::new();
     let mut flag = |text: &str| {
         let _ = write!(h, "<span class=\"flag\">{}</span>", esc(text));
     };

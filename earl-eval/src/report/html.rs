@@ -50,7 +50,10 @@ pub(crate) fn figure(shown: &Shown, caption: &str, boxes: &[[f64; 4]], box_area:
             if !boxes.is_empty() {
                 let k = (box_area / (*width as f64 * *height as f64)).sqrt();
                 let (vw, vh) = (*width as f64 * k, *height as f64 * k);
-                let _ = write!(overlay, "<svg class=\"boxes\" viewBox=\"0 0 {vw:.2} {vh:.2}\" preserveAspectRatio=\"none\">");
+                let _ = write!(
+                    overlay,
+                    "<svg class=\"boxes\" viewBox=\"0 0 {vw:.2} {vh:.2}\" preserveAspectRatio=\"none\">"
+                );
                 for (i, b) in boxes.iter().enumerate() {
                     let (x, y) = (b[0].min(b[2]), b[1].min(b[3]));
                     let (w, h) = ((b[2] - b[0]).abs(), (b[3] - b[1]).abs());
@@ -65,10 +68,7 @@ pub(crate) fn figure(shown: &Shown, caption: &str, boxes: &[[f64; 4]], box_area:
                 }
                 overlay.push_str("</svg>");
             }
-            format!(
-                "<img src=\"{url}\" width=\"{width}\" height=\"{height}\" alt=\"{}\">{overlay}",
-                esc(caption)
-            )
+            format!("<img src=\"{url}\" width=\"{width}\" height=\"{height}\" alt=\"{}\">{overlay}", esc(caption))
         }
     };
     format!("<figure><div class=\"frame\">{inner}</div><figcaption>{}</figcaption></figure>", esc(caption))
@@ -93,7 +93,7 @@ th:first-child,td:first-child{text-align:left}\
 .head{font-weight:600}.flag{color:#fff;background:#c0392b;border-radius:3px;padding:0 5px;margin-left:6px;\
 font-weight:400;font-size:.85em}.instr{margin:.3em 0;font-style:italic}\
 .imgs{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0}figcaption{text-align:center;color:#555}\
-.frame{position:relative;display:inline-block}.frame img{display:block;width:256px;height:auto}\
+.frame{position:relative;display:inline-block}.frame img{display:block;width:256px;height:auto;outline:1px solid #ccc}\
 .boxes{position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none;overflow:visible}\
 .boxes rect{fill:none;stroke-width:2;vector-effect:non-scaling-stroke}.boxes text{font-size:12px;font-weight:700}\
 .noimg{width:256px;height:128px;display:flex;align-items:center;justify-content:center;flex-direction:column;\

@@ -64,6 +64,6 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
 #[cfg(test)]
 mod chromium;
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 pub(crate) mod testdata;
+#[cfg(test)]
+mod tests;

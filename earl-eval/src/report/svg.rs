@@ -41,6 +41,10 @@ pub(crate) fn histogram(title: &str, values: &[f64]) -> Result<String, String> {
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(11)
+            .x_label_formatter(&|v| match v {
+                SegmentValue::Exact(x) | SegmentValue::CenterOf(x) if *x <= 10 => x.to_string(),
+                _ => String::new(),
+            })
             .y_labels(4)
             .label_style(("sans-serif", 11))
             .draw()

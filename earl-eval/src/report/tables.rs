@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use super::html::esc;
-use crate::rundir::METRICS;
 use crate::run::{MetricTable, Summary};
+use crate::rundir::METRICS;
 
 /// The run's counts and its metrics table.
 pub(crate) fn overview(s: &Summary) -> String {

@@ -10,7 +10,13 @@ use crate::run::{MeanStd, MetricTable, SampleRecord, Summary};
 
 /// A `w`×`h` image of colour `bg` with a `fg` rectangle in its middle third.
 fn picture(w: u32, h: u32, bg: [u8; 3], fg: [u8; 3]) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, y| if (w / 3..2 * w / 3).contains(&x) && (h / 3..2 * h / 3).contains(&y) { Rgb(fg) } else { Rgb(bg) })
+    RgbImage::from_fn(w, h, |x, y| {
+        if (w / 3..2 * w / 3).contains(&x) && (h / 3..2 * h / 3).contains(&y) {
+            Rgb(fg)
+        } else {
+            Rgb(bg)
+        }
+    })
 }
 
 /// Deterministic noise: a PNG too large to embed as stored (the report re-encodes it as a JPEG).
@@ -41,7 +47,11 @@ pub(crate) fn write_run(dir: &Path, label: &str, shift: f64) {
             3 => Some("images/3_gt_missing.png".into()),
             _ => save(&format!("{row}_gt.png"), &picture(96, 72, [40, 160, 60], [250, 250, 250])),
         };
-        let edited = if row == 2 { picture(256, 256, [255; 3], [255; 3]) } else { picture(96, 72, [40, 60, 200], [240, 200, 30]) };
+        let edited = if row == 2 {
+            picture(256, 256, [255; 3], [255; 3])
+        } else {
+            picture(96, 72, [40, 60, 200], [240, 200, 30])
+        };
         samples.push(SampleRecord {
             benchmark: "aurora".into(),
             row,
@@ -51,7 +61,11 @@ pub(crate) fn write_run(dir: &Path, label: &str, shift: f64) {
             original: save(&format!("{row}_orig.png"), &picture(96, 72, [220, 40, 40], [20, 20, 20])),
             edited: save(&format!("{row}_edit_{label}.png"), &edited),
             gt,
-            reasoning: if row == 0 { "the box [99, 74, 197, 148] and the cup [0, 0, 30, 30]".into() } else { String::new() },
+            reasoning: if row == 0 {
+                "the box [99, 74, 197, 148] and the cup [0, 0, 30, 30]".into()
+            } else {
+                String::new()
+            },
             finish_reason: if row == 2 { "length".into() } else { "eos".into() },
             valid_image: row != 2,
             seed: 0,
