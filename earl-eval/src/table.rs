@@ -104,12 +104,12 @@ pub fn build(runs: &[RunSummary], metric: &'static str) -> Result<Table> {
         let cell = groups.entry((id, s.benchmark.clone())).or_default();
         if let Some(other) = cell.iter().find(|r| r.seed == run.seed) {
             return Err(Error::Input(format!(
-                "{} and {} are both {} on {} with seed {:?}: give one of them",
+                "{} and {} are both {} on {} with {}: give one of them",
                 other.run.dir.display(),
                 run.dir.display(),
                 run.identity.display(),
                 s.benchmark,
-                run.seed
+                run.seed.map_or_else(|| "no seed recorded".to_string(), |n| format!("seed {n}"))
             )));
         }
         cell.push(SeedRun { seed: run.seed, mean: stat.mean, run });

@@ -100,7 +100,7 @@ fn columns_follow_the_paper_then_the_mini_world_then_names() {
 fn two_runs_of_one_model_benchmark_and_seed_are_refused() {
     let runs = vec![run("x", "m", "aurora", 5, 1.0), run("y", "m", "aurora", 5, 2.0)];
     let e = build(&runs, "vie_all").unwrap_err().to_string();
-    assert!(e.contains("x and y are both m on aurora"), "{e}");
+    assert!(e.contains("x and y are both m on aurora with seed 5"), "{e}");
 }
 
 #[test]
