@@ -31,3 +31,5 @@ cargo run -q -p earl-core --example lm_parity
 cargo run -q -p earl-core --example custom_reward -- 1
 echo "== a crate outside the workspace that depends on earl-core (CUDA without the workspace's link arguments)"
 scripts/outside_user.sh
+echo "== the evaluation report in headless Chromium (installs the Debian package if missing; EARL_SKIP_CHROMIUM=1 skips)"
+scripts/check_report.sh

@@ -8,6 +8,7 @@ mod doctor;
 mod edit_cmd;
 mod mini_cmd;
 mod experiment_cmd;
+mod eval_report_cmd;
 mod parity;
 mod rl_cmd;
 mod sft;
@@ -78,6 +79,19 @@ enum Command {
     /// Speed benchmarks on random-weight models (run next to shared/bench/torch_decode_baseline.py).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Evaluation: the paper's table, a run's HTML report, two runs compared (see docs/eval.md).
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// The paper-style table of run directories (rows = runs, columns = benchmarks + average), Markdown and CSV.
+    Table(eval_report_cmd::TableArgs),
+    /// Write RUN_DIR/report.html: one offline file with the gallery, tables and histograms.
+    Report(eval_report_cmd::ReportArgs),
+    /// Two runs side by side with per-sample score differences, as one HTML file.
+    Compare(eval_report_cmd::CompareArgs),
 }
 
 #[derive(Subcommand)]
@@ -194,6 +208,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Decode(args) => vq_cmd::decode(&args),
         Command::Bench(BenchCommand::Vq(args)) => vq_cmd::bench(&args),
         Command::Bench(BenchCommand::Rl(args)) => bench::rl(&args),
+        Command::Eval(EvalCommand::Table(args)) => eval_report_cmd::table(&args),
+        Command::Eval(EvalCommand::Report(args)) => eval_report_cmd::report(&args),
+        Command::Eval(EvalCommand::Compare(args)) => eval_report_cmd::compare(&args),
     }
 }
 

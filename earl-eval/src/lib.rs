@@ -2,7 +2,8 @@
 //! parsing ([`parse`]), verifier prompts ([`prompts`]) and the VIEScore / GroundScore rewards ([`verifier`]) that
 //! implement `earl_core::rl::Reward`. The verifier section of RL experiments is parsed and validated here
 //! ([`config`]); [`rewards::reward_set`] builds the rewards an RL experiment asks for. All network code of the
-//! project lives in this crate.
+//! project lives in this crate. Run directories are read back by [`rundir`] into the paper's table ([`table`]) and
+//! into self-contained HTML reports and comparisons ([`report`]).
 #![warn(missing_docs)]
 pub mod bench;
 pub mod chain;
@@ -11,8 +12,11 @@ pub mod config;
 pub mod judge;
 pub mod parse;
 pub mod prompts;
+pub mod report;
 pub mod rewards;
 pub mod run;
+pub mod rundir;
+pub mod table;
 pub mod verifier;
 
 pub use bench::{BenchRow, BenchmarkSource};

@@ -34,6 +34,21 @@ pub fn rescale_boxes(text: &str, original: (f64, f64), resized: (f64, f64)) -> S
         .into_owned()
 }
 
+/// Every `[x1, y1, x2, y2]` in `text`, as the reference's pattern finds them (the report draws them over the image).
+pub fn find_boxes(text: &str) -> Vec<[f64; 4]> {
+    bbox_pattern()
+        .captures_iter(text)
+        .filter_map(|c| {
+            let c = c.ok()?;
+            let mut v = [0.0; 4];
+            for (i, x) in v.iter_mut().enumerate() {
+                *x = c[i + 1].parse().ok()?;
+            }
+            Some(v)
+        })
+        .collect()
+}
+
 /// The CoT map the reference stores: blank entries dropped, boxes rescaled (when `rescale`).
 pub fn prepare_cot(
     cot: BTreeMap<String, String>,
@@ -60,6 +75,13 @@ mod tests {
         let out = rescale_boxes("a [3, 1.25, 5 ,-0.5] b [ -1,0,10,10]", (10.0, 10.0), (5.0, 20.0));
         assert_eq!(out, "a [2, 2, 2, -1] b [0, 0, 5, 20]");
         assert_eq!(rescale_boxes("no boxes [1, 2, 3]", (1.0, 1.0), (2.0, 2.0)), "no boxes [1, 2, 3]");
+    }
+
+    #[test]
+    fn boxes_are_found_as_the_rescaler_sees_them() {
+        let text = "the cup [3, 1.5, 5 ,-2] and [1, 2, 3] then [ 10,0,20,30]";
+        assert_eq!(find_boxes(text), vec![[3.0, 1.5, 5.0, -2.0], [10.0, 0.0, 20.0, 30.0]]);
+        assert!(find_boxes("no boxes").is_empty());
     }
 
     #[test]
