@@ -6,6 +6,7 @@ mod choice;
 mod data;
 mod doctor;
 mod edit_cmd;
+mod eval_cmd;
 mod parity;
 mod rl_cmd;
 mod sft;
@@ -64,6 +65,9 @@ enum Command {
     Rl(rl_cmd::RlArgs),
     /// Supervised fine-tuning from a TOML experiment (see docs/sft.md); resumes from the newest checkpoint.
     Sft(sft::SftArgs),
+    /// Evaluation: generate and judge a benchmark (`run`), re-score a run directory (`judge`); see docs/eval.md.
+    #[command(subcommand)]
+    Eval(eval_cmd::EvalCommand),
     /// Dataset tools: import EARL's tokenized data, verify a dataset.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -179,6 +183,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Sft(args) => sft::run(&args),
         Command::Rl(args) => rl_cmd::run(&args),
         Command::Data(cmd) => data::run(&cmd),
+        Command::Eval(cmd) => eval_cmd::run(cmd),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(&args),
         Command::Encode(args) => vq_cmd::encode(&args),
         Command::Decode(args) => vq_cmd::decode(&args),

@@ -2,8 +2,10 @@
 //! parsing ([`parse`]), verifier prompts ([`prompts`]) and the VIEScore / GroundScore rewards ([`verifier`]) that
 //! implement `earl_core::rl::Reward`. The verifier section of RL experiments is parsed and validated here
 //! ([`config`]); [`rewards::reward_set`] builds the rewards an RL experiment asks for. All network code of the
-//! project lives in this crate.
+//! project lives in this crate. `earl eval` is [`bench`] (the benchmarks), [`judge`] (VIEScore and other judges)
+//! and [`run`] (the evaluation loop and its run directory).
 #![warn(missing_docs)]
+mod ask;
 pub mod bench;
 pub mod chat;
 pub mod config;
@@ -17,6 +19,6 @@ pub mod verifier;
 pub use bench::{BenchRow, BenchmarkSource};
 pub use chat::{ChatClient, ChatError, ChatRequest, ClientOptions};
 pub use config::{PromptSource, RlExperiment, VerifierConfig};
-pub use judge::{Judge, JudgeInput, Verdict};
+pub use judge::{Judge, JudgeInput, JudgeMode, Verdict, VieScoreJudge, VieScoreJudgeOptions};
 pub use rewards::{reward_set, verifier_settings};
 pub use verifier::{GroundScore, Unparsable, VerifierOptions, VieScore};

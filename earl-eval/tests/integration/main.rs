@@ -2,6 +2,9 @@
 //! each with line tables) and costs a link step, so the files of this directory are modules of one crate
 //! (`autotests = false` and one `[[test]]` in Cargo.toml) rather than a crate each.
 //! One file's tests: `cargo test -p earl-eval --test integration FILE::`.
+mod eval_run;
 mod judge_prompts;
+mod loopback;
 mod rl_experiments;
 mod verifier_loopback;
+mod viescore_judge;
