@@ -117,8 +117,10 @@ impl Bar {
     fn new() -> Self {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} samples [{elapsed_precise}, ETA {eta}] {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} samples [{elapsed_precise}, ETA {eta}] {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         Bar { bar, tokens: 0, t0: Instant::now() }
     }

@@ -48,7 +48,8 @@ pub(crate) fn ask_rounds<T>(
         })
         .collect();
     for round in 1..=max_rounds.max(1) {
-        let pending: Vec<usize> = (0..queries.len()).filter(|&i| matches!(asked[i].outcome, Outcome::Unparsed)).collect();
+        let pending: Vec<usize> =
+            (0..queries.len()).filter(|&i| matches!(asked[i].outcome, Outcome::Unparsed)).collect();
         let failed = asked.iter().any(|a| matches!(a.outcome, Outcome::Failed(_)));
         if pending.is_empty() || (stop_on_failure && failed) {
             break;

@@ -168,7 +168,9 @@ impl VieScoreJudge {
                 let msg = format!("judge reply not parsable after {} round(s)", asked.rounds);
                 Verdict { reasons, ..Verdict::failed(msg, asked.replies, excluded) }
             }
-            Outcome::Failed(e) => Verdict { reasons, ..Verdict::failed(format!("judge: {e}"), asked.replies, excluded) },
+            Outcome::Failed(e) => {
+                Verdict { reasons, ..Verdict::failed(format!("judge: {e}"), asked.replies, excluded) }
+            }
         }
     }
 }

@@ -207,7 +207,9 @@ impl JudgeConfig {
         };
         check(j.max_tokens >= 1, || "`judge_max_tokens` must be >= 1".into())?;
         check(j.concurrency >= 1, || "`judge_concurrency` must be >= 1".into())?;
-        check(j.max_attempts >= 1 && j.max_rounds >= 1, || "`judge_max_attempts`, `judge_max_rounds` must be >= 1".into())?;
+        check(j.max_attempts >= 1 && j.max_rounds >= 1, || {
+            "`judge_max_attempts`, `judge_max_rounds` must be >= 1".into()
+        })?;
         Ok(Some(j))
     }
 }
@@ -260,11 +262,17 @@ mod tests {
         )
         .unwrap();
         let c = EvalConfig::from_raw(raw, Path::new("/base")).unwrap();
-        assert_eq!((c.data, c.model.clone(), c.vq, c.tokenizer), ("/base/d".into(), "/base/m".into(), "/abs/vq".into(), c.model));
+        assert_eq!(
+            (c.data, c.model.clone(), c.vq, c.tokenizer),
+            ("/base/d".into(), "/base/m".into(), "/abs/vq".into(), c.model)
+        );
         assert_eq!((c.area, c.judge_area, c.max_new_tokens, c.seed, c.mode.as_str()), (65636, 65536, 3000, 0, "E"));
         assert_eq!(c.sampling, SamplingParams::reference_eval());
         let j = c.judge.unwrap();
-        assert_eq!((j.model.as_str(), j.mode, j.max_tokens, j.temperature), ("gpt-4o-mini-2024-07-18", JudgeMode::Reference, 1400, None));
+        assert_eq!(
+            (j.model.as_str(), j.mode, j.max_tokens, j.temperature),
+            ("gpt-4o-mini-2024-07-18", JudgeMode::Reference, 1400, None)
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde_json::json;
 use tch::Device;
 
 pub use config::{EvalConfig, JudgeConfig, RawEvalConfig};
-pub use judging::{judge_run_with, judge_fingerprint};
+pub use judging::{judge_fingerprint, judge_run_with};
 pub use record::{MeanStd, MetricTable, SampleRecord, Summary};
 
 use crate::bench::BenchmarkSource;

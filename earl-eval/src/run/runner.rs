@@ -79,7 +79,8 @@ impl Runner<'_> {
     /// encoded, `Err` when the model fails.
     fn generate(&self, dir: &RunDir, row: usize, progress: &Mutex<&mut dyn Progress>) -> Result<Pending> {
         let mut rec = self.base_record(row);
-        let none = |rec: SampleRecord| Pending { rec, original: None, edited: None, gt: None, extra: Default::default() };
+        let none =
+            |rec: SampleRecord| Pending { rec, original: None, edited: None, gt: None, extra: Default::default() };
         let b: BenchRow = match self.bench.read(row) {
             Ok(b) => b,
             Err(e) => return Ok(none(SampleRecord { error: Some(e.to_string()), ..rec })),
@@ -190,14 +191,10 @@ pub(super) fn judge_one(judge: Option<&dyn Judge>, p: Pending) -> Result<SampleR
     let (Some(judge), Some(original), Some(edited)) = (judge, p.original.as_ref(), p.edited.as_ref()) else {
         return Ok(rec);
     };
-    let input = JudgeInput {
-        instruction: &rec.instruction,
-        original,
-        edited,
-        ground_truth: p.gt.as_ref(),
-        extra: &rec.extra,
-    };
-    let verdict = judge.judge_batch(&[input])?.pop().ok_or_else(|| Error::Input("the judge returned no verdict".into()))?;
+    let input =
+        JudgeInput { instruction: &rec.instruction, original, edited, ground_truth: p.gt.as_ref(), extra: &rec.extra };
+    let verdict =
+        judge.judge_batch(&[input])?.pop().ok_or_else(|| Error::Input("the judge returned no verdict".into()))?;
     apply_verdict(&mut rec, verdict);
     Ok(rec)
 }

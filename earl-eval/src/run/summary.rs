@@ -68,7 +68,10 @@ pub fn summarize(benchmark: &str, samples: &[SampleRecord], manifest: serde_json
         groups.insert("task".to_string(), grouped(samples, |r| unknown(&r.task)));
     }
     if has_source && has_task {
-        groups.insert("source_task".to_string(), grouped(samples, |r| format!("{}/{}", unknown(&r.source), unknown(&r.task))));
+        groups.insert(
+            "source_task".to_string(),
+            grouped(samples, |r| format!("{}/{}", unknown(&r.source), unknown(&r.task))),
+        );
     }
     Summary {
         benchmark: benchmark.to_string(),
@@ -124,7 +127,9 @@ mod tests {
         assert!(close(m["vie_all"].mean, 13.0 / 3.0) && close(m["vie_all"].std, (2.0f64 / 9.0).sqrt()));
         // A one-element list's second sub-score is left out: overediting over 6 and 4 only.
         assert!(close(m["overediting"].mean, 5.0) && close(m["overediting"].std, 1.0) && m["overediting"].count == 2);
-        assert!(close(s.groups["source"]["a"]["vie_sc"].mean, 5.0) && close(s.groups["source"]["a"]["vie_sc"].std, 3.0));
+        assert!(
+            close(s.groups["source"]["a"]["vie_sc"].mean, 5.0) && close(s.groups["source"]["a"]["vie_sc"].std, 3.0)
+        );
         assert_eq!(s.groups["task"]["t"]["vie_pq"].count, 2);
         assert!(close(s.groups["source_task"]["b/t"]["vie_all"].mean, 5.0));
 
@@ -137,7 +142,8 @@ mod tests {
         assert_eq!(s.groups["source_task"]["b/unknown"]["vie_sc"].count, 1);
 
         // No source, no task: no groups.
-        let plain: Vec<SampleRecord> = samples.iter().map(|r| SampleRecord { source: None, task: None, ..r.clone() }).collect();
+        let plain: Vec<SampleRecord> =
+            samples.iter().map(|r| SampleRecord { source: None, task: None, ..r.clone() }).collect();
         assert!(summarize("x", &plain, serde_json::Value::Null).groups.is_empty());
         assert_eq!(mean_std(&[]), MeanStd::default());
     }

@@ -125,4 +125,3 @@ pub fn images_in(req: &Seen) -> usize {
         ms.iter().filter_map(|m| m["content"].as_array()).flatten().filter(|p| p["type"] == "image_url").count()
     })
 }
-

@@ -3,8 +3,9 @@
 //! queries of the sample are asked again), never parsable, 429/500 then success, 400, slower than the client's
 //! timeout, and a refused connection. Every test is bounded by construction — short client timeouts,
 //! few attempts, millisecond backoffs — never by a timed assertion.
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use earl_core::rl::{FinalReward, Reward, RewardInput, RewardSet};
@@ -12,7 +13,7 @@ use earl_eval::{ChatClient, ClientOptions, GroundScore, Unparsable, VerifierOpti
 use image::{Rgb, RgbImage};
 use serde_json::json;
 
-use crate::loopback::{images_in, ok, serve, status, Reply, Seen};
+use crate::loopback::{images_in, ok, serve, status, Reply};
 
 fn client(url: String, timeout_ms: u64, attempts: u32) -> ChatClient {
     let mut o = ClientOptions::new(url, "judge-model");

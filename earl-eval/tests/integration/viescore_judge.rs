@@ -28,7 +28,13 @@ fn verdicts(j: &VieScoreJudge, n: usize) -> Vec<Verdict> {
     let original = RgbImage::from_pixel(16, 8, Rgb([10, 200, 10]));
     let edited = RgbImage::from_pixel(8, 8, Rgb([200, 10, 10]));
     let extra = Value::Null;
-    let input = JudgeInput { instruction: "paint the wall red", original: &original, edited: &edited, ground_truth: None, extra: &extra };
+    let input = JudgeInput {
+        instruction: "paint the wall red",
+        original: &original,
+        edited: &edited,
+        ground_truth: None,
+        extra: &extra,
+    };
     j.judge_batch(&vec![input; n]).unwrap()
 }
 
@@ -45,8 +51,14 @@ fn two_requests_per_sample_text_then_images_and_no_authorization_without_a_key()
     let j = judge(server.url(), JudgeMode::Reference, 2000);
     let v = verdicts(&j, 2);
     assert_eq!((v[0].vie_sc, v[0].vie_pq, v[0].vie_all), (6.0, 7.0, 42f64.sqrt()));
-    assert_eq!((v[0].edit_success, v[0].overediting, v[0].naturalness, v[0].artifacts), (Some(8.0), Some(6.0), Some(7.0), Some(9.0)));
-    assert_eq!((v[0].replies.clone(), v[0].reasons.clone()), (vec![SC.to_string(), PQ.to_string()], vec!["wall is red".to_string(), "clean".to_string()]));
+    assert_eq!(
+        (v[0].edit_success, v[0].overediting, v[0].naturalness, v[0].artifacts),
+        (Some(8.0), Some(6.0), Some(7.0), Some(9.0))
+    );
+    assert_eq!(
+        (v[0].replies.clone(), v[0].reasons.clone()),
+        (vec![SC.to_string(), PQ.to_string()], vec!["wall is red".to_string(), "clean".to_string()])
+    );
     assert!(v[0].error.is_none() && !v[0].excluded && v[1] == v[0]);
 
     let seen = server.seen();
@@ -60,7 +72,9 @@ fn two_requests_per_sample_text_then_images_and_no_authorization_without_a_key()
         assert_eq!((msgs.len(), msgs[0]["role"].as_str()), (1, Some("user")));
         let parts = msgs[0]["content"].as_array().unwrap();
         assert_eq!(parts[0]["type"], "text");
-        assert!(parts[1..].iter().all(|p| p["image_url"]["url"].as_str().unwrap().starts_with("data:image/jpeg;base64,")));
+        assert!(parts[1..]
+            .iter()
+            .all(|p| p["image_url"]["url"].as_str().unwrap().starts_with("data:image/jpeg;base64,")));
     }
     assert_eq!(seen.iter().filter(|r| images_in(r) == 2).count(), 2);
     assert!(j.manifest()["prompts_built_in"].as_bool().unwrap());
@@ -106,7 +120,10 @@ fn assert_zero_failure(v: &Verdict, excluded: bool, what: &str) {
     assert!(v.error.is_some(), "{what}: the failure is reported");
     assert_eq!(v.excluded, excluded, "{what}");
     assert_eq!((v.vie_sc, v.vie_pq, v.vie_all), (0.0, 0.0, 0.0), "{what}");
-    assert_eq!((v.edit_success, v.overediting, v.naturalness, v.artifacts), (Some(0.0), Some(0.0), Some(0.0), Some(0.0)));
+    assert_eq!(
+        (v.edit_success, v.overediting, v.naturalness, v.artifacts),
+        (Some(0.0), Some(0.0), Some(0.0), Some(0.0))
+    );
 }
 
 #[test]
