@@ -47,7 +47,7 @@ impl BenchmarkSource for MemBench {
             instruction: format!("make it blue {row}"),
             source_image: RgbImage::from_fn(32, 32, |x, y| Rgb([c, (x * 8) as u8, (y * 8) as u8])),
             ground_truth: Some(RgbImage::from_pixel(32, 32, Rgb([0, 0, 255]))),
-            task: Some(if row % 2 == 0 { "color" } else { "style" }.into()),
+            task: Some(if row.is_multiple_of(2) { "color" } else { "style" }.into()),
             source: None,
             extra: Value::Null,
         })
