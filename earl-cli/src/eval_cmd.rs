@@ -134,7 +134,7 @@ impl Progress for Bar {
     }
     fn tokens(&mut self, n: usize) {
         self.tokens += n;
-        if self.tokens % 64 == 0 {
+        if self.tokens.is_multiple_of(64) {
             let rate = self.tokens as f64 / self.t0.elapsed().as_secs_f64().max(1e-9);
             self.bar.set_message(format!("{rate:.1} tok/s"));
         }
