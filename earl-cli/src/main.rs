@@ -9,6 +9,7 @@ mod edit_cmd;
 mod mini_cmd;
 mod experiment_cmd;
 mod eval_report_cmd;
+mod eval_cmd;
 mod parity;
 mod rl_cmd;
 mod sft;
@@ -70,6 +71,10 @@ enum Command {
     /// Experiment chains: run SFT → RL → eval from one file, compare chains in the paper's table.
     #[command(subcommand)]
     Experiment(experiment_cmd::ExperimentCommand),
+    /// Evaluation: generate and judge a benchmark (`run`), re-score (`judge`), the paper's table, HTML reports and
+    /// comparisons (see docs/eval.md).
+    #[command(subcommand)]
+    Eval(eval_cmd::EvalCommand),
     /// Dataset tools: import EARL's tokenized data, verify a dataset.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -79,19 +84,6 @@ enum Command {
     /// Speed benchmarks on random-weight models (run next to shared/bench/torch_decode_baseline.py).
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Evaluation: the paper's table, a run's HTML report, two runs compared (see docs/eval.md).
-    #[command(subcommand)]
-    Eval(EvalCommand),
-}
-
-#[derive(Subcommand)]
-enum EvalCommand {
-    /// The paper-style table of run directories (rows = runs, columns = benchmarks + average), Markdown and CSV.
-    Table(eval_report_cmd::TableArgs),
-    /// Write RUN_DIR/report.html: one offline file with the gallery, tables and histograms.
-    Report(eval_report_cmd::ReportArgs),
-    /// Two runs side by side with per-sample score differences, as one HTML file.
-    Compare(eval_report_cmd::CompareArgs),
 }
 
 #[derive(Subcommand)]
@@ -203,14 +195,12 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Data(cmd) => data::run(&cmd),
         Command::Mini(cmd) => mini_cmd::run(&cmd),
         Command::Experiment(cmd) => experiment_cmd::run(&cmd),
+        Command::Eval(cmd) => eval_cmd::run(cmd),
         Command::Bench(BenchCommand::Train(args)) => bench_train::run(&args),
         Command::Encode(args) => vq_cmd::encode(&args),
         Command::Decode(args) => vq_cmd::decode(&args),
         Command::Bench(BenchCommand::Vq(args)) => vq_cmd::bench(&args),
         Command::Bench(BenchCommand::Rl(args)) => bench::rl(&args),
-        Command::Eval(EvalCommand::Table(args)) => eval_report_cmd::table(&args),
-        Command::Eval(EvalCommand::Report(args)) => eval_report_cmd::report(&args),
-        Command::Eval(EvalCommand::Compare(args)) => eval_report_cmd::compare(&args),
     }
 }
 

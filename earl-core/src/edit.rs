@@ -11,7 +11,7 @@ use image::RgbImage;
 use tch::{Device, Kind};
 
 use crate::error::{Error, Result};
-use crate::generate::{generate, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
+use crate::generate::{generate_keyed, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
 use crate::grid::CodeGrid;
 use crate::imageproc::{self, ImageProcessConfig};
 use crate::model::Emu3ForCausalLM;
@@ -213,6 +213,20 @@ pub fn generate_edits(
     opts: &EditOptions,
     on_step: &mut dyn FnMut(usize, usize),
 ) -> Result<(Vec<EditOutput>, EditTimings)> {
+    let keys: Vec<u64> = (0..requests.len() as u64).collect();
+    generate_edits_keyed(lm, tok, requests, &keys, opts, on_step)
+}
+
+/// As [`generate_edits`], with request `r`'s sampling streams keyed by `stream_keys[r]` (see
+/// [`crate::generate::generate_keyed`]): `earl eval run` keys each sample by its dataset row.
+pub fn generate_edits_keyed(
+    lm: &Emu3ForCausalLM,
+    tok: &Emu3Tokenizer,
+    requests: &[GenerationRequest],
+    stream_keys: &[u64],
+    opts: &EditOptions,
+    on_step: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<EditOutput>, EditTimings)> {
     let longest = requests.iter().map(|r| r.prompt.len()).max().unwrap_or(0);
     let max_new =
         opts.max_new_tokens.unwrap_or_else(|| default_max_new_tokens(longest, lm.cfg.max_position_embeddings));
@@ -230,7 +244,7 @@ pub fn generate_edits(
     };
     let t0 = Instant::now();
     let mut steps = 0;
-    let samples = generate(lm, requests, &cfg, &mut |step, live| {
+    let samples = generate_keyed(lm, requests, stream_keys, &cfg, &mut |step, live| {
         steps = step;
         on_step(step, live)
     })?;

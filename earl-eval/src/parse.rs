@@ -29,6 +29,24 @@ pub fn parse_tagged_score(reply: &str) -> Option<u8> {
     None
 }
 
+/// The `reasoning` of a VIEScore reply, when its outermost `{ … }` is JSON with a string `reasoning` key (any
+/// case); empty otherwise. Only kept for the record: scoring never depends on it.
+pub fn parse_reasoning(reply: &str) -> String {
+    let text = between_delimiters(reply).unwrap_or(reply);
+    let (Some(start), Some(end)) = (text.find('{'), text.rfind('}')) else { return String::new() };
+    if end <= start {
+        return String::new();
+    }
+    let Ok(serde_json::Value::Object(obj)) = serde_json::from_str::<serde_json::Value>(&text[start..=end]) else {
+        return String::new();
+    };
+    obj.iter()
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("reasoning"))
+        .and_then(|(_, v)| v.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 const DELIMITER: &str = "||V^=^V||";
 
 fn between_delimiters(s: &str) -> Option<&str> {
@@ -148,6 +166,13 @@ mod tests {
         for reply in bad {
             assert_eq!(parse_score_list(reply), None, "{reply}");
         }
+    }
+
+    #[test]
+    fn reasoning_is_read_from_json_replies_only() {
+        assert_eq!(parse_reasoning("```json\n{\"score\": [7, 3], \"Reasoning\": \"red wall\"}\n```"), "red wall");
+        assert_eq!(parse_reasoning("{'score': [7, 3], 'reasoning': 'x'}"), "");
+        assert_eq!(parse_reasoning("[7, 3]"), "");
     }
 
     #[test]

@@ -16,6 +16,7 @@
 use earl_core::rl::{Reward, RewardInput, RewardOutput};
 use earl_core::{Error, Result};
 
+use crate::ask::{ask_rounds, Outcome};
 use crate::chat::{message, text_and_images, ChatClient, ChatRequest};
 use crate::parse::{parse_score_list, parse_tagged_score};
 use crate::prompts::{fill, provenance, PromptSet};
@@ -63,10 +64,9 @@ impl Default for VerifierOptions {
     }
 }
 
-/// Asks every query of every completion still without answers, round after round, until each completion's replies
-/// all parse or the rounds run out. A completion with an unparsable reply is asked all of its queries again and its
-/// parsed replies of that round are dropped (EARL re-queries SC and PQ together). `queries[i]` holds completion `i`'s
-/// requests (empty = nothing to ask); returns per completion the parsed answers, or `None` if they never all parsed.
+/// Asks every query of every completion still without answers ([`ask_rounds`]); returns per completion the parsed
+/// answers, or `None` if they never all parsed. A request that fails for good (after the client's retries) fails the
+/// batch.
 fn ask_until_parsed<T>(
     client: &ChatClient,
     reward: &str,
@@ -74,34 +74,14 @@ fn ask_until_parsed<T>(
     max_rounds: u32,
     parse: impl Fn(usize, &str) -> Option<T>,
 ) -> Result<Vec<Option<Vec<T>>>> {
-    let mut answers: Vec<Option<Vec<T>>> = queries.iter().map(|q| q.is_empty().then(Vec::new)).collect();
-    for round in 1..=max_rounds.max(1) {
-        let pending: Vec<usize> = (0..queries.len()).filter(|&i| answers[i].is_none()).collect();
-        if pending.is_empty() {
-            break;
-        }
-        if round > 1 {
-            tracing::warn!(reward, round, completions = pending.len(), "asking the verifier again");
-        }
-        let reqs: Vec<ChatRequest> = pending.iter().flat_map(|&i| queries[i].iter().cloned()).collect();
-        let mut replies = client.complete_all(&reqs).into_iter();
-        for &i in &pending {
-            let mut parsed = Vec::with_capacity(queries[i].len());
-            for q in 0..queries[i].len() {
-                let reply = replies.next().unwrap_or_else(|| Ok(String::new()));
-                let reply = reply.map_err(|e| Error::Reward { reward: reward.to_string(), msg: e.to_string() })?;
-                match parse(q, &reply) {
-                    Some(v) => parsed.push(v),
-                    None => {
-                        let head: String = reply.chars().take(160).collect();
-                        tracing::debug!(reward, completion = i, query = q, reply = %head, "unparsable verifier reply");
-                    }
-                }
-            }
-            answers[i] = (parsed.len() == queries[i].len()).then_some(parsed);
-        }
-    }
-    Ok(answers)
+    ask_rounds(client, reward, queries, max_rounds, true, parse)
+        .into_iter()
+        .map(|a| match a.outcome {
+            Outcome::Parsed(v) => Ok(Some(v)),
+            Outcome::Unparsed => Ok(None),
+            Outcome::Failed(e) => Err(Error::Reward { reward: reward.to_string(), msg: e.to_string() }),
+        })
+        .collect()
 }
 
 fn unresolved(
@@ -156,34 +136,76 @@ impl VieScore {
         Self { client, opts }
     }
 
-    /// The components from the two parsed lists (each non-empty): sub-scores are entries 0 and 1, a missing entry 1
-    /// is left out; SC and PQ are the minima over the whole lists (EARL `min(sc_dict["score"])`).
+    /// The components from the two parsed lists (each non-empty), see [`vie_scores`].
     fn components(sc: &[f64], pq: &[f64]) -> RewardOutput {
-        let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
-        let (sc_min, pq_min) = (min(sc), min(pq));
-        let mut c = vec![("edit_success", sc[0]), ("naturalness", pq[0])];
-        c.extend(sc.get(1).map(|&v| ("overedit", v)));
-        c.extend(pq.get(1).map(|&v| ("artifacts", v)));
-        c.extend([
-            ("semantic_consistency", sc_min),
-            ("perceptual_quality", pq_min),
-            ("overall", (sc_min * pq_min).sqrt()),
-        ]);
+        let v = vie_scores(sc, pq);
+        let mut c = vec![("edit_success", v.edit_success), ("naturalness", v.naturalness)];
+        c.extend(v.overediting.map(|x| ("overedit", x)));
+        c.extend(v.artifacts.map(|x| ("artifacts", x)));
+        c.extend([("semantic_consistency", v.sc), ("perceptual_quality", v.pq), ("overall", v.overall)]);
         RewardOutput::from_components(c)
     }
 
     fn requests(&self, inp: &RewardInput<'_>) -> Vec<ChatRequest> {
         let Some(pred) = inp.predicted else { return Vec::new() };
-        let ask = |text: String, images: &[&image::RgbImage]| ChatRequest {
-            messages: vec![message("user", text_and_images(&text, images))],
-            max_tokens: self.opts.viescore_max_tokens,
-            temperature: self.opts.viescore_temperature,
-        };
-        vec![
-            ask(fill(&self.opts.prompts.semantic_consistency.text, inp.instruction), &[inp.source, pred]),
-            ask(fill(&self.opts.prompts.perceptual_quality.text, inp.instruction), &[pred]),
-        ]
+        let o = &self.opts;
+        viescore_queries(&o.prompts, inp.instruction, inp.source, pred, o.viescore_max_tokens, o.viescore_temperature)
     }
+}
+
+/// VIEScore's numbers from the two parsed lists (each non-empty).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct VieScores {
+    /// min of the SC list (EARL `min(sc_dict["score"])`).
+    pub sc: f64,
+    /// min of the PQ list.
+    pub pq: f64,
+    /// √(SC·PQ).
+    pub overall: f64,
+    /// SC entry 0.
+    pub edit_success: f64,
+    /// SC entry 1, when the list has one.
+    pub overediting: Option<f64>,
+    /// PQ entry 0.
+    pub naturalness: f64,
+    /// PQ entry 1, when the list has one.
+    pub artifacts: Option<f64>,
+}
+
+/// SC and PQ are the minima over the whole lists, the sub-scores entries 0 and 1 (a missing entry 1 stays `None`).
+pub(crate) fn vie_scores(sc: &[f64], pq: &[f64]) -> VieScores {
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (sc_min, pq_min) = (min(sc), min(pq));
+    VieScores {
+        sc: sc_min,
+        pq: pq_min,
+        overall: (sc_min * pq_min).sqrt(),
+        edit_success: sc[0],
+        overediting: sc.get(1).copied(),
+        naturalness: pq[0],
+        artifacts: pq.get(1).copied(),
+    }
+}
+
+/// VIEScore's two queries, each one user message with the text first and then the images: semantic consistency
+/// over [source, edited], perceptual quality over [edited].
+pub(crate) fn viescore_queries(
+    prompts: &PromptSet,
+    instruction: &str,
+    source: &image::RgbImage,
+    edited: &image::RgbImage,
+    max_tokens: u32,
+    temperature: Option<f64>,
+) -> Vec<ChatRequest> {
+    let ask = |text: String, images: &[&image::RgbImage]| ChatRequest {
+        messages: vec![message("user", text_and_images(&text, images))],
+        max_tokens,
+        temperature,
+    };
+    vec![
+        ask(fill(&prompts.semantic_consistency.text, instruction), &[source, edited]),
+        ask(fill(&prompts.perceptual_quality.text, instruction), &[edited]),
+    ]
 }
 
 impl Reward for VieScore {

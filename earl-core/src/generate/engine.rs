@@ -94,13 +94,35 @@ pub struct GeneratedSample {
 }
 
 /// Generates `samples_per_request` completions for every request. `on_step(step, live_rows)` is called after
-/// every decoding step (progress bars live in the caller).
+/// every decoding step (progress bars live in the caller). Request `r`'s streams are keyed by `r` (its index in
+/// this batch); [`generate_keyed`] keys them by the caller's own ids.
 pub fn generate(
     model: &Emu3ForCausalLM,
     requests: &[GenerationRequest],
     cfg: &GenerationConfig,
     on_step: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<GeneratedSample>> {
+    let keys: Vec<u64> = (0..requests.len() as u64).collect();
+    generate_keyed(model, requests, &keys, cfg, on_step)
+}
+
+/// As [`generate`], with request `r`'s sampling streams keyed by `stream_keys[r]` instead of its batch index: the
+/// stream of (request `r`, sample `j`) is `sample_stream(seed, stream_keys[r], j)`. `earl eval run` keys each
+/// sample by its dataset row, so that its tokens do not depend on which other rows share its batch, on `--limit`
+/// or on a resume. Keys must fit in 32 bits (the stream id packs key and sample) and be distinct.
+pub fn generate_keyed(
+    model: &Emu3ForCausalLM,
+    requests: &[GenerationRequest],
+    stream_keys: &[u64],
+    cfg: &GenerationConfig,
+    on_step: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<GeneratedSample>> {
+    if stream_keys.len() != requests.len() {
+        return Err(Error::input(format!("{} stream keys for {} requests", stream_keys.len(), requests.len())));
+    }
+    if let Some(k) = stream_keys.iter().find(|&&k| k > u64::from(u32::MAX)) {
+        return Err(Error::input(format!("stream key {k} does not fit in 32 bits")));
+    }
     let _span = tracing::info_span!("generate", requests = requests.len(), n = cfg.samples_per_request).entered();
     let _no_grad = tch::no_grad_guard();
     validate(model, requests, cfg)?;
@@ -126,7 +148,7 @@ pub fn generate(
     }
 
     let rows: Vec<(usize, usize)> = (0..requests.len()).flat_map(|r| (0..n).map(move |j| (r, j))).collect();
-    let stream_ids: Vec<(u64, u64)> = rows.iter().map(|&(r, j)| (r as u64, j as u64)).collect();
+    let stream_ids: Vec<(u64, u64)> = rows.iter().map(|&(r, j)| (stream_keys[r], j as u64)).collect();
     let mut sampler = TokenSampler::new(cfg.sampling, cfg.seed, &stream_ids)?;
     let mut constraint = cfg
         .image_tokens
@@ -318,6 +340,25 @@ mod tests {
         assert_eq!(alone[0].tokens, together[0].tokens);
         let other_seed = generate(&m, &batch[..1], &GenerationConfig { seed: 6, ..c.clone() }, &mut |_, _| {}).unwrap();
         assert_ne!(other_seed[0].tokens, alone[0].tokens);
+    }
+
+    #[test]
+    fn keyed_streams_follow_the_key_not_the_batch_position() {
+        let m = tiny();
+        let reqs: Vec<GenerationRequest> = (0..3)
+            .map(|i| GenerationRequest { prompt: vec![1, 40 + i, 41, 10], prefill_len: 1, grid: Some((2, 2)) })
+            .collect();
+        let c = cfg(SamplingParams { temperature: 1.0, top_k: crate::generate::TopK::Off, top_p: 1.0 }, 1);
+        // Request 2 keyed 17: alone at position 0, or last of a batch keyed [5, 9, 17], draws the same stream.
+        let alone = generate_keyed(&m, &reqs[2..], &[17], &c, &mut |_, _| {}).unwrap();
+        let batch = generate_keyed(&m, &reqs, &[5, 9, 17], &c, &mut |_, _| {}).unwrap();
+        assert_eq!(alone[0].tokens, batch[2].tokens);
+        // Its batch index (0 alone) would give another stream; the default keys are the batch indices.
+        let by_index = generate(&m, &reqs[2..], &c, &mut |_, _| {}).unwrap();
+        assert_ne!(by_index[0].tokens, alone[0].tokens);
+        assert_eq!(generate_keyed(&m, &reqs[2..], &[0], &c, &mut |_, _| {}).unwrap(), by_index);
+        assert!(generate_keyed(&m, &reqs, &[1], &c, &mut |_, _| {}).is_err());
+        assert!(generate_keyed(&m, &reqs[..1], &[1 << 32], &c, &mut |_, _| {}).is_err());
     }
 
     #[test]

@@ -7,5 +7,7 @@ pub mod engine;
 pub mod sampling;
 
 pub use constraint::{GridConstraint, ImageTokens, RowConstraint};
-pub use engine::{generate, response_budget, FinishReason, GeneratedSample, GenerationConfig, GenerationRequest};
+pub use engine::{
+    generate, generate_keyed, response_budget, FinishReason, GeneratedSample, GenerationConfig, GenerationRequest,
+};
 pub use sampling::{sample_stream, SamplingParams, TokenSampler, TopK};

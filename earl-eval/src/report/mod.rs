@@ -27,7 +27,7 @@ pub fn write_report(run_dir: &Path) -> Result<PathBuf> {
     let run = RunDir::open(run_dir)?;
     let html = gallery::render(&run)?;
     let out = run_dir.join(REPORT_FILE);
-    write_atomically(&out, &html)?;
+    earl_core::fsio::write_atomic(&out, html.as_bytes())?;
     Ok(out)
 }
 
@@ -35,7 +35,7 @@ pub fn write_report(run_dir: &Path) -> Result<PathBuf> {
 pub fn write_compare(run_a: &Path, run_b: &Path, out: &Path) -> Result<PathBuf> {
     let (a, b) = (RunDir::open(run_a)?, RunDir::open(run_b)?);
     let html = compare::render(&a, &b)?;
-    write_atomically(out, &html)?;
+    earl_core::fsio::write_atomic(out, html.as_bytes())?;
     Ok(out.to_path_buf())
 }
 
@@ -55,12 +55,6 @@ fn histogram(metric: &str, values: &[f64], dir: &Path) -> Result<String> {
 }
 
 /// Writes `text` next to `path` and renames it over, so that a reader never sees half a report.
-fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("html.tmp");
-    std::fs::write(&tmp, text).map_err(|source| Error::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io { path: path.to_path_buf(), source })
-}
-
 #[cfg(test)]
 mod chromium;
 #[cfg(test)]

@@ -60,10 +60,19 @@ pub struct SampleRecord {
     pub naturalness: Option<f64>,
     /// PQ sub-score 2.
     pub artifacts: Option<f64>,
-    /// Why the sample failed (unreadable row, generation error, judge failure), if it did.
+    /// Why the sample has no edit (unreadable row, unencodable source) or no image (why none decoded), if so.
     pub error: Option<String>,
     /// Whether the judge failed on this sample (its scores are then the mode's: 0 in `reference` mode).
     pub judge_failed: bool,
+    /// Why the judge failed (transport error, unparsable reply), if it did.
+    #[serde(default)]
+    pub judge_error: Option<String>,
+    /// Whether a judge has scored this sample (false in a run without a judge, and for rows without an edit).
+    #[serde(default)]
+    pub judged: bool,
+    /// The row's extra data for the judge ([`crate::bench::BenchRow::extra`]), kept for `earl eval judge`.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub extra: serde_json::Value,
     /// Seconds spent generating this sample.
     pub generate_s: f64,
 }
@@ -97,6 +106,12 @@ pub struct Summary {
     pub judge_failures: usize,
     /// Samples whose completion held no decodable image.
     pub invalid_images: usize,
+    /// Samples without an edit (unreadable row or unencodable source): recorded with their error, not scored.
+    #[serde(default)]
+    pub errors: usize,
+    /// Samples no judge has scored yet (a run without a judge; `earl eval judge` scores them).
+    #[serde(default)]
+    pub unjudged: usize,
     /// Commit, model and VQ hashes, judge, prompt hashes, seed and every setting.
     pub manifest: serde_json::Value,
 }

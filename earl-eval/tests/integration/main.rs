@@ -3,6 +3,9 @@
 //! (`autotests = false` and one `[[test]]` in Cargo.toml) rather than a crate each.
 //! One file's tests: `cargo test -p earl-eval --test integration FILE::`.
 mod bench;
+mod eval_run;
 mod judge_prompts;
+mod loopback;
 mod rl_experiments;
 mod verifier_loopback;
+mod viescore_judge;

@@ -3,126 +3,17 @@
 //! queries of the sample are asked again), never parsable, 429/500 then success, 400, slower than the client's
 //! timeout, and a refused connection. Every test is bounded by construction — short client timeouts,
 //! few attempts, millisecond backoffs — never by a timed assertion.
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use earl_core::rl::{FinalReward, Reward, RewardInput, RewardSet};
 use earl_eval::{ChatClient, ClientOptions, GroundScore, Unparsable, VerifierOptions, VieScore};
 use image::{Rgb, RgbImage};
-use serde_json::{json, Value};
+use serde_json::json;
 
-/// What the server saw: method + path, headers (lower-case names) and the JSON body.
-#[derive(Debug, Clone)]
-struct Seen {
-    line: String,
-    headers: Vec<(String, String)>,
-    body: Value,
-}
-
-struct Reply {
-    status: u16,
-    body: String,
-    delay: Duration,
-    headers: Vec<(&'static str, String)>,
-}
-
-fn ok(content: &str) -> Reply {
-    let body = json!({ "id": "x", "object": "chat.completion",
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }] });
-    Reply { status: 200, body: body.to_string(), delay: Duration::ZERO, headers: vec![] }
-}
-
-fn status(code: u16) -> Reply {
-    Reply { status: code, body: format!("{{\"error\": \"scripted {code}\"}}"), delay: Duration::ZERO, headers: vec![] }
-}
-
-type Script = dyn Fn(usize, &Seen) -> Reply + Send + Sync;
-
-struct Server {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    in_flight_max: Arc<AtomicUsize>,
-}
-
-impl Server {
-    fn url(&self) -> String {
-        format!("http://{}/v1", self.addr)
-    }
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-fn read_request(stream: &mut TcpStream) -> Option<Seen> {
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let mut headers = Vec::new();
-    let mut len = 0usize;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-        if k == "content-length" {
-            len = v.parse().ok()?;
-        }
-        headers.push((k, v));
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Seen {
-        line: line.trim_end().to_string(),
-        headers,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-    })
-}
-
-/// Starts the scripted server; each connection is served on its own thread and closed after one response.
-fn serve(script: impl Fn(usize, &Seen) -> Reply + Send + Sync + 'static) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (in_flight, in_flight_max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let script: Arc<Script> = Arc::new(script);
-    let (seen2, max2) = (seen.clone(), in_flight_max.clone());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let (seen, script, in_flight, max) = (seen2.clone(), script.clone(), in_flight.clone(), max2.clone());
-            std::thread::spawn(move || {
-                let Some(req) = read_request(&mut stream) else { return };
-                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                max.fetch_max(now, Ordering::SeqCst);
-                let n = {
-                    let mut s = seen.lock().unwrap();
-                    s.push(req.clone());
-                    s.len() - 1
-                };
-                let reply = script(n, &req);
-                std::thread::sleep(reply.delay);
-                in_flight.fetch_sub(1, Ordering::SeqCst);
-                let mut head = format!(
-                    "HTTP/1.1 {} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-                    reply.status,
-                    reply.body.len()
-                );
-                for (k, v) in &reply.headers {
-                    head.push_str(&format!("{k}: {v}\r\n"));
-                }
-                let _ = stream.write_all(format!("{head}\r\n{}", reply.body).as_bytes());
-            });
-        }
-    });
-    Server { addr, seen, in_flight_max }
-}
+use crate::loopback::{images_in, ok, serve, status, Reply};
 
 fn client(url: String, timeout_ms: u64, attempts: u32) -> ChatClient {
     let mut o = ClientOptions::new(url, "judge-model");
@@ -133,13 +24,6 @@ fn client(url: String, timeout_ms: u64, attempts: u32) -> ChatClient {
     o.max_backoff = Duration::from_millis(20);
     o.max_concurrency = 4;
     ChatClient::new(o)
-}
-
-/// How many images a request carries; semantic-consistency queries have two, perceptual-quality ones one.
-fn images_in(req: &Seen) -> usize {
-    req.body["messages"].as_array().map_or(0, |ms| {
-        ms.iter().filter_map(|m| m["content"].as_array()).flatten().filter(|p| p["type"] == "image_url").count()
-    })
 }
 
 struct Images {

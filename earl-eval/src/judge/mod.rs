@@ -1,8 +1,13 @@
 //! The judge seam of `earl eval`: a [`Judge`] scores edited images the way the paper's table does (VIEScore: SC, PQ,
 //! overall = √(SC·PQ), and the four sub-scores). VIEScore over an OpenAI-compatible endpoint is one implementation;
 //! [mini]'s exact verifier is another. A judge never fails a batch for one sample: a sample it could not score gets a
-//! [`Verdict`] with `error` set, and the evaluation decides how that counts (the reference scores it 0).
+//! [`Verdict`] with `error` set, and the judge's failure mode decides how that counts (the reference scores it 0;
+//! [`viescore::JudgeMode::Retry`] leaves it out of the means).
+pub mod viescore;
+
 use image::RgbImage;
+
+pub use viescore::{JudgeMode, VieScoreJudge, VieScoreJudgeOptions};
 
 /// What the judge sees of one sample.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +47,27 @@ pub struct Verdict {
     pub reasons: Vec<String>,
     /// Why the sample could not be scored (transport or parse failure); the scores are then 0.
     pub error: Option<String>,
+    /// Whether the scores are left out of the means: a failure in `retry` mode. False for scored samples and for
+    /// failures in `reference` mode, which count as 0 everywhere.
+    pub excluded: bool,
+}
+
+impl Verdict {
+    /// A failed sample: 0 on every metric (the reference's `except` branch in `baselines/gen_viescore.py`), with
+    /// the replies gathered so far and why; `excluded` when the mode leaves failures out of the means.
+    pub fn failed(error: String, replies: Vec<String>, excluded: bool) -> Self {
+        let z = Some(0.0);
+        Verdict {
+            edit_success: z,
+            overediting: z,
+            naturalness: z,
+            artifacts: z,
+            replies,
+            error: Some(error),
+            excluded,
+            ..Verdict::default()
+        }
+    }
 }
 
 /// A judge of edited images.
