@@ -13,6 +13,7 @@ mod eval_cmd;
 mod parity;
 mod rl_cmd;
 mod sft;
+mod train_tok_cmd;
 mod vq_cmd;
 mod vq_parity;
 
@@ -84,6 +85,12 @@ enum Command {
     /// Speed benchmarks on random-weight models (run next to shared/bench/torch_decode_baseline.py).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Vision-tokenizer training.
+    #[command(subcommand)]
+    Vq(train_tok_cmd::VqCommand),
+    /// Text-tokenizer training.
+    #[command(subcommand)]
+    Tokenizer(train_tok_cmd::TokenizerCommand),
 }
 
 #[derive(Subcommand)]
@@ -201,6 +208,8 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Decode(args) => vq_cmd::decode(&args),
         Command::Bench(BenchCommand::Vq(args)) => vq_cmd::bench(&args),
         Command::Bench(BenchCommand::Rl(args)) => bench::rl(&args),
+        Command::Vq(train_tok_cmd::VqCommand::Train(args)) => train_tok_cmd::vq_train(&args),
+        Command::Tokenizer(train_tok_cmd::TokenizerCommand::Train(args)) => train_tok_cmd::tokenizer_train(&args),
     }
 }
 

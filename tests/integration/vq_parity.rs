@@ -98,3 +98,51 @@ fn damaged_vq_checkpoints_are_clear_errors() {
     let e = load_error(d.path());
     assert!(e.contains("invalid config") && e.contains("normalisation groups"), "{e}");
 }
+
+/// The Python of the reference (transformers 5.17.0): `$EARL_PYTHON`, else the project's `.venv`, else `python3`.
+fn reference_python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("EARL_PYTHON") {
+        return p.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let active = std::env::var_os("VIRTUAL_ENV").map(|v| std::path::PathBuf::from(v).join("bin/python"));
+    active.filter(|p| p.is_file()).unwrap_or(if venv.is_file() { venv } else { "python3".into() })
+}
+
+#[test]
+fn a_tokenizer_trained_here_loads_in_transformers_and_passes_parity() {
+    use earl_core::vq::train::{mini_vq_config, train_vq, RawVqTrainConfig, VqTrainConfig};
+    // A few steps on hard-edged two-colour images: enough to move every weight away from its initial value.
+    let images = (0..8u32).map(|i| {
+        image::RgbImage::from_fn(16, 16, |x, y| {
+            let inside = (x + i) % 16 < 8 && (y + 2 * i) % 16 < 10;
+            image::Rgb(if inside { [200, (40 * i) as u8, 30] } else { [250, 250, 250] })
+        })
+    });
+    let raw = RawVqTrainConfig { steps: Some(4), batch_size: Some(2), ..Default::default() };
+    let model_cfg = earl_core::VqConfig { codebook_size: 64, channel_multiplier: vec![1, 1, 2, 2], ..mini_vq_config() };
+    let cfg = VqTrainConfig { model: model_cfg, ..raw.into_config(Device::Cpu).unwrap() };
+    let dir = tempfile::tempdir().unwrap();
+    train_vq(images, &cfg, dir.path(), |_| {}).unwrap();
+
+    let refdir = tempfile::tempdir().unwrap();
+    let reference_file = refdir.path().join("reference.safetensors");
+    let script = fixtures_dir().join("check_trained_vq.py");
+    let out = std::process::Command::new(reference_python())
+        .arg(&script)
+        .arg("--model")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&reference_file)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("running the reference Python (set EARL_PYTHON to one with transformers 5.17.0)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{} failed:\n{stderr}", script.display());
+
+    let reference = SafetensorsStore::open(&reference_file, Kind::Float, Device::Cpu).unwrap();
+    let model = Emu3VqModel::from_dir(dir.path(), Kind::Float, Device::Cpu).unwrap();
+    let p = check_vq_reference(&model, &reference).unwrap();
+    assert_eq!(p.codes_flipped_beyond_gap, Some(0), "codes {}/{} equal", p.codes_equal, p.codes_total);
+    assert!(p.decoded.rel_l2 <= 1e-5, "decoded {}", p.decoded);
+}

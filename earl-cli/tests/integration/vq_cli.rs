@@ -118,3 +118,49 @@ fn vq_parity_passes_on_both_layouts_and_fails_on_a_different_model() {
     assert_eq!(code, 1, "{out}");
     assert!(out.trim_end().lines().last().unwrap().starts_with("parity FAILED:"), "{out}");
 }
+
+#[test]
+fn vq_train_and_tokenizer_train_write_tokenizers_the_other_commands_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, vq, tok) = (tmp.path().join("images"), tmp.path().join("vq"), tmp.path().join("tok"));
+    std::fs::create_dir(&images).unwrap();
+    for i in 0..6u32 {
+        let img = RgbImage::from_fn(16, 16, |x, y| {
+            image::Rgb(if (x + 2 * i) % 16 < 8 && y > i { [30, 90, 220] } else { [255, 255, 255] })
+        });
+        save(&img, &images.join(format!("{i}.png"))).unwrap();
+    }
+    let args = ["--steps", "3", "--batch", "2", "--codebook", "32", "--device", "cpu"];
+    let (code, stdout, err) = earl(&[&["vq", "train", "--images", s(&images), "--out", s(&vq)], &args[..]].concat());
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(stdout.contains("3 steps"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(vq.join("metrics.jsonl")).unwrap().lines().count(), 3);
+    let (code, stdout, err) = earl(&[
+        "encode",
+        "--vq",
+        s(&vq),
+        "--image",
+        s(&images.join("0.png")),
+        "--area",
+        "256",
+        "--out",
+        s(&tmp.path().join("c.json")),
+    ]);
+    assert_eq!(code, 0, "{stdout}{err}");
+
+    let texts = tmp.path().join("texts.txt");
+    std::fs::write(&texts, "Recolour the red circle blue.\nMove the star left of the ring.\\nThen stop.\n").unwrap();
+    let (code, stdout, err) =
+        earl(&["tokenizer", "train", "--texts", s(&texts), "--codebook", "32", "--merges", "40", "--out", s(&tok)]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    let t = earl_core::Emu3Tokenizer::from_dir(&tok).unwrap();
+    assert_eq!(t.codebook_size(), 32);
+    assert_eq!(t.decode(&t.encode("Then stop.\nMove").unwrap()).unwrap(), "Then stop.\nMove");
+
+    // No images: a one-line error.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (code, _, err) = earl(&[&["vq", "train", "--images", s(&empty), "--out", s(&vq)], &args[..]].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("no PNG, JPEG or WebP images"), "{err}");
+}

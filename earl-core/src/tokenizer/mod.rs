@@ -7,6 +7,7 @@
 mod bpe;
 mod files;
 mod stream;
+pub mod train;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -11,6 +11,7 @@ mod decoder;
 mod encoder;
 mod names;
 mod quantizer;
+pub mod train;
 
 use std::path::Path;
 
@@ -20,7 +21,7 @@ pub use config::{is_vq_checkpoint, RawVqConfig, VqConfig, VqLayout};
 use decoder::Decoder;
 use encoder::Encoder;
 use names::Names;
-use quantizer::Quantizer;
+pub(crate) use quantizer::Quantizer;
 
 use crate::error::{guard, Error, Result};
 use crate::weights::{RandomSource, SafetensorsStore, TensorSource};
@@ -128,6 +129,21 @@ impl Emu3VqModel {
         })
     }
 
+    /// The quantizer's continuous input [B, e, 1, h, w] for images [B, 3, H, W] already in the model's dtype and
+    /// device (the path of [`Emu3VqModel::encode`] before the nearest-code search; training differentiates it).
+    pub(crate) fn continuous_latents(&self, images: &Tensor) -> Result<Tensor> {
+        self.check_images(images)?;
+        let t = self.cfg.temporal_downsample_factor;
+        let frame = self.encoder.frames(images);
+        let video = frame.unsqueeze(2).expand([-1, -1, t, -1, -1], false).contiguous();
+        Ok(self.quant_conv.forward(&self.encoder.temporal(&video)))
+    }
+
+    /// The codebook layer (training reads codes and embeddings from it).
+    pub(crate) fn quantizer(&self) -> &Quantizer {
+        &self.quantize
+    }
+
     /// The reference's literal path for a still image — every repeated frame through the 2D encoder — kept for
     /// tests of the shortcut in [`Emu3VqModel::encode`].
     pub fn encode_video_frames(&self, images: &Tensor) -> Result<Tensor> {
@@ -177,13 +193,20 @@ impl Emu3VqModel {
                 )));
             }
             let quant = self.quantize.lookup(&codes).permute([0, 3, 1, 2]).unsqueeze(2); // [B, e, 1, h, w]
-            let post = self.post_quant_conv.forward(&quant); // [B, z, 1, h, w]
-            let both = self.decoder.temporal(&Tensor::cat(&[&post, &quant], 0)); // [2B, z, T, h, w]
-                                                                                 // Only the first frame is returned for a still image; the 2D decoder treats frames independently.
-            let first = both.select(2, 0); // [2B, z, h, w]
-            let (hidden, zq) = (first.narrow(0, 0, b), first.narrow(0, b, b));
-            Ok(self.decoder.frames(&hidden, &zq))
+            Ok(self.decode_quantized(&quant))
         })
+    }
+
+    /// Quantized latents [B, e, 1, h, w] → images [B, 3, h·f, w·f] (the part of [`Emu3VqModel::decode`] after the
+    /// codebook lookup; training feeds it the straight-through latents).
+    pub(crate) fn decode_quantized(&self, quant: &Tensor) -> Tensor {
+        let b = quant.size()[0];
+        let post = self.post_quant_conv.forward(quant); // [B, z, 1, h, w]
+        let both = self.decoder.temporal(&Tensor::cat(&[&post, quant], 0)); // [2B, z, T, h, w]
+                                                                            // Only the first frame is returned for a still image; the 2D decoder treats frames independently.
+        let first = both.select(2, 0); // [2B, z, h, w]
+        let (hidden, zq) = (first.narrow(0, 0, b), first.narrow(0, b, b));
+        self.decoder.frames(&hidden, &zq)
     }
 }
 
