@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use earl_core::generate::TopK;
+use earl_eval::bench::GenericColumns;
 use earl_eval::judge::JudgeMode;
 use earl_eval::run::{self, EvalConfig, JudgeConfig, Progress, RawEvalConfig, SampleRecord, Summary};
 
@@ -56,14 +57,45 @@ impl JudgeFlags {
     }
 }
 
+/// Parses `--columns source=src,instruction=prompt,gt=target`: every key once, `source` and `instruction` required.
+fn parse_columns(text: &str) -> std::result::Result<GenericColumns, String> {
+    let mut cols = GenericColumns::default();
+    for part in text.split(',').filter(|p| !p.trim().is_empty()) {
+        let (key, col) = part.split_once('=').ok_or_else(|| format!("{part:?} is not KEY=COLUMN"))?;
+        let col = col.trim().to_string();
+        let slot = match key.trim() {
+            "source" => {
+                cols.source = col;
+                continue;
+            }
+            "instruction" => {
+                cols.instruction = col;
+                continue;
+            }
+            "gt" => &mut cols.gt,
+            "task" => &mut cols.task,
+            "id" => &mut cols.id,
+            other => return Err(format!("unknown column key {other:?} (source, instruction, gt, task, id)")),
+        };
+        *slot = Some(col);
+    }
+    if cols.source.is_empty() || cols.instruction.is_empty() {
+        return Err("`source=` and `instruction=` are required".into());
+    }
+    Ok(cols)
+}
+
 #[derive(clap::Args)]
 pub struct RunArgs {
     /// omniedit, emuedit, aurora, magicbrush, vismin, i2ebench (or generic).
     #[arg(long)]
     benchmark: String,
-    /// The dataset's directory as a download leaves it.
+    /// The dataset's directory as a download leaves it (for generic: a parquet or JSONL file or directory).
     #[arg(long)]
     data: PathBuf,
+    /// Generic benchmark's columns: `source=COL,instruction=COL[,gt=COL][,task=COL][,id=COL]`.
+    #[arg(long, value_parser = parse_columns)]
+    columns: Option<GenericColumns>,
     #[arg(long)]
     model: PathBuf,
     #[arg(long)]
@@ -85,6 +117,9 @@ pub struct RunArgs {
     /// Source area before encoding (default 65636, the reference's).
     #[arg(long)]
     area: Option<u64>,
+    /// Area of the images the judge sees (default 65536).
+    #[arg(long)]
+    judge_area: Option<u64>,
     /// New-token cap (default 3000, lowered to what max_position_embeddings leaves).
     #[arg(long)]
     max_new_tokens: Option<usize>,
@@ -186,6 +221,8 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                 seed: Some(a.seed),
                 mode: Some(a.mode),
                 area: a.area,
+                judge_area: a.judge_area,
+                columns: a.columns,
                 max_new_tokens: a.max_new_tokens,
                 top_k: a.top_k,
                 ..Default::default()

@@ -7,6 +7,7 @@ mod common;
 mod crash_safety;
 mod data_tokenize;
 mod edit_cli;
+mod eval_cli;
 mod mini_cli;
 mod sft_cli;
 mod vq_cli;
