@@ -280,6 +280,7 @@ fn paper_env(k: &str) -> Option<String> {
         "EARL_DATA" => "/data",
         "EARL_RUNS" => "/runs",
         "EARL_VQ" => "/models/Emu3-VisionTokenizer",
+        "EARL_JUDGE_KEY_FILE" => "/secrets/openai.key",
         "APP__DATA_DIR" => "/data",
         "APP__REWARD_FUNCTION_API_BASE" => "http://verifier:4877/v1",
         _ => return None,
@@ -345,10 +346,8 @@ fn every_paper_chain_loads_and_is_wired() {
     }
 }
 
-/// Every paper evaluation is a valid evaluation config. Needs the evaluation runner's `RawEvalConfig` fields
-/// (`data`, `model`, `tokenizer`, `vq`, `seed`); enable once the runner is merged.
+/// Every paper evaluation is a valid evaluation config, judge settings included.
 #[test]
-#[ignore = "needs the evaluation runner's RawEvalConfig (the placeholder knows only `benchmark`)"]
 fn every_paper_evaluation_validates() {
     for p in paper_chains() {
         let c = Chain::load_with_env(&p, &paper_env).unwrap();
