@@ -190,3 +190,78 @@ fn bad_benchmark_input_is_one_line_and_an_unreadable_image_is_a_sample_record() 
     assert_eq!(bad.len(), 1, "{text}");
     assert!(bad[0]["error"].as_str().unwrap().contains("column \"input\""), "{}", bad[0]);
 }
+
+/// The records of a run without their timings (a regenerated sample is the same sample, not the same duration).
+fn untimed_samples(run: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run.join("samples.jsonl")).unwrap();
+    let mut recs: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for r in &mut recs {
+        r["generate_s"] = serde_json::json!(0.0);
+    }
+    recs.sort_by_key(|r| r["row"].as_u64());
+    recs
+}
+
+#[test]
+fn kill_9_after_a_sample_loses_nothing_finished_and_the_rerun_matches_an_uninterrupted_run() {
+    use std::os::unix::process::ExitStatusExt;
+    let server = serve(|_, req| ok(if images_in(req) == 2 { r#"{"score": [7, 5]}"# } else { r#"{"score": [6]}"# }));
+    let tmp = tempfile::tempdir().unwrap();
+    let (killed, whole) = (tmp.path().join("killed"), tmp.path().join("whole"));
+    let data = "fixtures/bench-tiny/magicbrush";
+    let url = server.url();
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "eval",
+            "run",
+            "--benchmark",
+            "magicbrush",
+            "--data",
+            data,
+            "--model",
+            "fixtures/bundle-tiny",
+            "--vq",
+            "fixtures/vq-tiny",
+            "--out",
+            s(out),
+            "--limit",
+            "2",
+            "--seed",
+            "9",
+            "--area",
+            "1024",
+            "--judge-area",
+            "1024",
+            "--max-new-tokens",
+            "40",
+            "--device",
+            "cpu",
+            "--judge-url",
+            &url,
+            "--mode",
+            "text:<|image start|>{h}*{w}<|image token|>",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_earl"))
+        .args(args(&killed))
+        .current_dir(&root)
+        .env("EARL_FAULT", "sample-0")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.signal(), Some(9), "EARL_FAULT=sample-0 must SIGKILL: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(untimed_samples(&killed).len(), 1, "the sample written before the kill survives");
+    let asked = server.seen().len();
+    let a = args(&killed);
+    let (code, out, err) = earl(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(server.seen().len() - asked, 2, "the rerun judges only the unfinished sample");
+    let b = args(&whole);
+    let (code, out, err) = earl(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(untimed_samples(&killed), untimed_samples(&whole), "interrupted + resumed = uninterrupted");
+}
