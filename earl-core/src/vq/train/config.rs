@@ -153,7 +153,7 @@ impl VqTrainConfig {
         if self.steps == 0 || self.batch_size == 0 {
             return Err(format!("steps ({}) and batch_size ({}) must be positive", self.steps, self.batch_size));
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || !(self.min_lr >= 0.0 && self.min_lr <= self.lr) {
+        if !(self.lr > 0.0 && self.lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
             return Err(format!("need lr > 0 and 0 ≤ min_lr ≤ lr, got lr {} and min_lr {}", self.lr, self.min_lr));
         }
         for (name, v) in

@@ -41,10 +41,9 @@ fn init_tensor(seed: u64, name: &str, shape: &[i64]) -> Tensor {
     let h = name.bytes().fold(seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     tch::manual_seed((h >> 1) as i64);
     let uniform = |bound: f64| Tensor::rand(shape, opts) * (2.0 * bound) - bound;
-    if name.ends_with(".running_var") || name.ends_with("conv_y.bias") {
-        Tensor::ones(shape, opts)
-    } else if shape.len() == 1 && name.ends_with(".weight") {
-        Tensor::ones(shape, opts) // GroupNorm / BatchNorm scales
+    let ones = name.ends_with(".running_var") || name.ends_with("conv_y.bias");
+    if ones || (shape.len() == 1 && name.ends_with(".weight")) {
+        Tensor::ones(shape, opts) // running variances, SpatialNorm's y-bias, GroupNorm / BatchNorm scales
     } else if shape.len() == 1 {
         Tensor::zeros(shape, opts) // biases and running means
     } else if name.ends_with("quantize.embedding.weight") {
