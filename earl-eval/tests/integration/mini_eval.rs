@@ -3,7 +3,7 @@
 //! picks that verifier by itself when no judge URL is given, writing `samples.jsonl` and `summary.json`.
 use std::path::{Path, PathBuf};
 
-use earl_eval::bench::{self, BenchmarkSource};
+use earl_eval::bench;
 use earl_eval::judge::{Judge, JudgeInput};
 use earl_eval::mini::{MiniJudge, MINI_JUDGE};
 use earl_eval::run::{self, EvalConfig, RawEvalConfig, SampleRecord};
