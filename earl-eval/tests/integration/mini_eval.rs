@@ -1,6 +1,7 @@
 //! The EARL-mini world in `earl eval`: the exact verifier through the [`Judge`] seam scores a sample's target ≈ 10
 //! and its unchanged source low, and `run_eval` on `mini-s-test` with the tiny fixture bundle (random weights, CPU)
-//! picks that verifier by itself when no judge URL is given, writing `samples.jsonl` and `summary.json`.
+//! picks that verifier by itself when no judge URL is given, writing `samples.jsonl` and `summary.json`; RL's
+//! `reward_compute_mini` builds it into the reward set.
 use std::path::{Path, PathBuf};
 
 use earl_eval::bench;
@@ -86,4 +87,51 @@ fn run_eval_on_a_mini_split_uses_the_verifier_without_a_judge_url() {
     assert_eq!(on_disk["manifest"]["judge"]["judge"], json!(MINI_JUDGE));
     assert_eq!((on_disk["manifest"]["data"]["seed"].clone(), on_disk["n"].clone()), (json!(3), json!(2)));
     assert_eq!((s.n, s.benchmark.as_str()), (2, "mini-s-test"));
+}
+
+/// `reward_compute_mini` builds the exact verifier into the RL reward set; without registered tasks it reads each
+/// prompt's task off the source and ground-truth images.
+#[test]
+fn the_mini_reward_is_built_for_rl_and_scores_the_target_ten() {
+    use earl_core::rl::config::RewardConfig;
+    use earl_core::rl::{FinalReward, RewardInput};
+    let cfg = RewardConfig {
+        viescore: false,
+        ground_score: false,
+        token_agreement: false,
+        pixel_similarity: false,
+        mini: true,
+        final_reward: FinalReward::parse("mini").unwrap(),
+        verifier: Default::default(),
+    };
+    assert_eq!((cfg.enabled(), cfg.image_rewards(), cfg.needs_verifier()), (vec!["mini"], vec!["mini"], false));
+    let verifier = earl_eval::VerifierConfig {
+        api_base: String::new(),
+        model: String::new(),
+        api_key: String::new(),
+        max_concurrency: 1,
+        timeout_s: 1.0,
+        max_attempts: 1,
+        max_rounds: 1,
+        on_unparsable: earl_eval::Unparsable::Error,
+        viescore_sc_template: earl_eval::PromptSource::BuiltIn,
+        viescore_pq_template: earl_eval::PromptSource::BuiltIn,
+        ground_score_system_template: earl_eval::PromptSource::BuiltIn,
+        ground_score_user_template: earl_eval::PromptSource::BuiltIn,
+    };
+    let set = earl_eval::reward_set(&cfg, &verifier).unwrap();
+    assert_eq!(set.names(), ["mini"]);
+    let r = bench::open("mini-s-test", Path::new("."), None).unwrap().read(0).unwrap();
+    let gt = r.ground_truth.unwrap();
+    let input = |predicted| RewardInput {
+        instruction: &r.instruction,
+        source: &r.source_image,
+        predicted: Some(predicted),
+        ground_truth: Some(&gt),
+        predicted_codes: None,
+        ground_truth_codes: None,
+    };
+    let out = set.score(&[input(&gt), input(&r.source_image)], &[true, true]).unwrap();
+    assert_eq!(out[0].score, 10.0, "{out:?}");
+    assert!(out[1].score <= 3.0, "{out:?}");
 }
