@@ -230,7 +230,9 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             a.judge.into_raw(&mut raw);
             let cwd = std::env::current_dir().context("reading the current directory")?;
             let cfg = EvalConfig::from_raw(raw, &cwd)?;
-            if cfg.judge.is_none() {
+            if cfg.judge.is_none() && earl_eval::mini::is_mini(&cfg.benchmark) {
+                eprintln!("earl eval run: no --judge-url: {} judges by the exact mini verifier", cfg.benchmark);
+            } else if cfg.judge.is_none() {
                 eprintln!("earl eval run: no --judge-url: generating only (score later with `earl eval judge`)");
             }
             let device = earl_core::device::parse_device(&cfg.device)?;

@@ -5,7 +5,8 @@
 //! project lives in this crate. `earl eval` is [`bench`] (the benchmarks), [`judge`] (VIEScore and other judges)
 //! and [`run`] (the evaluation loop and its run directory); run directories are read back by [`rundir`] into the
 //! paper's table ([`table`]) and into self-contained HTML reports and comparisons ([`report`]). Experiment
-//! chains (SFT → RL → eval from one file) are [`chain`].
+//! chains (SFT → RL → eval from one file) are [`chain`]. [`mini`] makes the EARL-mini world's test splits
+//! benchmarks and its exact verifier a judge.
 #![warn(missing_docs)]
 mod ask;
 pub mod bench;
@@ -13,6 +14,7 @@ pub mod chain;
 pub mod chat;
 pub mod config;
 pub mod judge;
+pub mod mini;
 pub mod parse;
 pub mod prompts;
 pub mod report;

@@ -98,6 +98,11 @@ pub fn reward_set(cfg: &RewardConfig, verifier: &VerifierConfig) -> Result<Rewar
     if cfg.pixel_similarity {
         rewards.push(Box::new(PixelSimilarity));
     }
+    if cfg.mini {
+        // No registered tasks: each prompt's task is read off its source and ground-truth images (see
+        // `earl_mini::verify::reward`), so the RL data must carry the target image.
+        rewards.push(Box::new(earl_mini::verify::reward::MiniReward::new()));
+    }
     RewardSet::new(rewards, cfg.final_reward.clone())
 }
 

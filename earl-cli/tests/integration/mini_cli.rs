@@ -96,3 +96,34 @@ fn bad_splits_and_samples_are_one_line_errors() {
     assert_eq!(code, 2);
     assert!(err.contains("scene.json") && err.lines().count() == 1, "{err}");
 }
+
+/// `earl mini data`: three samples through the tiny VQ into an `edits` dataset, 16×16 codes per image, with the
+/// CoT only under `--cot`; a second run resumes (nothing new).
+#[test]
+fn data_writes_a_tokenized_split_with_the_cot_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |out: &Path, cot: bool| {
+        let mut args = vec!["mini", "data", "--split", "s-train", "--seed", "2", "--count", "3", "--vq"];
+        args.extend(["fixtures/vq-tiny", "--device", "cpu", "--out", s(out)]);
+        if cot {
+            args.push("--cot");
+        }
+        let (code, stdout, err) = earl(&args);
+        assert_eq!(code, 0, "{stdout}{err}");
+        assert!(stdout.contains("3 records"), "{stdout}");
+        let reader = earl_core::data::ShardReader::open(out).unwrap();
+        (0..reader.len()).map(|i| reader.get(i).unwrap()).collect::<Vec<earl_core::data::EditRecord>>()
+    };
+    let think = tmp.path().join("think");
+    let recs = run(&think, true);
+    assert_eq!(run(&think, true), recs, "a rerun resumes");
+    let plain = run(&tmp.path().join("plain"), false);
+    for (i, (t, p)) in recs.iter().zip(&plain).enumerate() {
+        let sample = earl_mini::Sample::generate(earl_mini::Split::STrain, 2, i as u64);
+        assert_eq!((t.id.clone(), t.instruction.clone()), (format!("s-train-2-{i}"), sample.instruction.clone()));
+        assert_eq!((t.source.h(), t.source.w(), t.edited.h(), t.edited.w()), (16, 16, 16, 16));
+        assert_eq!(t.cot, sample.cot);
+        assert!(p.cot.is_empty() && p.source == t.source && p.edited == t.edited);
+        assert_eq!(t.meta["edit"], sample.edit.kind());
+    }
+}

@@ -110,6 +110,8 @@ pub struct RawRlConfig {
     pub reward_compute_token_agreement: Option<bool>,
     /// Compute the offline pixel-similarity reward (ours; default false).
     pub reward_compute_pixel_similarity: Option<bool>,
+    /// Compute EARL-mini's exact-verifier reward (ours; default false; built by earl-eval from `earl_mini`).
+    pub reward_compute_mini: Option<bool>,
     /// Which reward (or combination) GRPO optimises; see docs/rewards.md (default `"viescore"`).
     pub reward_final_reward: Option<String>,
     // Logging and checkpointing.
@@ -231,6 +233,8 @@ pub struct RewardConfig {
     pub token_agreement: bool,
     /// Compute the offline pixel-similarity reward (ours).
     pub pixel_similarity: bool,
+    /// Compute EARL-mini's exact-verifier reward (ours): offline, it scores the decoded image.
+    pub mini: bool,
     /// The reward GRPO optimises (EARL `reward_final_reward`).
     pub final_reward: FinalReward,
     /// The verifier section as written (keys `reward_function_*` and `reward_*_template`, with their origins):
@@ -246,10 +250,10 @@ impl RewardConfig {
 }
 
 impl RewardConfig {
-    /// Names of the enabled rewards that score decoded images (so need a vision tokenizer): the verifier ones and
-    /// pixel similarity.
+    /// Names of the enabled rewards that score decoded images (so need a vision tokenizer): the verifier ones,
+    /// pixel similarity and the mini verifier.
     pub fn image_rewards(&self) -> Vec<&'static str> {
-        let needs = ["viescore", "ground_score", "pixel_similarity"];
+        let needs = ["viescore", "ground_score", "pixel_similarity", "mini"];
         self.enabled().into_iter().filter(|n| needs.contains(n)).collect()
     }
 
@@ -260,6 +264,7 @@ impl RewardConfig {
             (self.ground_score, "ground_score"),
             (self.token_agreement, "token_agreement"),
             (self.pixel_similarity, "pixel_similarity"),
+            (self.mini, "mini"),
         ]
         .into_iter()
         .filter_map(|(on, n)| on.then_some(n))

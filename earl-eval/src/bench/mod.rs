@@ -71,7 +71,11 @@ pub struct GenericColumns {
 
 /// Opens benchmark `name` over the dataset directory (or file) `data`; `columns` is used by `generic` only.
 /// Unknown names, a missing directory, missing or renamed columns and an empty benchmark are one-line errors.
+/// The mini world's test splits (`mini-…`, [`crate::mini`]) are generated, not read: `data` only may give a seed.
 pub fn open(name: &str, data: &std::path::Path, columns: Option<&GenericColumns>) -> Result<Box<dyn BenchmarkSource>> {
+    if crate::mini::is_mini(name) {
+        return Ok(Box::new(crate::mini::MiniBenchmark::open(name, data)?));
+    }
     let spec = adapters::spec(name, columns)?;
     if columns.is_some() && name != "generic" {
         tracing::warn!("benchmark {name}: the generic columns given are ignored (they are for `generic` only)");

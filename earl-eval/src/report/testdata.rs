@@ -94,6 +94,8 @@ pub(crate) fn write_run(dir: &Path, label: &str, shift: f64) {
         )]),
         judge_failures: 1,
         invalid_images: 1,
+        errors: 0,
+        unjudged: 0,
         manifest: json!({"label": label, "model": {"path": format!("/models/{label}")}, "seed": 0}),
         ..Summary::default()
     };

@@ -58,11 +58,15 @@ pub fn run_eval(cfg: &EvalConfig, out: &Path, force: bool) -> Result<Summary> {
 }
 
 /// [`run_eval`] reporting to `progress`: opens the benchmark ([`crate::bench::open`]) and builds the judge of
-/// `cfg` (none without `judge_url`).
+/// `cfg`: VIEScore with `judge_url`; without it, the exact verifier for a mini benchmark and none otherwise.
 pub fn run_eval_with(cfg: &EvalConfig, out: &Path, force: bool, progress: &mut dyn Progress) -> Result<Summary> {
     let bench = crate::bench::open(&cfg.benchmark, &cfg.data, cfg.columns.as_ref())?;
-    let judge = cfg.judge.as_ref().map(JudgeConfig::build).transpose()?;
-    run_eval_on(cfg, bench.as_ref(), judge.as_ref().map(|j| j as &dyn Judge), out, force, progress)
+    let judge: Option<Box<dyn Judge>> = match &cfg.judge {
+        Some(j) => Some(Box::new(j.build()?)),
+        None if crate::mini::is_mini(&cfg.benchmark) => Some(Box::new(crate::mini::MiniJudge)),
+        None => None,
+    };
+    run_eval_on(cfg, bench.as_ref(), judge.as_deref(), out, force, progress)
 }
 
 /// The run itself, over an opened benchmark and judge (the mini world's verifier, or a test's rows).

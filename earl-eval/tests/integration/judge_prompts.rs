@@ -126,6 +126,7 @@ fn rewards() -> RewardConfig {
         ground_score: true,
         token_agreement: false,
         pixel_similarity: false,
+        mini: false,
         final_reward: FinalReward::parse("sqrt(viescore_pq*ground_score)").unwrap(),
         verifier: Default::default(),
     }

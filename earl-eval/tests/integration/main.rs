@@ -6,6 +6,7 @@ mod bench;
 mod eval_run;
 mod judge_prompts;
 mod loopback;
+mod mini_eval;
 mod rl_experiments;
 mod verifier_loopback;
 mod viescore_judge;

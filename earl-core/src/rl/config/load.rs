@@ -152,6 +152,7 @@ fn rewards(r: &Resolver<'_>, raw: &RawRlConfig, verifier: Layers) -> Result<Rewa
         ground_score: raw.reward_compute_ground_score.unwrap_or(true),
         token_agreement: raw.reward_compute_token_agreement.unwrap_or(false),
         pixel_similarity: raw.reward_compute_pixel_similarity.unwrap_or(false),
+        mini: raw.reward_compute_mini.unwrap_or(false),
         final_reward,
         verifier,
     };
