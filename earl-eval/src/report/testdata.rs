@@ -97,7 +97,6 @@ pub(crate) fn write_run(dir: &Path, label: &str, shift: f64) {
         errors: 0,
         unjudged: 0,
         manifest: json!({"label": label, "model": {"path": format!("/models/{label}")}, "seed": 0}),
-        ..Summary::default()
     };
     std::fs::write(dir.join("summary.json"), serde_json::to_string_pretty(&summary).unwrap()).unwrap();
 }
