@@ -43,5 +43,7 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 # The test is #[ignore]d for plain `cargo test`; run exactly it, and fail if it did not run (a renamed test must not
 # turn this check into a silent pass).
-cargo test -p earl-eval --lib "$TEST" -- --ignored --exact 2>&1 | tee "$LOG"
+# `--workspace --all-targets`, as the test command builds: `-p earl-eval` alone would unify dependency features
+# differently and rebuild them (minutes of CI).
+cargo test --workspace --all-targets "$TEST" -- --ignored --exact 2>&1 | tee "$LOG"
 grep -q "test $TEST ... ok" "$LOG" || { echo "error: $TEST did not run and pass" >&2; exit 1; }
