@@ -31,7 +31,16 @@ const BENCHMARKS: &[(&str, &str, Option<&str>)] = &[
 /// `earl eval run` with settings that make the random 2-layer model write 4×4 grids quickly: area 1024 (32×32
 /// pixels), a prefill that already opens the image, a small token cap.
 fn eval_run(bench: &str, data: &str, columns: Option<&str>, url: &str, out: &Path, extra: &[&str]) -> (i32, String) {
+    let mut args = run_args(bench, data, columns, url, out, 3);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let (code, stdout, stderr) = earl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    (code, format!("{stdout}{stderr}"))
+}
+
+/// The arguments of one `earl eval run` of these tests.
+fn run_args(bench: &str, data: &str, columns: Option<&str>, url: &str, out: &Path, seed: u64) -> Vec<String> {
     let data = format!("fixtures/bench-tiny/{data}");
+    let seed = seed.to_string();
     let mut args = vec![
         "eval",
         "run",
@@ -48,7 +57,7 @@ fn eval_run(bench: &str, data: &str, columns: Option<&str>, url: &str, out: &Pat
         "--limit",
         "2",
         "--seed",
-        "3",
+        &seed,
         "--area",
         "1024",
         "--judge-area",
@@ -67,9 +76,7 @@ fn eval_run(bench: &str, data: &str, columns: Option<&str>, url: &str, out: &Pat
     if let Some(c) = columns {
         args.extend(["--columns", c]);
     }
-    args.extend(extra);
-    let (code, stdout, stderr) = earl(&args);
-    (code, format!("{stdout}{stderr}"))
+    args.into_iter().map(String::from).collect()
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -208,43 +215,8 @@ fn kill_9_after_a_sample_loses_nothing_finished_and_the_rerun_matches_an_uninter
     let server = serve(|_, req| ok(if images_in(req) == 2 { r#"{"score": [7, 5]}"# } else { r#"{"score": [6]}"# }));
     let tmp = tempfile::tempdir().unwrap();
     let (killed, whole) = (tmp.path().join("killed"), tmp.path().join("whole"));
-    let data = "fixtures/bench-tiny/magicbrush";
     let url = server.url();
-    let args = |out: &Path| -> Vec<String> {
-        [
-            "eval",
-            "run",
-            "--benchmark",
-            "magicbrush",
-            "--data",
-            data,
-            "--model",
-            "fixtures/bundle-tiny",
-            "--vq",
-            "fixtures/vq-tiny",
-            "--out",
-            s(out),
-            "--limit",
-            "2",
-            "--seed",
-            "9",
-            "--area",
-            "1024",
-            "--judge-area",
-            "1024",
-            "--max-new-tokens",
-            "40",
-            "--device",
-            "cpu",
-            "--judge-url",
-            &url,
-            "--mode",
-            "text:<|image start|>{h}*{w}<|image token|>",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect()
-    };
+    let args = |out: &Path| run_args("magicbrush", "magicbrush", None, &url, out, 9);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_earl"))
         .args(args(&killed))
