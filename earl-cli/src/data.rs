@@ -164,8 +164,12 @@ pub fn run(cmd: &DataCommand) -> Result<i32> {
             let mut codec =
                 ImageCodec::from_dir(vq, kind, device).with_context(|| format!("loading {}", vq.display()))?;
             codec.image_cfg.area = *area;
-            let opts =
-                TokenizeOptions { seed: *seed, shard_records: *shard_records, rescale_cot_boxes: !keep_cot_boxes };
+            let opts = TokenizeOptions {
+                seed: *seed,
+                shard_records: *shard_records,
+                rescale_cot_boxes: !keep_cot_boxes,
+                batch: 1,
+            };
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template("{bar:40} {pos}/{len} pairs [{elapsed_precise}<{eta_precise}]")

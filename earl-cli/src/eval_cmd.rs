@@ -123,6 +123,9 @@ pub struct RunArgs {
     /// New-token cap (default 3000, lowered to what max_position_embeddings leaves).
     #[arg(long)]
     max_new_tokens: Option<usize>,
+    /// Samples generated together (default 1, as the reference; each keeps its own row-keyed stream).
+    #[arg(long)]
+    batch_size: Option<usize>,
     /// Top-k (default 2048; off or -1 for none).
     #[arg(long)]
     top_k: Option<TopK>,
@@ -224,6 +227,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                 judge_area: a.judge_area,
                 columns: a.columns,
                 max_new_tokens: a.max_new_tokens,
+                batch_size: a.batch_size,
                 top_k: a.top_k,
                 ..Default::default()
             };

@@ -20,6 +20,13 @@ pub enum ExperimentCommand {
         /// Chain files (or chain directories holding chain.json).
         #[arg(required = true)]
         chains: Vec<PathBuf>,
+        /// One row per chain over these seeds (mean ± standard deviation): each chain file is read once per seed
+        /// with --seed-var set to it (EARL-mini's chains write each seed's runs apart).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Vec<u64>,
+        /// The variable that chain files take their seed from.
+        #[arg(long, default_value = "EARL_MINI_SEED")]
+        seed_var: String,
     },
 }
 
@@ -41,7 +48,7 @@ pub struct RunArgs {
 pub fn run(cmd: &ExperimentCommand) -> Result<i32> {
     match cmd {
         ExperimentCommand::Run(a) => run_chain(a),
-        ExperimentCommand::Compare { chains } => compare(chains),
+        ExperimentCommand::Compare { chains, seeds, seed_var } => compare(chains, seeds, seed_var),
     }
 }
 
@@ -63,9 +70,24 @@ fn run_chain(a: &RunArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn compare(chains: &[PathBuf]) -> Result<i32> {
+fn compare(chains: &[PathBuf], seeds: &[u64], seed_var: &str) -> Result<i32> {
     let env = |k: &str| std::env::var(k).ok();
-    let rows = chains.iter().map(|c| chain::chain_row(c, &env)).collect::<earl_core::Result<Vec<_>>>()?;
+    let rows = if seeds.is_empty() {
+        chains.iter().map(|c| chain::chain_row(c, &env)).collect::<earl_core::Result<Vec<_>>>()?
+    } else {
+        let mut rows = Vec::new();
+        for c in chains {
+            let runs = seeds
+                .iter()
+                .map(|seed| {
+                    let env = |k: &str| if k == seed_var { Some(seed.to_string()) } else { std::env::var(k).ok() };
+                    chain::chain_row(c, &env)
+                })
+                .collect::<earl_core::Result<Vec<_>>>()?;
+            rows.push(chain::over_seeds(&runs));
+        }
+        rows
+    };
     print!("{}", chain::format_table(&rows));
     Ok(0)
 }

@@ -9,6 +9,7 @@ mod edit_cmd;
 mod eval_cmd;
 mod eval_report_cmd;
 mod experiment_cmd;
+mod mini_build_cmd;
 mod mini_cmd;
 mod parity;
 mod rl_cmd;

@@ -55,6 +55,12 @@ pub enum MiniCommand {
         #[arg(long, default_value = "f32")]
         dtype: String,
     },
+    /// A fresh (untrained) Emu3-config language model for the world, sized by flags, over a trained tokenizer.
+    Init(crate::mini_build_cmd::InitArgs),
+    /// Verifier scores of VQ round trips of a split's targets and sources (the vision tokenizer's check).
+    Roundtrip(crate::mini_build_cmd::RoundtripArgs),
+    /// Pack a trained checkpoint, its tokenizers and an example into a bundle with its own defaults.
+    Bundle(crate::mini_build_cmd::BundleArgs),
     /// Score an edited image against a sample directory with the exact verifier (JSON on stdout).
     Score {
         /// A sample directory written by `earl mini sample`.
@@ -86,7 +92,9 @@ pub fn run(cmd: &MiniCommand) -> Result<i32> {
                 ImageCodec::from_dir(vq, kind, device).with_context(|| format!("loading {}", vq.display()))?;
             codec.image_cfg.area = u64::from(WORLD_SIZE * WORLD_SIZE);
             // World boxes are already in the 128×128 frame, which the area keeps: nothing to rescale.
-            let opts = TokenizeOptions { seed: *seed, shard_records: *shard_records, rescale_cot_boxes: false };
+            // World images are generated in memory and encoded 256 at a time (one size throughout).
+            let opts =
+                TokenizeOptions { seed: *seed, shard_records: *shard_records, rescale_cot_boxes: false, batch: 256 };
             let pairs = (0..*count).map(|i| pair(split, *seed, i, *cot));
             let mut meta = serde_json::Map::new();
             meta.insert(
@@ -98,6 +106,9 @@ pub fn run(cmd: &MiniCommand) -> Result<i32> {
             println!("{}: {} records in {} shards", out.display(), m.records, m.shards.len());
             Ok(0)
         }
+        MiniCommand::Init(a) => crate::mini_build_cmd::init(a),
+        MiniCommand::Bundle(a) => crate::mini_build_cmd::bundle(a),
+        MiniCommand::Roundtrip(a) => crate::mini_build_cmd::roundtrip(a),
         MiniCommand::Score { sample, image } => {
             let s = sample_dir::read(sample).context("reading the sample")?;
             let img = imageproc::load_rgb(image, &LoadLimits::default())?;
@@ -124,16 +135,9 @@ pub fn run(cmd: &MiniCommand) -> Result<i32> {
     }
 }
 
-/// Sample `index` as a raw pair: both images PNG-encoded in memory, the CoT kept when `cot`.
+/// Sample `index` as a raw pair: both images rendered in memory, the CoT kept when `cot`.
 fn pair(split: Split, seed: u64, index: u64, cot: bool) -> earl_core::Result<RawPair> {
     let s = Sample::generate(split, seed, index);
-    let png = |scene, what: &str| -> earl_core::Result<ImageData> {
-        let mut bytes = Vec::new();
-        image::DynamicImage::ImageRgb8(render(scene))
-            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-            .map_err(|e| earl_core::Error::Input(format!("sample {index}: encoding the {what} image: {e}")))?;
-        Ok(ImageData::Bytes { bytes, origin: format!("{} sample {index} {what}", split.name()) })
-    };
     let meta = [("split", split.name().to_string()), ("seed", seed.to_string()), ("index", index.to_string())]
         .into_iter()
         .chain([("edit", s.edit.kind().to_string())])
@@ -141,8 +145,8 @@ fn pair(split: Split, seed: u64, index: u64, cot: bool) -> earl_core::Result<Raw
         .collect();
     Ok(RawPair {
         id: format!("{}-{seed}-{index}", split.name()),
-        source: png(&s.source, "source")?,
-        target: png(&s.target, "target")?,
+        source: ImageData::Decoded(render(&s.source)),
+        target: ImageData::Decoded(render(&s.target)),
         instruction: s.instruction.clone(),
         cot: if cot { s.cot.clone() } else { Default::default() },
         meta,

@@ -69,7 +69,7 @@ pub fn train(exp: RlExperiment, a: &RunHow<'_>) -> Result<()> {
     if a.verify {
         crate::data::verify_datasets(exp.rl.data.train_paths.iter())?;
     }
-    let rewards = earl_eval::rewards::reward_set(&exp.rl.reward, &exp.verifier)?;
+    let rewards = earl_eval::rewards::reward_set_for_data(&exp.rl.reward, &exp.verifier, &exp.rl.data.train_paths)?;
     let reachable = std::time::Duration::from_secs(5);
     earl_eval::rewards::check_verifier_reachable(&exp.rl.reward, &exp.verifier, reachable)?;
     let vq_kind = parse_dtype(a.vq_dtype)?;

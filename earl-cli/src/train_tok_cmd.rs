@@ -26,8 +26,12 @@ pub enum TokenizerCommand {
 #[derive(clap::Args)]
 pub struct VqTrainArgs {
     /// Directory of training images (sides multiples of 8, one size throughout).
+    #[arg(long, required_unless_present = "world", conflicts_with = "world")]
+    images: Option<PathBuf>,
+    /// Train on the EARL-mini world instead: an endless stream of the training splits' source and target images
+    /// under this seed (`earl_mini::corpus::training_images`).
     #[arg(long)]
-    images: PathBuf,
+    world: Option<u64>,
     /// Output directory: config.json, model.safetensors, preprocessor_config.json, metrics.jsonl.
     #[arg(long)]
     out: PathBuf,
@@ -61,8 +65,14 @@ pub struct VqTrainArgs {
 #[derive(clap::Args)]
 pub struct TokTrainArgs {
     /// Training texts, one per line (`\n` inside a line stands for a line break).
+    #[arg(long, required_unless_present = "world", conflicts_with = "world")]
+    texts: Option<PathBuf>,
+    /// Train on the EARL-mini world's texts instead: instructions and CoT of the training splits' samples
+    /// `0..--world-count` under this seed (`earl_mini::corpus::training_texts`).
     #[arg(long)]
-    texts: PathBuf,
+    world: Option<u64>,
+    #[arg(long, default_value_t = 20_000)]
+    world_count: u64,
     /// Visual tokens to append (the vision tokenizer's codebook size).
     #[arg(long)]
     codebook: u32,
@@ -135,14 +145,24 @@ pub fn vq_train(a: &VqTrainArgs) -> Result<i32> {
         ..Default::default()
     };
     let cfg = raw.into_config(device)?;
-    let images = read_images(&a.images)?;
-    eprintln!("training a vision tokenizer on {} images from {} ({device:?})", images.len(), a.images.display());
+    let images: Box<dyn Iterator<Item = RgbImage>> = match (&a.images, a.world) {
+        (_, Some(seed)) => {
+            eprintln!("training a vision tokenizer on EARL-mini world images (seed {seed}, {device:?})");
+            Box::new(earl_mini::corpus::training_images(seed))
+        }
+        (Some(dir), None) => {
+            let images = read_images(dir)?;
+            eprintln!("training a vision tokenizer on {} images from {} ({device:?})", images.len(), dir.display());
+            Box::new(epochs(images, a.seed))
+        }
+        (None, None) => bail!("give --images DIR or --world SEED"),
+    };
     let bar = ProgressBar::new(cfg.steps);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let r = train_vq(epochs(images, a.seed), &cfg, &a.out, |m| {
+    let r = train_vq(images, &cfg, &a.out, |m| {
         bar.set_position(m.step);
         bar.set_message(format!("recon {:.4} codes {} ppl {:.0}", m.recon, m.codes_used, m.perplexity));
     })?;
@@ -160,8 +180,14 @@ pub fn vq_train(a: &VqTrainArgs) -> Result<i32> {
 }
 
 pub fn tokenizer_train(a: &TokTrainArgs) -> Result<i32> {
-    let text = std::fs::read_to_string(&a.texts).with_context(|| format!("reading {}", a.texts.display()))?;
-    let texts = text.lines().filter(|l| !l.is_empty()).map(|l| l.replace("\\n", "\n"));
+    let texts: Vec<String> = match (&a.texts, a.world) {
+        (_, Some(seed)) => earl_mini::corpus::training_texts(seed, a.world_count),
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            text.lines().filter(|l| !l.is_empty()).map(|l| l.replace("\\n", "\n")).collect()
+        }
+        (None, None) => bail!("give --texts FILE or --world SEED"),
+    };
     let cfg = BpeTrainConfig { merges: a.merges, min_frequency: a.min_frequency, codebook: a.codebook };
     let r = train_bpe(texts, &cfg, &a.out)?;
     println!(

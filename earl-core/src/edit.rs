@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use image::RgbImage;
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 use crate::generate::{generate_keyed, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
@@ -58,6 +58,27 @@ impl ImageCodec {
     pub fn decode_grid(&self, grid: &CodeGrid) -> Result<RgbImage> {
         let pixels = tch::no_grad(|| self.vq.decode(&grid.to_tensor()))?;
         Ok(imageproc::to_rgb8(&pixels, &self.image_cfg)?.remove(0))
+    }
+
+    /// [`ImageCodec::encode_image`] of many images: consecutive images that preprocess to one size are encoded
+    /// as one batch (dataset tokenization; the codes equal the one-by-one ones up to float summation order).
+    pub fn encode_images(&self, imgs: &[RgbImage]) -> Result<Vec<CodeGrid>> {
+        let pixels = imgs.iter().map(|i| imageproc::preprocess(i, &self.image_cfg)).collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(imgs.len());
+        let mut start = 0;
+        while start < pixels.len() {
+            let size = pixels[start].size();
+            let end = (start..pixels.len()).find(|&i| pixels[i].size() != size).unwrap_or(pixels.len());
+            let codes = crate::error::guard("VQ batch encode", || {
+                let batch = Tensor::f_cat(&pixels[start..end], 0)?;
+                Ok(tch::no_grad(|| self.vq.encode(&batch)))
+            })??;
+            for i in 0..(end - start) as i64 {
+                out.push(CodeGrid::from_tensor(&codes.get(i))?);
+            }
+            start = end;
+        }
+        Ok(out)
     }
 }
 

@@ -22,6 +22,7 @@
 //! | [`imageproc`] | image loading with decompression-bomb limits, EARL's area resize, Pillow-exact bicubic |
 //! | [`tokenizer`] | [`Emu3Tokenizer`]: text ⇄ ids exactly as the reference, role tokens, visual-code ids |
 //! | [`prompt`] | [`PromptBuilder`]: EARL's prompt layouts as ids, the assistant prefills, the response parser |
+//! | [`bundle`] | [`bundle::Bundle`]: a model bundle's own defaults (`earl-bundle.toml`: VQ, image area, prefill, sampling) |
 //! | [`collate`] | the one left-padding collate of generation, SFT and GRPO |
 //! | [`generate`](mod@generate) | grid-constrained, seeded, batched generation: constraint, sampler, decoding loop |
 //! | [`edit`] | [`Editor`]: the one edit pipeline (image → codes → prompt → generation → parsed grid → image) |
@@ -55,6 +56,7 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+pub mod bundle;
 pub mod collate;
 pub mod config;
 pub mod data;

@@ -74,6 +74,17 @@ pub fn verifier_settings(cfg: &VerifierConfig) -> Result<(ClientOptions, Verifie
 
 /// The configured rewards and final formula; `verifier` is the experiment's validated verifier section.
 pub fn reward_set(cfg: &RewardConfig, verifier: &VerifierConfig) -> Result<RewardSet> {
+    reward_set_for_data(cfg, verifier, &[])
+}
+
+/// [`reward_set`] for a run that trains on the datasets at `train_paths`: the EARL-mini reward registers the task
+/// of every world record they hold (regenerated from the record's split, seed and index), so an instruction's open
+/// choices ("add a star anywhere on the left") are judged as the task allows, not against the one ground truth.
+pub fn reward_set_for_data(
+    cfg: &RewardConfig,
+    verifier: &VerifierConfig,
+    train_paths: &[std::path::PathBuf],
+) -> Result<RewardSet> {
     let mut rewards: Vec<Box<dyn Reward>> = Vec::new();
     if cfg.needs_verifier() {
         let (client_opts, opts) = verifier_settings(verifier)?;
@@ -99,9 +110,9 @@ pub fn reward_set(cfg: &RewardConfig, verifier: &VerifierConfig) -> Result<Rewar
         rewards.push(Box::new(PixelSimilarity));
     }
     if cfg.mini {
-        // No registered tasks: each prompt's task is read off its source and ground-truth images (see
-        // `earl_mini::verify::reward`), so the RL data must carry the target image.
-        rewards.push(Box::new(earl_mini::verify::reward::MiniReward::new()));
+        // Records that are not world samples fall back to reading the task off the source and ground-truth images
+        // (see `earl_mini::verify::reward`).
+        rewards.push(Box::new(earl_mini::verify::reward::MiniReward::for_datasets(train_paths)?));
     }
     RewardSet::new(rewards, cfg.final_reward.clone())
 }

@@ -5,6 +5,7 @@
 //! [`splits`] makes every sample a pure function of (split, seed, index), so no dataset is stored. The verifier
 //! ([`verify`]) segments an edited image back into a scene graph and scores it against the target, on the 0–10
 //! scales of VIEScore (SC, PQ, overall = √(SC·PQ)), and implements earl-core's GRPO reward trait.
+pub mod corpus;
 pub mod cot;
 pub mod edits;
 pub mod instructions;

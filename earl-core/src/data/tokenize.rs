@@ -13,7 +13,6 @@ use super::rng::DataRng;
 use super::shards::{Manifest, ShardWriter};
 use crate::edit::ImageCodec;
 use crate::error::{Error, Result};
-use crate::grid::CodeGrid;
 use crate::imageproc::{self, LoadLimits};
 
 /// One line of the input list.
@@ -77,6 +76,8 @@ pub enum ImageData {
         /// Where the bytes came from, for error messages.
         origin: String,
     },
+    /// An image already decoded (a generated one: EARL-mini renders its samples).
+    Decoded(image::RgbImage),
 }
 
 impl ImageData {
@@ -87,6 +88,7 @@ impl ImageData {
             ImageData::Bytes { bytes, origin } => {
                 imageproc::decode_rgb(bytes, &LoadLimits::default()).map_err(|e| Error::input(format!("{origin}: {e}")))
             }
+            ImageData::Decoded(img) => Ok(img.clone()),
         }
     }
 }
@@ -130,12 +132,34 @@ pub struct TokenizeOptions {
     pub shard_records: u64,
     /// Rescale CoT bounding boxes to the resized source image, as the reference's data preparation does.
     pub rescale_cot_boxes: bool,
+    /// Pairs encoded together: their images of one size go through the VQ as one batch (≥ 1; the codes are the
+    /// per-image ones up to float summation order).
+    pub batch: usize,
 }
 
-/// VQ codes of one image (the edit pipeline's encode step) and its original (width, height).
-fn encode(codec: &ImageCodec, img: &ImageData) -> Result<(CodeGrid, (u32, u32))> {
-    let rgb = img.load()?;
-    Ok((codec.encode_image(&rgb)?, rgb.dimensions()))
+/// The records of a chunk of pairs: every image decoded, all of them VQ-encoded in batches.
+fn encode_chunk(codec: &ImageCodec, chunk: Vec<RawPair>, rescale: bool) -> Result<Vec<(String, EditRecord)>> {
+    let mut images = Vec::with_capacity(chunk.len() * 2);
+    for p in &chunk {
+        images.push(p.source.load()?);
+        images.push(p.target.load()?);
+    }
+    let grids = codec.encode_images(&images)?;
+    let mut out = Vec::with_capacity(chunk.len());
+    let mut grids = grids.into_iter();
+    for (k, p) in chunk.into_iter().enumerate() {
+        let (source, edited) = (grids.next(), grids.next());
+        let (Some(source), Some(edited)) = (source, edited) else {
+            return Err(Error::input("the VQ returned fewer grids than images"));
+        };
+        // Boxes follow the source image into EARL's resized frame (before the snap to the spatial factor).
+        let (ow, oh) = images[2 * k].dimensions();
+        let (rh, rw) = imageproc::area_size(oh, ow, codec.image_cfg.area);
+        let cot = super::cot::prepare_cot(p.cot, (ow as f64, oh as f64), (rw, rh), rescale);
+        let rec = EditRecord { source, edited, id: p.id.clone(), instruction: p.instruction, cot, meta: p.meta };
+        out.push((p.id, rec));
+    }
+    Ok(out)
 }
 
 /// Tokenizes `pairs` (already in the order wanted) into the dataset at `out`, skipping ids already there (resume);
@@ -155,22 +179,26 @@ pub fn tokenize_stream(
     w.meta_mut().insert("seed".into(), serde_json::json!(opts.seed));
     w.meta_mut().extend(meta);
     let mut seen = std::collections::HashSet::new();
-    for (k, p) in pairs.enumerate() {
+    let mut chunk = Vec::new();
+    let mut done = 0;
+    let batch = opts.batch.max(1);
+    let mut pairs = pairs.peekable();
+    while let Some(p) = pairs.next() {
         let p = p?;
         // An id met twice in one input is an error, never a silent drop (the second would look "already done").
         if !seen.insert(p.id.clone()) {
             return Err(Error::input(format!("id `{}` appears twice in the input (ids must be unique)", p.id)));
         }
+        done += 1;
         if !w.is_done(&p.id) {
-            let (source, (ow, oh)) = encode(codec, &p.source)?;
-            let (edited, _) = encode(codec, &p.target)?;
-            // Boxes follow the source image into EARL's resized frame (before the snap to the spatial factor).
-            let (rh, rw) = imageproc::area_size(oh, ow, cfg.area);
-            let cot = super::cot::prepare_cot(p.cot, (ow as f64, oh as f64), (rw, rh), opts.rescale_cot_boxes);
-            let rec = EditRecord { source, edited, id: p.id.clone(), instruction: p.instruction, cot, meta: p.meta };
-            w.push(Some(&p.id), &rec)?;
+            chunk.push(p);
         }
-        on_record(k + 1, total);
+        if chunk.len() >= batch || pairs.peek().is_none() {
+            for (id, rec) in encode_chunk(codec, std::mem::take(&mut chunk), opts.rescale_cot_boxes)? {
+                w.push(Some(&id), &rec)?;
+            }
+            on_record(done, total);
+        }
     }
     w.finish()
 }

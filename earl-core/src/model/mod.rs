@@ -3,6 +3,7 @@
 //! immutable and returns logits; caching lives in [`crate::kv_cache::KvCache`], sampling elsewhere.
 mod attention;
 mod causal_lm;
+pub mod init;
 mod layers;
 
 pub use attention::Attention;

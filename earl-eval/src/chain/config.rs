@@ -21,6 +21,8 @@ struct RawHeader {
     name: Option<String>,
     out: Option<String>,
     from: Option<String>,
+    /// The seed of every stage; a string, so that it can come from a variable (`"${SEED:-0}"`).
+    seed: Option<String>,
 }
 
 /// A stage table as written: its keys with their origins.
@@ -113,12 +115,16 @@ fn check_tables(file: &Path, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// The header's name (default: the file's stem), `out`, and `from` (resolved).
-fn read_header(
-    path: &Path,
-    header: &Layers,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(String, PathBuf, Option<PathBuf>)> {
+/// The `[chain]` header, validated.
+struct Header {
+    name: String,
+    out: PathBuf,
+    from: Option<PathBuf>,
+    seed: Option<u64>,
+}
+
+/// The header's name (default: the file's stem), `out`, `from` (resolved) and `seed`.
+fn read_header(path: &Path, header: &Layers, env: &dyn Fn(&str) -> Option<String>) -> Result<Header> {
     let h: RawHeader = header.deserialize()?;
     let r = Resolver::new(header, env);
     let name = match &h.name {
@@ -127,7 +133,18 @@ fn read_header(
     };
     let out = r.path("out", r.need(h.out.as_deref(), "[chain] out")?)?;
     let from = h.from.map(|s| chain_path(&r, "from", &Value::String(s))).transpose()?;
-    Ok((name, out, from))
+    let seed = match &h.seed {
+        Some(s) => {
+            let text = r.expand("seed", s)?;
+            Some(
+                text.trim()
+                    .parse::<u64>()
+                    .map_err(|_| r.err("seed", format!("not a seed (an integer ≥ 0): {text:?}")))?,
+            )
+        }
+        None => None,
+    };
+    Ok(Header { name, out, from, seed })
 }
 
 impl Chain {
@@ -148,8 +165,8 @@ impl Chain {
         check_tables(path, &text)?;
         let raw: RawChainFile = toml::from_str(&text).map_err(|e| err(path, e.message().trim()))?;
         let header = Layers::from_table(path, &text, raw.chain.unwrap_or_default());
-        let (name, out, _) = read_header(path, &header, env)?;
-        Ok((name, out))
+        let h = read_header(path, &header, env)?;
+        Ok((h.name, h.out))
     }
 
     fn load_inner(path: &Path, env: &dyn Fn(&str) -> Option<String>, stack: &mut Vec<PathBuf>) -> Result<Self> {
@@ -161,7 +178,7 @@ impl Chain {
         check_tables(path, &text)?;
         let raw: RawChainFile = toml::from_str(&text).map_err(|e| err(path, e.message().trim()))?;
         let header = Layers::from_table(path, &text, raw.chain.unwrap_or_default());
-        let (name, out, from) = read_header(path, &header, env)?;
+        let Header { name, out, from, seed } = read_header(path, &header, env)?;
         let from = match from {
             Some(up) => {
                 let r = Resolver::new(&header, env);
@@ -172,7 +189,7 @@ impl Chain {
             }
             None => None,
         };
-        let ctx = Ctx { file: path, env, out: &out };
+        let ctx = Ctx { file: path, env, out: &out, seed };
         let mut input = from.as_ref().map(|u| StageInput {
             stage: format!("{}:{}", u.file.display(), u.stage.as_str()),
             fingerprint: u.fingerprint.clone(),

@@ -20,7 +20,7 @@ pub use config::{Chain, Upstream};
 pub use manifest::{ChainManifest, StageRecord, Status, MANIFEST};
 pub use run::{run_chain, Event, StageError, StageRunner};
 pub use stages::{EvalStage, RlStage, SftStage, StageInput, StageKind, StageOutput};
-pub use table::{chain_row, format_table, ChainRow};
+pub use table::{chain_row, format_table, over_seeds, ChainRow, Spread};
 
 /// An I/O error on `path` (earl-core's own constructor is private to it).
 pub(crate) fn io_err(path: &std::path::Path, source: std::io::Error) -> earl_core::Error {

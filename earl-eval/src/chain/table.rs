@@ -16,8 +16,55 @@ use crate::run::Summary;
 pub struct ChainRow {
     /// The chain's name.
     pub name: String,
-    /// Benchmark → `vie_all` mean, for every finished evaluation.
+    /// Benchmark → `vie_all` mean, for every finished evaluation (over seeds: the mean of the seeds' means).
     pub scores: BTreeMap<String, f64>,
+    /// Over seeds ([`over_seeds`]): the spread of every cell; `None` for one run.
+    pub spread: Option<Spread>,
+}
+
+/// How much a row's cells vary across seeds: the sample standard deviation (n − 1) of each benchmark's mean and of
+/// the row's average.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spread {
+    /// Seeds the row holds.
+    pub seeds: usize,
+    /// Benchmark → standard deviation across seeds (benchmarks every seed has).
+    pub scores: BTreeMap<String, f64>,
+    /// Standard deviation of the seeds' unweighted averages (`None` when a seed misses a column).
+    pub average: Option<f64>,
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 { v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, var.sqrt())
+}
+
+/// One chain's runs under several seeds as one row: each benchmark's mean over the seeds that have it all (a
+/// benchmark some seed lacks is left out), its spread, and the spread of the rows' averages. `runs` is not empty.
+pub fn over_seeds(runs: &[ChainRow]) -> ChainRow {
+    let mut scores = BTreeMap::new();
+    let mut spread = BTreeMap::new();
+    let benches: Vec<&String> = runs.first().map(|r| r.scores.keys().collect()).unwrap_or_default();
+    for b in benches {
+        let v: Option<Vec<f64>> = runs.iter().map(|r| r.scores.get(b).copied()).collect();
+        if let Some(v) = v {
+            let (m, s) = mean_std(&v);
+            scores.insert(b.clone(), m);
+            spread.insert(b.clone(), s);
+        }
+    }
+    let averages: Option<Vec<f64>> = runs
+        .iter()
+        .map(|r| {
+            let all: Vec<f64> = scores.keys().filter_map(|b| r.scores.get(b).copied()).collect();
+            (!all.is_empty()).then(|| all.iter().sum::<f64>() / all.len() as f64)
+        })
+        .collect();
+    let name = runs.first().map(|r| r.name.clone()).unwrap_or_default();
+    let average = averages.map(|a| mean_std(&a).1);
+    ChainRow { name, scores, spread: Some(Spread { seeds: runs.len(), scores: spread, average }) }
 }
 
 /// The paper's benchmarks, in its table's order, with their column titles.
@@ -54,15 +101,21 @@ pub fn chain_row(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Ch
             .ok_or_else(|| Error::Data { path: p.clone(), msg: "has no vie_all metric".into() })?;
         scores.insert(summary.benchmark, mean);
     }
-    Ok(ChainRow { name: if name.is_empty() { m.chain } else { name }, scores })
+    Ok(ChainRow { name: if name.is_empty() { m.chain } else { name }, scores, spread: None })
 }
 
-/// The rows as a Markdown table: the paper's benchmarks that any row has, in the paper's order, then any other
-/// benchmark alphabetically, then the unweighted average of the columns (empty for a row missing one of them).
-/// Scores have two decimals, as the paper prints them.
+/// EARL-mini's test splits, in the order of its table.
+pub const MINI_BENCHMARKS: [(&str, &str); 3] =
+    [("mini-s-test", "s-test"), ("mini-c-test", "c-test"), ("mini-ood-test", "ood")];
+
+/// The rows as a Markdown table: the paper's benchmarks that any row has, in the paper's order (then EARL-mini's
+/// splits in theirs), then any other benchmark alphabetically, then the unweighted average of the columns (empty for
+/// a row missing one of them). Scores have two decimals, as the paper prints them; a row over seeds shows
+/// mean ± standard deviation.
 pub fn format_table(rows: &[ChainRow]) -> String {
     let mut cols: Vec<(String, String)> = PAPER_BENCHMARKS
         .iter()
+        .chain(MINI_BENCHMARKS.iter())
         .filter(|(b, _)| rows.iter().any(|r| r.scores.contains_key(*b)))
         .map(|(b, t)| (b.to_string(), t.to_string()))
         .collect();
@@ -79,14 +132,27 @@ pub fn format_table(rows: &[ChainRow]) -> String {
     out.push_str(&"---:|".repeat(cols.len() + 1));
     out.push('\n');
     for r in rows {
-        out.push_str(&format!("| {} |", r.name));
+        let name = match &r.spread {
+            Some(s) => format!("{} ({} seeds)", r.name, s.seeds),
+            None => r.name.clone(),
+        };
+        out.push_str(&format!("| {name} |"));
         let cells: Vec<Option<f64>> = cols.iter().map(|(b, _)| r.scores.get(b).copied()).collect();
-        for c in &cells {
-            out.push_str(&c.map_or(" |".to_string(), |v| format!(" {v:.2} |")));
+        let pm = |v: f64, s: Option<f64>| match s {
+            Some(s) => format!(" {v:.2} ± {s:.2} |"),
+            None => format!(" {v:.2} |"),
+        };
+        for ((b, _), c) in cols.iter().zip(&cells) {
+            let s = r.spread.as_ref().and_then(|s| s.scores.get(b).copied());
+            out.push_str(&c.map_or(" |".to_string(), |v| pm(v, s)));
         }
         let all: Option<Vec<f64>> = cells.into_iter().collect();
         match all {
-            Some(v) if !v.is_empty() => out.push_str(&format!(" {:.2} |\n", v.iter().sum::<f64>() / v.len() as f64)),
+            Some(v) if !v.is_empty() => {
+                let s = r.spread.as_ref().and_then(|s| s.average);
+                out.push_str(&pm(v.iter().sum::<f64>() / v.len() as f64, s));
+                out.push('\n');
+            }
             _ => out.push_str(" |\n"),
         }
     }

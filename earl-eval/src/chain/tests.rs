@@ -251,6 +251,7 @@ fn the_table_has_the_papers_columns_and_the_unweighted_average() {
     let row = |name: &str, s: &[(&str, f64)]| ChainRow {
         name: name.into(),
         scores: s.iter().map(|(b, v)| (b.to_string(), *v)).collect(),
+        spread: None,
     };
     let t = format_table(&[
         row("a", &[("aurora", 4.0), ("omniedit", 6.0), ("custom", 2.5)]),
@@ -355,4 +356,30 @@ fn every_paper_evaluation_validates() {
             e.config(e.values.clone(), p.parent().unwrap(), &p).unwrap_or_else(|err| panic!("{}: {err}", p.display()));
         }
     }
+}
+
+#[test]
+fn rows_over_seeds_show_mean_and_sample_spread_in_the_mini_column_order() {
+    let row = |s: &[(&str, f64)]| ChainRow {
+        name: "sft_s".into(),
+        scores: s.iter().map(|(b, v)| (b.to_string(), *v)).collect(),
+        spread: None,
+    };
+    let seeds = [
+        row(&[("mini-ood-test", 1.0), ("mini-s-test", 6.0), ("mini-c-test", 2.0)]),
+        row(&[("mini-ood-test", 3.0), ("mini-s-test", 8.0), ("mini-c-test", 2.0)]),
+    ];
+    let r = over_seeds(&seeds);
+    let s = r.spread.as_ref().unwrap();
+    // s-test: mean 7, sample std sqrt(((6-7)^2 + (8-7)^2) / 1) = 1.414…; averages 3 and 4.333…: std 0.943.
+    assert_eq!((r.scores["mini-s-test"], s.seeds), (7.0, 2));
+    assert!((s.scores["mini-s-test"] - 2f64.sqrt()).abs() < 1e-12);
+    let t = format_table(&[r]);
+    let want = "| chain | s-test | c-test | ood | Avg (unweighted) |\n|---|---:|---:|---:|---:|\n\
+                | sft_s (2 seeds) | 7.00 ± 1.41 | 2.00 ± 0.00 | 2.00 ± 1.41 | 3.67 ± 0.94 |\n";
+    assert_eq!(t, want);
+    // A benchmark one seed lacks is left out, and the averages are over the others.
+    let r = over_seeds(&[seeds[0].clone(), row(&[("mini-s-test", 8.0), ("mini-c-test", 4.0)])]);
+    assert_eq!(r.scores.keys().collect::<Vec<_>>(), ["mini-c-test", "mini-s-test"]);
+    assert_eq!(r.spread.unwrap().average, Some(2f64.sqrt()));
 }

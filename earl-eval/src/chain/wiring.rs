@@ -43,6 +43,9 @@ pub(super) struct Ctx<'a> {
     pub file: &'a Path,
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub out: &'a Path,
+    /// `[chain] seed`: set as every stage's seed (SFT `seed`, RL `random_seed`, eval `seed`), so it is part of
+    /// every stage's fingerprint.
+    pub seed: Option<u64>,
 }
 
 impl Ctx<'_> {
@@ -87,6 +90,9 @@ impl Ctx<'_> {
         let (mut layers, _) = self.layers::<RawSftExperiment>(StageKind::Sft, table, &|_| false)?;
         let dir = self.out.join("sft");
         layers.set("output_dir", Value::String(dir.to_string_lossy().into()), here.clone());
+        if let Some(seed) = self.seed {
+            layers.set("seed", Value::Integer(seed as i64), here.clone());
+        }
         if let Some(i) = input {
             layers.set("model_name_or_path", path_value(&i.planned.model), here.clone());
             if !sets_tokenizer {
@@ -112,6 +118,9 @@ impl Ctx<'_> {
         let (mut layers, own) = self.layers::<RawRlConfig>(StageKind::Rl, table, verifier)?;
         layers.set("base_exp_dir", path_value(self.out), here.clone());
         layers.set("run_name", Value::String("rl".into()), here.clone());
+        if let Some(seed) = self.seed {
+            layers.set("random_seed", Value::Integer(seed as i64), here.clone());
+        }
         if let Some(i) = input {
             layers.set("model_path", path_value(&i.planned.model), here.clone());
             if !sets_tokenizer {
@@ -152,6 +161,9 @@ impl Ctx<'_> {
         let sets_tokenizer = table.get("tokenizer").is_some();
         let (layers, _) = self.layers::<toml::Table>(StageKind::Eval, table, &|_| false)?;
         let mut values = super::stages::expand_eval(&layers, self.env)?;
+        if let Some(seed) = self.seed {
+            values.insert("seed".into(), Value::Integer(seed as i64));
+        }
         let benchmark = match values.get("benchmark") {
             Some(Value::String(b)) if !b.is_empty() => b.clone(),
             _ => return Err(err(self.file, format!("[[eval]] number {}: `benchmark` is required", index + 1))),

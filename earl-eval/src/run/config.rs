@@ -46,6 +46,9 @@ pub struct RawEvalConfig {
     pub judge_area: Option<u64>,
     /// New-token cap (default 3000), lowered further to what `max_position_embeddings` leaves after the prompt.
     pub max_new_tokens: Option<usize>,
+    /// Samples generated together (default 1, as the reference). Each sample's stream is keyed by its row, so a
+    /// batch changes only float summation order (other matmul kernels), not what is drawn.
+    pub batch_size: Option<usize>,
     /// Sampling temperature (default 1.0).
     pub temperature: Option<f64>,
     /// Top-k (default 2048; `off` or −1 turns it off).
@@ -137,6 +140,8 @@ pub struct EvalConfig {
     pub judge_area: u64,
     /// New-token cap.
     pub max_new_tokens: usize,
+    /// Samples generated together.
+    pub batch_size: usize,
     /// Sampling parameters (validated).
     pub sampling: SamplingParams,
     /// The judge; `None` = generate only.
@@ -241,12 +246,14 @@ impl EvalConfig {
             area: raw.area.unwrap_or(65636),
             judge_area: raw.judge_area.unwrap_or(65536),
             max_new_tokens: raw.max_new_tokens.unwrap_or(earl_core::edit::DEFAULT_MAX_NEW_TOKENS),
+            batch_size: raw.batch_size.unwrap_or(1),
             sampling,
             judge,
         };
         check(cfg.limit != Some(0), || "`limit` must be >= 1".into())?;
         check(cfg.area > 0 && cfg.judge_area > 0, || "`area` and `judge_area` must be > 0".into())?;
         check(cfg.max_new_tokens >= 1, || "`max_new_tokens` must be >= 1".into())?;
+        check(cfg.batch_size >= 1, || "`batch_size` must be >= 1".into())?;
         Ok(cfg)
     }
 }

@@ -96,7 +96,7 @@ pub fn run_eval_on(
     let judge_manifest = judge.map_or(serde_json::Value::Null, |j| j.manifest());
     let settings = json!({
         "seed": cfg.seed, "mode": prefill.to_string(), "area": cfg.area, "judge_area": cfg.judge_area,
-        "max_new_tokens": cfg.max_new_tokens, "sampling": cfg.sampling, "grid_constraint": true, "cfg": false,
+        "max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "sampling": cfg.sampling, "grid_constraint": true, "cfg": false,
         "dtype": dtype_name(kind), "vq_dtype": dtype_name(vq_kind),
         "device_type": if matches!(device, Device::Cpu) { "cpu" } else { "cuda" },
     });

@@ -18,6 +18,7 @@ use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use earl_core::edit::{edit_request, generate_edits_keyed, EditOptions, Editor};
+use earl_core::generate::GenerationRequest;
 use earl_core::imageproc::{area_size, resize_bicubic};
 use earl_core::prompt::Prefill;
 use earl_core::{Error, Result};
@@ -75,24 +76,47 @@ impl Runner<'_> {
         }
     }
 
-    /// Generates sample `row` and writes its images; `Ok` with an error record for a row that cannot be read or
-    /// encoded, `Err` when the model fails.
-    fn generate(&self, dir: &RunDir, row: usize, progress: &Mutex<&mut dyn Progress>) -> Result<Pending> {
+    /// Reads and encodes row `row`: the record so far, the row and its request, or a finished error record for a
+    /// row that cannot be read or encoded.
+    fn prepare(&self, row: usize) -> Result<std::result::Result<(SampleRecord, BenchRow, GenerationRequest), Pending>> {
         let mut rec = self.base_record(row);
         let none =
             |rec: SampleRecord| Pending { rec, original: None, edited: None, gt: None, extra: Default::default() };
         let b: BenchRow = match self.bench.read(row) {
             Ok(b) => b,
-            Err(e) => return Ok(none(SampleRecord { error: Some(e.to_string()), ..rec })),
+            Err(e) => return Ok(Err(none(SampleRecord { error: Some(e.to_string()), ..rec }))),
         };
-        (rec.native_id, rec.instruction, rec.task, rec.source) = (b.native_id, b.instruction, b.task, b.source);
+        (rec.native_id, rec.instruction, rec.task, rec.source) =
+            (b.native_id.clone(), b.instruction.clone(), b.task.clone(), b.source.clone());
         let source = match self.editor.encode_image(&b.source_image) {
             Ok(s) => s,
-            Err(e) => return Ok(none(SampleRecord { error: Some(format!("encoding the source: {e}")), ..rec })),
+            Err(e) => return Ok(Err(none(SampleRecord { error: Some(format!("encoding the source: {e}")), ..rec }))),
         };
         let req = edit_request(&self.editor.tok, &source, &rec.instruction, &self.prefill)?;
+        Ok(Ok((rec, b, req)))
+    }
+
+    /// Generates the samples of `rows` together (each on its own row-keyed stream) and writes their images; rows
+    /// that cannot be read or encoded get error records, a failure of the model is `Err`.
+    fn generate(&self, dir: &RunDir, rows: &[usize], progress: &Mutex<&mut dyn Progress>) -> Result<Vec<Pending>> {
+        let mut slots = Vec::with_capacity(rows.len());
+        let mut ready = Vec::new();
+        for &row in rows {
+            match self.prepare(row)? {
+                Ok(p) => {
+                    slots.push(None);
+                    ready.push((slots.len() - 1, row, p));
+                }
+                Err(done) => slots.push(Some(done)),
+            }
+        }
+        if ready.is_empty() {
+            return Ok(slots.into_iter().flatten().collect());
+        }
         let room = usize::try_from(self.editor.lm.cfg.max_position_embeddings).unwrap_or(0);
-        let budget = self.cfg.max_new_tokens.min(room.saturating_sub(req.prompt.len())).max(1);
+        // One cap for the batch: the smallest room any of its prompts leaves (all of them at batch size 1).
+        let longest = ready.iter().map(|(_, _, (_, _, r))| r.prompt.len()).max().unwrap_or(0);
+        let budget = self.cfg.max_new_tokens.min(room.saturating_sub(longest)).max(1);
         let opts = EditOptions {
             prefill: self.prefill.clone(),
             samples: 1,
@@ -103,30 +127,50 @@ impl Runner<'_> {
             allow_overlong: false,
             context_size: None,
         };
+        let reqs: Vec<GenerationRequest> = ready.iter().map(|(_, _, (_, _, r))| r.clone()).collect();
+        let keys: Vec<u64> = ready.iter().map(|&(_, row, _)| row as u64).collect();
         let t0 = Instant::now();
-        let (mut outs, _) =
-            generate_edits_keyed(&self.editor.lm, &self.editor.tok, &[req], &[row as u64], &opts, &mut |_, _| {
-                progress.lock().unwrap_or_else(|p| p.into_inner()).tokens(1)
+        let (outs, _) =
+            generate_edits_keyed(&self.editor.lm, &self.editor.tok, &reqs, &keys, &opts, &mut |_, live| {
+                progress.lock().unwrap_or_else(|p| p.into_inner()).tokens(live.max(1))
             })?;
-        rec.generate_s = t0.elapsed().as_secs_f64();
-        let out = outs.pop().ok_or_else(|| Error::Input("generation returned no sample".into()))?;
-        rec.max_new_tokens = budget;
-        rec.finish_reason = match out.finish {
-            earl_core::FinishReason::Stop => "eos".into(),
-            earl_core::FinishReason::Length => "length".into(),
-        };
-        (rec.reasoning, rec.prompt_ids, rec.generated_ids) = (out.reasoning, out.prompt_ids, out.tokens);
-        let edited = match &out.grid {
-            Ok(g) => {
-                rec.valid_image = true;
-                rec.grid = Some([g.h() as u32, g.w() as u32]);
-                self.editor.decode_grid(g)?
-            }
-            Err(why) => {
-                rec.error = Some(format!("no image: {why}"));
-                white_image()
-            }
-        };
+        let secs = t0.elapsed().as_secs_f64() / ready.len() as f64;
+        if outs.len() != ready.len() {
+            return Err(Error::Input(format!("generation returned {} samples for {} rows", outs.len(), ready.len())));
+        }
+        for ((slot, row, (mut rec, b, _)), out) in ready.into_iter().zip(outs) {
+            rec.generate_s = secs;
+            rec.max_new_tokens = budget;
+            rec.finish_reason = match out.finish {
+                earl_core::FinishReason::Stop => "eos".into(),
+                earl_core::FinishReason::Length => "length".into(),
+            };
+            (rec.reasoning, rec.prompt_ids, rec.generated_ids) = (out.reasoning, out.prompt_ids, out.tokens);
+            let edited = match &out.grid {
+                Ok(g) => {
+                    rec.valid_image = true;
+                    rec.grid = Some([g.h() as u32, g.w() as u32]);
+                    self.editor.decode_grid(g)?
+                }
+                Err(why) => {
+                    rec.error = Some(format!("no image: {why}"));
+                    white_image()
+                }
+            };
+            slots[slot] = Some(self.save_images(dir, row, rec, b, edited)?);
+        }
+        Ok(slots.into_iter().flatten().collect())
+    }
+
+    /// Saves a generated sample's images (the judge's original, the edit, the ground truth) under the run.
+    fn save_images(
+        &self,
+        dir: &RunDir,
+        row: usize,
+        mut rec: SampleRecord,
+        b: BenchRow,
+        edited: RgbImage,
+    ) -> Result<Pending> {
         let original = resize_to_area(&b.source_image, self.cfg.judge_area);
         let gt = b.ground_truth.as_ref().map(|g| resize_to_area(g, self.cfg.judge_area));
         for (kind, img, slot) in [
@@ -164,11 +208,13 @@ impl Runner<'_> {
                 Ok(())
             });
             let mut generated = Ok(());
-            for &row in todo {
-                match self.generate(dir, row, progress) {
-                    Ok(p) => {
-                        if tx.send(p).is_err() {
-                            break; // the judging thread stopped on an error: it is reported below
+            'batches: for rows in todo.chunks(self.cfg.batch_size) {
+                match self.generate(dir, rows, progress) {
+                    Ok(done) => {
+                        for p in done {
+                            if tx.send(p).is_err() {
+                                break 'batches; // the judging thread stopped on an error: it is reported below
+                            }
                         }
                     }
                     Err(e) => {

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 
 use image::RgbImage;
 
+use earl_core::data::ShardReader;
+use earl_core::grid::CodeGrid;
 use earl_core::rl::{Reward, RewardInput, RewardOutput};
 use earl_core::{Error, Result};
 
@@ -25,7 +27,24 @@ const COMPONENTS: [&str; 7] = ["overall", "sc", "pq", "edit_success", "overediti
 /// The exact verifier as a reward, with the tasks of the prompts it will see.
 #[derive(Debug, Default)]
 pub struct MiniReward {
+    /// Keyed by (instruction, [`image_key`] of the rendered source).
     tasks: HashMap<(String, u64), Task>,
+    /// Keyed by (instruction, [`codes_key`] of the ground-truth edit's codes): a GRPO prompt read from a dataset
+    /// shows the source only as decoded VQ codes, whose pixels are not the render's, but its record carries the
+    /// target's codes exactly.
+    by_codes: HashMap<(String, u64), Task>,
+}
+
+/// FNV-1a over a code grid's size and codes: the identity of a dataset record's ground truth.
+pub fn codes_key(grid: &CodeGrid) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let dims = [grid.h() as u32, grid.w() as u32];
+    for v in dims.into_iter().chain(grid.codes().iter().copied()) {
+        for b in v.to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 /// FNV-1a over the RGB bytes and the dimensions: the identity of a source image.
@@ -59,18 +78,52 @@ impl MiniReward {
         r
     }
 
+    /// Registers the tasks of every record of the `edits` datasets at `paths` that `earl mini data` wrote (its
+    /// `meta` names the split, seed and index the sample is regenerated from); other records are skipped and keep
+    /// the ground-truth fallback. A record whose regenerated instruction differs is an error: the dataset was not
+    /// written by this world.
+    pub fn for_datasets(paths: &[std::path::PathBuf]) -> Result<Self> {
+        let mut r = Self::new();
+        for path in paths {
+            let reader = ShardReader::open(path)?;
+            for i in 0..reader.len() {
+                let rec: earl_core::data::EditRecord = reader.get(i)?;
+                let Some(sample) = sample_of(&rec.meta)? else { continue };
+                if sample.instruction != rec.instruction {
+                    return Err(Error::Input(format!(
+                        "{}: record {} says it is {} sample {} of seed {}, whose instruction is {:?}, not {:?}",
+                        path.display(),
+                        rec.id,
+                        sample.split.name(),
+                        sample.index,
+                        sample.seed,
+                        sample.instruction,
+                        rec.instruction
+                    )));
+                }
+                r.by_codes.insert((rec.instruction.clone(), codes_key(&rec.edited)), sample.task());
+            }
+        }
+        Ok(r)
+    }
+
     /// How many prompts have a registered task.
     pub fn len(&self) -> usize {
-        self.tasks.len()
+        self.tasks.len() + self.by_codes.len()
     }
 
     /// Whether no prompt has a registered task.
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.len() == 0
     }
 
     fn task_for(&self, input: &RewardInput<'_>) -> Result<Task> {
         if let Some(t) = self.tasks.get(&(input.instruction.to_string(), image_key(input.source))) {
+            return Ok(t.clone());
+        }
+        if let Some(t) =
+            input.ground_truth_codes.and_then(|g| self.by_codes.get(&(input.instruction.to_string(), codes_key(g))))
+        {
             return Ok(t.clone());
         }
         let gt = input.ground_truth.ok_or_else(|| Error::Reward {
@@ -82,6 +135,18 @@ impl MiniReward {
         })?;
         Ok(task_from_images(input.source, gt))
     }
+}
+
+/// The world sample a dataset record's `meta` names (`split`, `seed`, `index`, as `earl mini data` writes them);
+/// `None` when the record has no such keys.
+fn sample_of(meta: &std::collections::BTreeMap<String, String>) -> Result<Option<Sample>> {
+    let (Some(split), Some(seed), Some(index)) = (meta.get("split"), meta.get("seed"), meta.get("index")) else {
+        return Ok(None);
+    };
+    let num = |what: &str, v: &str| {
+        v.parse::<u64>().map_err(|_| Error::Input(format!("record meta `{what}` is not a number: {v:?}")))
+    };
+    Ok(Some(Sample::generate(Split::parse(split)?, num("seed", seed)?, num("index", index)?)))
 }
 
 /// The task read off a source and a ground-truth image: objects that look the same in both keep one id.
@@ -145,7 +210,7 @@ impl Reward for MiniReward {
     }
 
     fn manifest(&self) -> serde_json::Value {
-        serde_json::json!({ "verifier": "earl-mini exact", "registered_tasks": self.tasks.len() })
+        serde_json::json!({ "verifier": "earl-mini exact", "registered_tasks": self.len() })
     }
 }
 
@@ -207,5 +272,55 @@ mod tests {
         assert!(out[1].score <= 3.0, "{out:?}");
         let e = reward.score_batch(&[input(&s.instruction, &src, Some(&tgt), None)]).unwrap_err().to_string();
         assert!(e.contains("reward `mini`") && e.contains("no task registered"), "{e}");
+    }
+
+    fn world_dataset(dir: &std::path::Path, instruction_of: impl Fn(&Sample) -> String) -> std::path::PathBuf {
+        use earl_core::data::{EditRecord, ShardWriter};
+        let path = dir.join("d");
+        let mut w = ShardWriter::create_or_resume(&path, "edits", 4).unwrap();
+        for i in 0..6u64 {
+            let s = Sample::generate(Split::CTrain, 9, i);
+            let meta = [("split", "c-train".to_string()), ("seed", "9".into()), ("index", i.to_string())];
+            let rec = EditRecord {
+                id: format!("c-train-9-{i}"),
+                instruction: instruction_of(&s),
+                source: CodeGrid::new(1, 2, vec![0, 1]).unwrap(),
+                edited: CodeGrid::new(1, 2, vec![i as u32, 7]).unwrap(),
+                cot: Default::default(),
+                meta: meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            };
+            w.push(Some(&rec.id), &rec).unwrap();
+        }
+        w.finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn dataset_records_register_their_tasks_by_ground_truth_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = world_dataset(dir.path(), |s| s.instruction.clone());
+        let reward = MiniReward::for_datasets(&[path]).unwrap();
+        assert_eq!(reward.len(), 6);
+        // The source seen by the reward is a VQ round trip, not the render: only the codes key can find the task.
+        let blank = RgbImage::from_pixel(128, 128, image::Rgb([1, 2, 3]));
+        for i in 0..6u64 {
+            let s = Sample::generate(Split::CTrain, 9, i);
+            let tgt = render(&s.target);
+            let gt = CodeGrid::new(1, 2, vec![i as u32, 7]).unwrap();
+            let mut inp = input(&s.instruction, &blank, Some(&tgt), None);
+            inp.ground_truth_codes = Some(&gt);
+            assert_eq!(reward.score_batch(&[inp]).unwrap()[0].score, 10.0, "sample {i}");
+            let other = CodeGrid::new(1, 2, vec![99, 7]).unwrap();
+            inp.ground_truth_codes = Some(&other);
+            assert!(reward.score_batch(&[inp]).is_err(), "an unknown record falls back and has no ground truth");
+        }
+    }
+
+    #[test]
+    fn a_dataset_from_another_world_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = world_dataset(dir.path(), |_| "Paint it pink.".to_string());
+        let e = MiniReward::for_datasets(&[path]).unwrap_err().to_string();
+        assert!(e.contains("c-train-9-0") && e.contains("Paint it pink."), "{e}");
     }
 }

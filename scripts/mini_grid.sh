@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# EARL-mini end to end (docs/mini.md, "Training the grid"): the world's tokenizers, its datasets, a fresh model per
+# seed, the paper's six comparisons as experiment chains, and their table. Meant for one GPU; every phase resumes.
+#
+#   scripts/mini_grid.sh tokenizers   # text BPE + VQ on world images (shared by every seed), VQ round-trip check
+#   scripts/mini_grid.sh data         # s-train, c-train and s-train with CoT, through the VQ
+#   scripts/mini_grid.sh init         # the initial model of seed $EARL_MINI_SEED
+#   scripts/mini_grid.sh chains [C…]  # the chains of seed $EARL_MINI_SEED (default: all six, SFT first)
+#   scripts/mini_grid.sh table        # earl experiment compare over the six chains of seed $EARL_MINI_SEED
+#
+# Variables: EARL (the binary, default target/release/earl), EARL_MINI (the world's directory, default
+# runs/mini-world), EARL_RUNS (default runs), EARL_MINI_SEED (default 0), EARL_MINI_COUNT (samples per training
+# split, default 30000), VQ_STEPS / VQ_BATCH / VQ_LR (vision tokenizer training), EARL_MINI_DEVICE (default cuda).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+earl=${EARL:-target/release/earl}
+export EARL_MINI=${EARL_MINI:-runs/mini-world}
+export EARL_RUNS=${EARL_RUNS:-runs}
+export EARL_MINI_SEED=${EARL_MINI_SEED:-0}
+export EARL_MINI_DEVICE=${EARL_MINI_DEVICE:-cuda}
+count=${EARL_MINI_COUNT:-30000}
+chains_all=(sft_s sft_sc sft_think_s sft_s__rl_s sft_s__rl_sc sft_think_s__rl_sc)
+timed() { local t0=$SECONDS; "$@"; echo "[mini_grid] $(( SECONDS - t0 )) s: $*" >&2; }
+
+phase=${1:?usage: scripts/mini_grid.sh tokenizers|data|init|chains|table}
+shift
+case $phase in
+  tokenizers)
+    # The world's data never changes with the grid's seed: the tokenizers are trained once, on seed 0's samples.
+    [[ -f $EARL_MINI/tok/tokenizer.json ]] ||
+      timed "$earl" tokenizer train --world 0 --world-count 20000 --codebook 1024 --merges 512 --out "$EARL_MINI/tok"
+    [[ -f $EARL_MINI/vq/model.safetensors ]] ||
+      timed "$earl" vq train --world 0 --steps "${VQ_STEPS:-6000}" --batch "${VQ_BATCH:-64}" --lr "${VQ_LR:-2e-3}" \
+        --device "$EARL_MINI_DEVICE" --out "$EARL_MINI/vq"
+    for split in s-test c-test ood-test; do
+      timed "$earl" mini roundtrip --vq "$EARL_MINI/vq" --split "$split" --count 100 --device "$EARL_MINI_DEVICE"
+    done
+    ;;
+  data)
+    for split in s-train c-train; do
+      timed "$earl" mini data --split "$split" --count "$count" --vq "$EARL_MINI/vq" --out "$EARL_MINI/data/$split" \
+        --device "$EARL_MINI_DEVICE"
+    done
+    timed "$earl" mini data --split s-train --count "$count" --cot --vq "$EARL_MINI/vq" \
+      --out "$EARL_MINI/data/s-train-cot" --device "$EARL_MINI_DEVICE"
+    ;;
+  init)
+    [[ -f $EARL_MINI/init-$EARL_MINI_SEED/model.safetensors ]] ||
+      "$earl" mini init --tokenizer "$EARL_MINI/tok" --seed "$EARL_MINI_SEED" --out "$EARL_MINI/init-$EARL_MINI_SEED"
+    ;;
+  chains)
+    (( $# )) || set -- "${chains_all[@]}"
+    for c in "$@"; do
+      timed "$earl" experiment run "experiments/mini/$c.toml" --no-verify
+    done
+    ;;
+  table)
+    files=()
+    for c in "${chains_all[@]}"; do files+=("experiments/mini/$c.toml"); done
+    "$earl" experiment compare "${files[@]}"
+    ;;
+  *)
+    echo "unknown phase $phase" >&2
+    exit 2
+    ;;
+esac
