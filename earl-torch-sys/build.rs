@@ -6,7 +6,10 @@
 //! - torch's headers are `torch/include` and `torch/include/torch/csrc/api/include`;
 //! - the CUDA runtime headers (`cuda_runtime_api.h`, needed by `c10/cuda/CUDAStream.h` and `ATen/cuda/CUDAGraph.h`)
 //!   come from `nvidia-cuda-runtime`, which the Linux torch 2.11 wheel already depends on (through
-//!   `cuda-toolkit[cudart]`), at `site-packages/nvidia/cu13/include`. `EARL_CUDA_INCLUDE` or `CUDA_HOME` override it.
+//!   `cuda-toolkit[cudart]`), at `site-packages/nvidia/cu13/include`; `cuda_runtime.h` also needs
+//!   `crt/host_config.h`, which CUDA 13 ships apart in `nvidia-cuda-crt`: scripts/requirements.txt pins
+//!   `cuda-toolkit[crt]==13.0.2` (torch's own cuda-toolkit version) for it. `EARL_CUDA_INCLUDE`, `CUDA_HOME` and
+//!   `/usr/local/cuda` are the alternatives (a machine with a full CUDA toolkit).
 //! - the wheel is cu130, so `libtorch_cuda.so` and `libc10_cuda.so` exist even where no GPU does; the shim checks
 //!   for a device at run time instead.
 //!
@@ -47,8 +50,8 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
 }
 
-/// The directory holding `cuda_runtime_api.h`: `EARL_CUDA_INCLUDE`, then the wheel's `nvidia/cu13/include` (a sibling
-/// of `torch/`), then `$CUDA_HOME/include`.
+/// The first directory holding both `cuda_runtime_api.h` and `crt/host_config.h`: `EARL_CUDA_INCLUDE`, the wheels'
+/// `nvidia/cu13/include` (a sibling of `torch/`), `$CUDA_HOME/include`, `/usr/local/cuda/include`.
 fn cuda_include(torch: &Path) -> PathBuf {
     let mut candidates = Vec::new();
     if let Ok(dir) = std::env::var("EARL_CUDA_INCLUDE") {
@@ -60,11 +63,12 @@ fn cuda_include(torch: &Path) -> PathBuf {
     if let Ok(home) = std::env::var("CUDA_HOME") {
         candidates.push(PathBuf::from(home).join("include"));
     }
-    match candidates.iter().find(|d| d.join("cuda_runtime_api.h").exists()) {
+    candidates.push(PathBuf::from("/usr/local/cuda/include"));
+    match candidates.iter().find(|d| d.join("cuda_runtime_api.h").exists() && d.join("crt/host_config.h").exists()) {
         Some(dir) => dir.clone(),
         None => panic!(
-            "earl-torch-sys: no cuda_runtime_api.h in {candidates:?}; install torch's Linux wheel (it pulls \
-             nvidia-cuda-runtime) or set EARL_CUDA_INCLUDE"
+            "earl-torch-sys: no cuda_runtime_api.h with crt/host_config.h in {candidates:?}; run scripts/setup.sh \
+             (it installs torch's nvidia-cuda-runtime and cuda-toolkit[crt]) or set EARL_CUDA_INCLUDE"
         ),
     }
 }

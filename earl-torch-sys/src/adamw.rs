@@ -113,7 +113,7 @@ pub fn fused_adamw_(t: &AdamWTensors, hp: &AdamWHyper) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Kind;
+    use tch::{Device, Kind};
 
     fn hyper() -> AdamWHyper {
         AdamWHyper { lr: 0.1, beta1: 0.9, beta2: 0.95, weight_decay: 0.1, eps: 1e-6, amsgrad: false, maximize: false }
@@ -150,15 +150,15 @@ mod tests {
 
     /// Runs `steps` (≤ 3) fused steps on two small parameters, the gradients multiplied by `scale` and divided back
     /// by the kernel through `grad_scale`, and checks every element against [`by_hand`].
-    fn check_against_hand(hp: &AdamWHyper, scale: Option<f64>, steps: i32) {
+    fn check_against_hand(hp: &AdamWHyper, scale: Option<f64>, steps: i32, device: Device) {
         let p0 = [vec![1.0, -2.0, 0.5], vec![3.0, 0.25]];
         let grads = [vec![0.5, -1.0, 2.0], vec![-0.75, 1.5]];
-        let f = |v: &Vec<f64>| Tensor::from_slice(v).to_kind(Kind::Float);
+        let f = |v: &Vec<f64>| Tensor::from_slice(v).to_kind(Kind::Float).to_device(device);
         let params: Vec<Tensor> = p0.iter().map(f).collect();
         let zeros = || params.iter().map(Tensor::zeros_like).collect::<Vec<_>>();
         let (m, v, vmax) = (zeros(), zeros(), zeros());
-        let steps_t: Vec<Tensor> = params.iter().map(|_| Tensor::from(0f32)).collect();
-        let scale_t = scale.map(|s| Tensor::from(s as f32));
+        let steps_t: Vec<Tensor> = params.iter().map(|_| Tensor::from(0f32).to_device(device)).collect();
+        let scale_t = scale.map(|s| Tensor::from(s as f32).to_device(device));
         let mut want: Vec<Vec<Elem>> =
             p0.iter().map(|ps| ps.iter().map(|&p| Elem { p, m: 0.0, v: 0.0, vmax: 0.0 }).collect()).collect();
         for step in 1..=steps {
@@ -199,15 +199,26 @@ mod tests {
 
     #[test]
     fn fused_adamw_on_cpu_matches_a_hand_computed_step() {
-        check_against_hand(&hyper(), None, 1);
-        check_against_hand(&hyper(), None, 3);
+        check_against_hand(&hyper(), None, 1, Device::Cpu);
+        check_against_hand(&hyper(), None, 3, Device::Cpu);
     }
 
     #[test]
     fn fused_adamw_amsgrad_maximize_and_grad_scale_match_by_hand() {
-        check_against_hand(&AdamWHyper { amsgrad: true, ..hyper() }, None, 3);
-        check_against_hand(&AdamWHyper { maximize: true, ..hyper() }, None, 2);
-        check_against_hand(&hyper(), Some(64.0), 2);
+        check_against_hand(&AdamWHyper { amsgrad: true, ..hyper() }, None, 3, Device::Cpu);
+        check_against_hand(&AdamWHyper { maximize: true, ..hyper() }, None, 2, Device::Cpu);
+        check_against_hand(&hyper(), Some(64.0), 2, Device::Cpu);
+    }
+
+    #[test]
+    fn cuda_fused_adamw_matches_a_hand_computed_step() {
+        if !tch::Cuda::is_available() {
+            eprintln!("skipped: needs CUDA");
+            return;
+        }
+        let cuda = Device::Cuda(0);
+        check_against_hand(&hyper(), None, 3, cuda);
+        check_against_hand(&AdamWHyper { amsgrad: true, maximize: true, ..hyper() }, Some(64.0), 3, cuda);
     }
 
     #[test]

@@ -175,6 +175,43 @@ mod tests {
         }
     }
 
+    /// On CUDA libtorch takes the fused multi-tensor kernels (the CPU runs its per-tensor fallback): the same ops
+    /// must give the per-tensor loop's values there too, and clipping must run inside a CUDA graph (no host read).
+    #[test]
+    fn cuda_foreach_ops_match_a_per_tensor_loop_and_clip_inside_a_graph() {
+        if !tch::Cuda::is_available() {
+            eprintln!("skipped: needs CUDA");
+            return;
+        }
+        let cuda = tch::Device::Cuda(0);
+        let on_gpu = || list().into_iter().map(|t| t.to_device(cuda)).collect::<Vec<_>>();
+        let ts = on_gpu();
+        let others: Vec<Tensor> = ts.iter().map(|t| t * 3.0 - 1.0).collect();
+        let want: Vec<Tensor> = ts.iter().zip(&others).map(|(t, o)| ((t + o * 0.5) * -2.0 + 1.0) * 0.25).collect();
+        foreach_add_(&ts, &others, 0.5).unwrap();
+        foreach_mul_scalar_(&ts, -2.0).unwrap();
+        foreach_add_scalar_(&ts, 1.0).unwrap();
+        foreach_mul_tensor_(&ts, &Tensor::from(0.25f32).to_device(cuda)).unwrap();
+        assert_same(&ts, &want);
+        let norms = foreach_norm(&ts, 2.0).unwrap();
+        assert_same(&norms, &ts.iter().map(|t| t.norm()).collect::<Vec<_>>());
+
+        let grads = on_gpu();
+        let side = crate::stream::CudaStream::from_pool(0, false).unwrap();
+        {
+            let _s = crate::stream::StreamGuard::new(side).unwrap();
+            let _ = clip_grad_norm_(&deep_copy(&grads), 2.0).unwrap(); // warm-up
+            side.synchronize().unwrap();
+        }
+        let (graph, total) = crate::graph::CudaGraph::capture(None, &side, || clip_grad_norm_(&grads, 2.0)).unwrap();
+        let total = total.unwrap();
+        graph.replay().unwrap();
+        let norm = 85.5f64.sqrt();
+        assert!((total.double_value(&[]) - norm).abs() < 1e-4);
+        let want: Vec<Tensor> = on_gpu().iter().map(|t| t * (2.0 / (norm + 1e-6))).collect();
+        assert_same(&grads, &want);
+    }
+
     #[test]
     fn empty_lists_are_a_no_op() {
         assert!(foreach_norm(&[], 2.0).unwrap().is_empty());

@@ -198,6 +198,30 @@ mod tests {
     }
 
     #[test]
+    fn cuda_graph_capture_ends_the_capture_when_the_closure_panics() {
+        if !tch::Cuda::is_available() {
+            eprintln!("skipped: needs CUDA");
+            return;
+        }
+        let before = CudaStream::current(0).unwrap();
+        let side = CudaStream::from_pool(0, false).unwrap();
+        let x = Tensor::ones([4], (Kind::Float, Device::Cuda(0)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            CudaGraph::capture(None, &side, || {
+                let _ = &x + 1.0;
+                panic!("closure failed mid-capture");
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(CudaStream::current(0).unwrap(), before);
+        // The side stream is no longer capturing: eager work on it runs and can be synchronized.
+        let _s = StreamGuard::new(side).unwrap();
+        let y = &x * 3.0;
+        side.synchronize().unwrap();
+        assert_eq!(y.sum(Kind::Float).double_value(&[]), 12.0);
+    }
+
+    #[test]
     fn cuda_graph_reset_then_replay_is_an_error() {
         if !tch::Cuda::is_available() {
             eprintln!("skipped: needs CUDA");
