@@ -212,10 +212,7 @@ mod tests {
 
     #[test]
     fn cuda_fused_adamw_matches_a_hand_computed_step() {
-        if !tch::Cuda::is_available() {
-            eprintln!("skipped: needs CUDA");
-            return;
-        }
+        let Some(_cuda) = crate::test_support::cuda_test() else { return };
         let cuda = Device::Cuda(0);
         check_against_hand(&hyper(), None, 3, cuda);
         check_against_hand(&AdamWHyper { amsgrad: true, maximize: true, ..hyper() }, Some(64.0), 3, cuda);

@@ -179,10 +179,7 @@ mod tests {
     /// must give the per-tensor loop's values there too, and clipping must run inside a CUDA graph (no host read).
     #[test]
     fn cuda_foreach_ops_match_a_per_tensor_loop_and_clip_inside_a_graph() {
-        if !tch::Cuda::is_available() {
-            eprintln!("skipped: needs CUDA");
-            return;
-        }
+        let Some(_cuda) = crate::test_support::cuda_test() else { return };
         let cuda = tch::Device::Cuda(0);
         let on_gpu = || list().into_iter().map(|t| t.to_device(cuda)).collect::<Vec<_>>();
         let ts = on_gpu();

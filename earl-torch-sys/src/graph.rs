@@ -145,10 +145,7 @@ mod tests {
 
     #[test]
     fn cuda_graph_replay_matches_eager_with_updated_inputs() {
-        if !tch::Cuda::is_available() {
-            eprintln!("skipped: needs CUDA");
-            return;
-        }
+        let Some(_cuda) = crate::test_support::cuda_test() else { return };
         let dev = Device::Cuda(0);
         tch::manual_seed(7);
         let w = Tensor::randn([64, 32], (Kind::Float, dev));
@@ -178,10 +175,7 @@ mod tests {
 
     #[test]
     fn cuda_graph_capture_refuses_the_default_stream_and_restores_the_stream() {
-        if !tch::Cuda::is_available() {
-            eprintln!("skipped: needs CUDA");
-            return;
-        }
+        let Some(_cuda) = crate::test_support::cuda_test() else { return };
         let default = CudaStream::default_stream(0).unwrap();
         let err = CudaGraph::capture(None, &default, || ()).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument { .. }), "{err}");
@@ -199,10 +193,7 @@ mod tests {
 
     #[test]
     fn cuda_graph_capture_ends_the_capture_when_the_closure_panics() {
-        if !tch::Cuda::is_available() {
-            eprintln!("skipped: needs CUDA");
-            return;
-        }
+        let Some(_cuda) = crate::test_support::cuda_test() else { return };
         let before = CudaStream::current(0).unwrap();
         let side = CudaStream::from_pool(0, false).unwrap();
         let x = Tensor::ones([4], (Kind::Float, Device::Cuda(0)));
@@ -223,10 +214,7 @@ mod tests {
 
     #[test]
     fn cuda_graph_reset_then_replay_is_an_error() {
-        if !tch::Cuda::is_available() {
-            eprintln!("skipped: needs CUDA");
-            return;
-        }
+        let Some(_cuda) = crate::test_support::cuda_test() else { return };
         let x = Tensor::ones([4], (Kind::Float, Device::Cuda(0)));
         let side = CudaStream::from_pool(0, false).unwrap();
         let (mut graph, y) = CudaGraph::capture(None, &side, || &x + 1.0).unwrap();

@@ -28,3 +28,21 @@ pub use foreach::{
 pub use graph::{CudaGraph, GraphPool};
 pub use process_group::{LocalGroup, ProcessGroup, ReduceOp};
 pub use stream::{CudaStream, StreamGuard};
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::{Mutex, MutexGuard};
+
+    static CUDA: Mutex<()> = Mutex::new(());
+
+    /// Opens a `cuda_*` test: `None` (after a skip message) without CUDA, else a lock that serialises the CUDA
+    /// tests. A capture in torch's default (global) mode forbids unsafe CUDA calls on every thread, so a test
+    /// allocating on another test thread would break it.
+    pub(crate) fn cuda_test() -> Option<MutexGuard<'static, ()>> {
+        if !tch::Cuda::is_available() {
+            eprintln!("skipped: needs CUDA");
+            return None;
+        }
+        Some(CUDA.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+}

@@ -142,10 +142,7 @@ mod tests {
 
     #[test]
     fn cuda_stream_guard_restores_the_previous_stream() {
-        if !tch::Cuda::is_available() {
-            eprintln!("skipped: needs CUDA");
-            return;
-        }
+        let Some(_cuda) = crate::test_support::cuda_test() else { return };
         let before = CudaStream::current(0).unwrap();
         let side = CudaStream::from_pool(0, false).unwrap();
         assert!(!side.is_default().unwrap());
@@ -170,10 +167,7 @@ mod tests {
 
     #[test]
     fn cuda_stream_on_a_missing_device_is_an_error() {
-        if !tch::Cuda::is_available() {
-            eprintln!("skipped: needs CUDA");
-            return;
-        }
+        let Some(_cuda) = crate::test_support::cuda_test() else { return };
         let n = tch::Cuda::device_count() as usize;
         let err = CudaStream::from_pool(n, false).unwrap_err();
         assert!(matches!(err, Error::Torch { .. }), "{err}");
