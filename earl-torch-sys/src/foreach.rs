@@ -84,7 +84,9 @@ pub fn clip_grad_norm_(grads: &[Tensor], max_norm: f64) -> Result<Tensor> {
     let torch = |e: tch::TchError| Error::Torch { op: OP, message: e.to_string() };
     let device = first.device();
     let norms = foreach_norm(grads, 2.0)?;
-    let norms: Vec<Tensor> = norms.iter().map(|n| n.to_device(device)).collect();
+    // Gradients on several devices: their norms are stacked on the first one's, as torch does.
+    let norms: Vec<Tensor> =
+        norms.iter().map(|n| n.f_to(device)).collect::<std::result::Result<_, _>>().map_err(torch)?;
     tch::no_grad(|| {
         let total = Tensor::f_stack(&norms, 0).and_then(|s| s.f_norm()).map_err(torch)?;
         // torch: clip_coef = max_norm / (total + 1e-6), clamped at 1 (so gradients are never scaled up).
