@@ -55,6 +55,9 @@ pub struct VqTrainArgs {
     /// Restart unused codebook entries every N steps (0: never).
     #[arg(long, default_value_t = 50)]
     restart_every: u64,
+    /// Also save every N steps (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    save_every: u64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// auto (cuda when available, else cpu), cpu, cuda or cuda:N.
@@ -141,6 +144,7 @@ pub fn vq_train(a: &VqTrainArgs) -> Result<i32> {
         lr: Some(a.lr),
         recon: Some(recon),
         restart_every: Some(a.restart_every),
+        save_every: Some(a.save_every),
         seed: Some(a.seed),
         ..Default::default()
     };

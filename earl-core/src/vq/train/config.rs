@@ -63,6 +63,9 @@ pub struct VqTrainConfig {
     pub weight_decay: f64,
     /// Every this many steps, codebook entries unused since the last restart move onto current latents (0: never).
     pub restart_every: u64,
+    /// Save the checkpoint every this many steps as well as at the end (0: only at the end), so a run cut short
+    /// (a time limit) still leaves its latest weights.
+    pub save_every: u64,
     /// Seeds the initial weights and the codebook picks.
     pub seed: u64,
     /// Where training runs.
@@ -105,6 +108,8 @@ pub struct RawVqTrainConfig {
     pub weight_decay: Option<f64>,
     /// Default 50.
     pub restart_every: Option<u64>,
+    /// Default 0 (only at the end).
+    pub save_every: Option<u64>,
     /// Default 0.
     pub seed: Option<u64>,
 }
@@ -139,6 +144,7 @@ impl RawVqTrainConfig {
             max_grad_norm: self.max_grad_norm.unwrap_or(1.0),
             weight_decay: self.weight_decay.unwrap_or(0.0),
             restart_every: self.restart_every.unwrap_or(50),
+            save_every: self.save_every.unwrap_or(0),
             seed: self.seed.unwrap_or(0),
             device,
         };

@@ -178,6 +178,10 @@ pub fn train_vq(
         writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
         tracing::debug!(step = m.step, loss = m.loss, recon = m.recon, used = m.codes_used, "VQ step");
         on_step(&m);
+        if cfg.save_every > 0 && m.step % cfg.save_every == 0 && m.step < cfg.steps {
+            store.save(out_dir, &cfg.model)?;
+            tracing::info!(step = m.step, "saved an intermediate vision-tokenizer checkpoint");
+        }
         first.get_or_insert_with(|| m.clone());
         last = Some(m);
     }
