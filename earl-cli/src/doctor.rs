@@ -81,6 +81,10 @@ pub fn run() -> Result<i32> {
         println!("GPU:            {g}");
     }
     println!("CPU threads:    {}", tch::get_num_threads());
+    match crate::default_model::find() {
+        Ok(d) => println!("default model:  {} (EARL_MODEL, else models/earl-mini beside the binary)", d.display()),
+        Err(e) => println!("default model:  none ({e})"),
+    }
     println!("model search path (EARL_MODELS, then defaults):");
     for d in model_dirs() {
         println!("  {} {}", d.display(), if d.is_dir() { "" } else { "(missing)" });

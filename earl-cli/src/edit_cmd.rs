@@ -5,14 +5,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use earl_core::bundle::Bundle;
 use earl_core::device::{dtype_name, parse_dtype};
 use earl_core::edit::{EditInput, EditOptions, Editor};
 use earl_core::generate::{SamplingParams, TopK};
 use earl_core::imageproc::{self, LoadLimits};
 use earl_core::prompt::Prefill;
-
-const FIXTURE_MODEL: &str = "fixtures/bundle-tiny";
-const FIXTURE_VQ: &str = "fixtures/vq-tiny";
 
 #[derive(clap::Args)]
 pub struct EditArgs {
@@ -23,18 +21,21 @@ pub struct EditArgs {
     /// Output image; more samples are written as OUT-1.png, OUT-2.png, …
     #[arg(long)]
     out: PathBuf,
-    /// Language-model checkpoint (default: the tiny random fixture bundle).
+    /// Language-model checkpoint or bundle (default: the shipped EARL-mini bundle, found by the rule of
+    /// `earl doctor`: $EARL_MODEL, else models/earl-mini beside the binary). A bundle's earl-bundle.toml gives the
+    /// defaults of --vq, --tokenizer, --mode, --area and the sampling flags.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Vision-tokenizer checkpoint (default: the tiny fixture VQ).
+    /// Vision-tokenizer checkpoint (default: the bundle's; required for a plain checkpoint).
     #[arg(long)]
     vq: Option<PathBuf>,
-    /// Text-tokenizer directory (default: the model directory).
+    /// Text-tokenizer directory (default: the bundle's, else the model directory).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// Assistant prefill: E, E-legacy, CE, mixed, or text:<literal> ({h}/{w} = source grid size).
-    #[arg(long, default_value = "E")]
-    mode: String,
+    /// Assistant prefill: E, E-legacy, CE, mixed, or text:<literal> ({h}/{w} = source grid size). Default: the
+    /// bundle's, else E.
+    #[arg(long)]
+    mode: Option<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, default_value_t = 1)]
@@ -43,17 +44,18 @@ pub struct EditArgs {
     /// max_position_embeddings leaves less room after the prompt.
     #[arg(long)]
     max_new_tokens: Option<usize>,
-    /// Sampling (EARL evaluation defaults: temperature 1.0, top-k 2048, top-p 1.0; temperature 0 = greedy).
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f64,
+    /// Sampling (default: the bundle's, else EARL's evaluation defaults: temperature 1.0, top-k 2048, top-p 1.0;
+    /// temperature 0 = greedy).
+    #[arg(long)]
+    temperature: Option<f64>,
     /// `off` (or −1) or k ≥ 1.
-    #[arg(long, default_value = "2048")]
-    top_k: TopK,
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f64,
-    /// Target pixel area of the source image before encoding.
-    #[arg(long, default_value_t = 256 * 256)]
-    area: u64,
+    #[arg(long)]
+    top_k: Option<TopK>,
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Target pixel area of the source image before encoding (default: the bundle's, else 256×256).
+    #[arg(long)]
+    area: Option<u64>,
     /// Disable the grid constraint.
     #[arg(long)]
     no_constraint: bool,
@@ -89,20 +91,59 @@ fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
+/// What the edit runs with: flags, else the bundle's defaults, else EARL's.
+struct Resolved {
+    model: PathBuf,
+    vq: PathBuf,
+    tokenizer: PathBuf,
+    bundle: Option<Bundle>,
+    prefill: Prefill,
+    sampling: SamplingParams,
+    area: u64,
+}
+
+fn resolve(a: &EditArgs) -> Result<Resolved> {
+    let model = match &a.model {
+        Some(m) => m.clone(),
+        None => crate::default_model::find()?,
+    };
+    let bundle = Bundle::open(&model).with_context(|| format!("reading {}", model.display()))?;
+    let vq = match (&a.vq, &bundle) {
+        (Some(v), _) => v.clone(),
+        (None, Some(b)) => b.vq.clone(),
+        (None, None) => bail!("{} is a plain checkpoint (no earl-bundle.toml): pass --vq", model.display()),
+    };
+    let tokenizer =
+        a.tokenizer.clone().or_else(|| bundle.as_ref().map(|b| b.tokenizer.clone())).unwrap_or(model.clone());
+    let prefill: Prefill = match (&a.mode, &bundle) {
+        (Some(m), _) => m.parse()?,
+        (None, Some(b)) => b.prefill.clone(),
+        (None, None) => Prefill::E,
+    };
+    let base = bundle.as_ref().map(|b| b.sampling).unwrap_or(SamplingParams {
+        temperature: 1.0,
+        top_k: TopK::K(2048),
+        top_p: 1.0,
+    });
+    let sampling = SamplingParams {
+        temperature: a.temperature.unwrap_or(base.temperature),
+        top_k: a.top_k.unwrap_or(base.top_k),
+        top_p: a.top_p.unwrap_or(base.top_p),
+    };
+    let area = a.area.or(bundle.as_ref().map(|b| b.area)).unwrap_or(256 * 256);
+    Ok(Resolved { model, vq, tokenizer, bundle, prefill, sampling, area })
+}
+
 pub fn run(a: &EditArgs) -> Result<i32> {
     // The output is checked before any model is loaded or token generated.
     imageproc::check_output(&a.out)?;
     let (device, kind) = crate::choice::device_and_dtype(&a.device, a.dtype.as_deref())?;
-    let prefill: Prefill = a.mode.parse()?;
-    let fixture = a.model.is_none();
-    let model = a.model.clone().unwrap_or_else(|| PathBuf::from(FIXTURE_MODEL));
-    let vq = a.vq.clone().unwrap_or_else(|| PathBuf::from(FIXTURE_VQ));
-    let tokenizer = a.tokenizer.clone().unwrap_or_else(|| model.clone());
+    let Resolved { model, vq, tokenizer, bundle, prefill, sampling, area } = resolve(a)?;
     let t_load = std::time::Instant::now();
     let vq_kind = parse_dtype(&a.vq_dtype)?;
     let mut editor = Editor::load(&model, &vq, &tokenizer, kind, vq_kind, device)
         .with_context(|| format!("loading {} / {} / {}", model.display(), vq.display(), tokenizer.display()))?;
-    editor.codec.image_cfg.area = a.area;
+    editor.codec.image_cfg.area = area;
     let load_s = t_load.elapsed().as_secs_f64();
 
     let img = imageproc::load_rgb(&a.image, &LoadLimits::default())?;
@@ -113,7 +154,7 @@ pub fn run(a: &EditArgs) -> Result<i32> {
         prefill: prefill.clone(),
         samples: a.samples,
         max_new_tokens: a.max_new_tokens,
-        sampling: SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p },
+        sampling,
         seed: a.seed,
         constrain: !a.no_constraint,
         allow_overlong: a.allow_overlong,
@@ -132,11 +173,8 @@ pub fn run(a: &EditArgs) -> Result<i32> {
     bar.finish_and_clear();
     // Said once the inputs are known to be good, so that a refused edit stays a one-line error.
     crate::choice::announce("edit", device, Some(kind), Some(&a.out));
-    if fixture {
-        eprintln!(
-            "note: no --model given, using the tiny random fixture bundle ({FIXTURE_MODEL} + {FIXTURE_VQ}): the \
-             pipeline is real, the edit is not meaningful (no trained small model exists yet)"
-        );
+    if let (None, Some(b)) = (&a.model, &bundle) {
+        eprintln!("model: the default bundle {} ({})", b.name, model.display());
     }
 
     let mut written = 0;
@@ -163,7 +201,8 @@ pub fn run(a: &EditArgs) -> Result<i32> {
             "mode": prefill.to_string(),
             "seed": a.seed,
             "sample": o.sample,
-            "sampling": {"temperature": a.temperature, "top_k": a.top_k, "top_p": a.top_p},
+            "sampling": {"temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p},
+            "bundle": bundle.as_ref().map(|b| b.name.clone()), "area": area,
             "max_new_tokens": timings.max_new_tokens,
             "model": model, "vq": vq, "tokenizer": tokenizer,
             "source_image": a.image,

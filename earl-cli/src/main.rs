@@ -4,6 +4,7 @@ mod bench;
 mod bench_train;
 mod choice;
 mod data;
+mod default_model;
 mod doctor;
 mod edit_cmd;
 mod eval_cmd;

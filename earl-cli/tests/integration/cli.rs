@@ -61,6 +61,10 @@ fn failures_are_one_quiet_line() {
     // Negative numbers are values, so the validation that explains them is reached.
     let (code, _, err) = earl(&[
         "edit",
+        "--model",
+        "fixtures/bundle-tiny",
+        "--vq",
+        "fixtures/vq-tiny",
         "--image",
         "fixtures/bundle-tiny/example.png",
         "--instruction",
@@ -79,8 +83,19 @@ fn an_overlong_budget_is_refused_before_anything_is_allocated() {
     // 100M new tokens against the bundle's 4096 positions: an error at once (it used to warn, preallocate the
     // cache and get the process killed), naming the flag that allows it.
     let out = std::env::temp_dir().join(format!("earl-overlong-{}.png", std::process::id()));
-    let args =
-        ["edit", "--image", "fixtures/bundle-tiny/example.png", "--instruction", "x", "--out", out.to_str().unwrap()];
+    let args = [
+        "edit",
+        "--model",
+        "fixtures/bundle-tiny",
+        "--vq",
+        "fixtures/vq-tiny",
+        "--image",
+        "fixtures/bundle-tiny/example.png",
+        "--instruction",
+        "x",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     let (code, _, err) = earl(&[&args[..], &["--max-new-tokens", "100000000"]].concat());
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("max_position_embeddings") && err.contains("--allow-overlong"), "{err}");
@@ -92,7 +107,8 @@ fn an_overlong_budget_is_refused_before_anything_is_allocated() {
 /// exists afterwards.
 fn edit_on_cpu(name: &str, extra: &[&str]) -> (i32, String, bool) {
     let out = std::env::temp_dir().join(format!("earl-{name}-{}.png", std::process::id()));
-    let mut args = vec!["edit", "--image", "fixtures/bundle-tiny/example.png", "--instruction", "x"];
+    let mut args = vec!["edit", "--model", "fixtures/bundle-tiny", "--vq", "fixtures/vq-tiny"];
+    args.extend(["--image", "fixtures/bundle-tiny/example.png", "--instruction", "x"]);
     args.extend(["--out", out.to_str().unwrap(), "--device", "cpu"]);
     args.extend(extra);
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_earl"));

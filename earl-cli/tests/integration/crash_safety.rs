@@ -207,6 +207,10 @@ fn a_killed_edit_never_leaves_a_sidecar_beside_another_image() {
     let edit = |seed: &str, fault| {
         let args = [
             "edit",
+            "--model",
+            "fixtures/bundle-tiny",
+            "--vq",
+            "fixtures/vq-tiny",
             "--image",
             "fixtures/bundle-tiny/example.png",
             "--instruction",

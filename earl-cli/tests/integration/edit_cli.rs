@@ -10,6 +10,10 @@ fn edit(out: &Path, seed: u64, extra: &[&str]) -> (i32, String, String) {
     let seed = seed.to_string();
     let mut args = vec![
         "edit",
+        "--model",
+        "fixtures/bundle-tiny",
+        "--vq",
+        "fixtures/vq-tiny",
         "--image",
         "fixtures/bundle-tiny/example.png",
         "--instruction",
@@ -90,7 +94,8 @@ fn bad_inputs_are_one_line_errors() {
     assert_eq!(code, 2);
     assert!(err.contains("unknown prefill") && err.trim_end().lines().count() == 1, "{err}");
     let o = Command::new(env!("CARGO_BIN_EXE_earl"))
-        .args(["edit", "--image", "nope.png", "--instruction", "x", "--out", "/tmp/z.png"])
+        .args(["edit", "--model", "fixtures/bundle-tiny", "--vq", "fixtures/vq-tiny", "--image", "nope.png"])
+        .args(["--instruction", "x", "--out", "/tmp/z.png"])
         .current_dir(root())
         .output()
         .unwrap();

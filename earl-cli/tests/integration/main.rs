@@ -9,5 +9,6 @@ mod data_tokenize;
 mod edit_cli;
 mod eval_cli;
 mod mini_cli;
+mod mini_grid;
 mod sft_cli;
 mod vq_cli;
