@@ -24,11 +24,13 @@ echo "== cargo test"
 # modules): each binary links libtorch, so fewer binaries build faster and take far less disk.
 cargo test --workspace --all-targets "$@"
 echo "== doc tests (the README's library snippet)"
-cargo test -p earl-core --doc
-echo "== examples (built above by --all-targets; run here)"
-cargo run -q -p earl-core --example edit_image
-cargo run -q -p earl-core --example lm_parity
-cargo run -q -p earl-core --example custom_reward -- 1
+# --workspace, as above: one feature set, so nothing is rebuilt (`-p earl-core` alone unifies other features).
+cargo test --workspace --doc
+echo "== examples (built with the workspace's features, so only they are linked; then run)"
+cargo build -q --workspace --examples
+target/debug/examples/edit_image
+target/debug/examples/lm_parity
+target/debug/examples/custom_reward 1
 echo "== a crate outside the workspace that depends on earl-core (CUDA without the workspace's link arguments)"
 scripts/outside_user.sh
 echo "== the evaluation report in headless Chromium (installs the Debian package if missing; EARL_SKIP_CHROMIUM=1 skips)"
