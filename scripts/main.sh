@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job, from a fresh clone: set-up, release build, `earl doctor`, then a real image edit end to end
-# (VQ encode → EARL prompt → grid-constrained seeded sampling → VQ decode) of the bundled example image with the
-# tiny random fixture bundle — pass --model/--vq (and a real image) through EARL_EDIT_ARGS for real weights.
-# Output: out/edit.png and out/edit.json.
+# (VQ encode → EARL prompt → grid-constrained seeded sampling → VQ decode) with the shipped EARL-mini bundle
+# (models/earl-mini, found by the binary itself: no --model), on the bundle's example world image and instruction,
+# then the exact verifier's score of the result. Pass other flags through EARL_EDIT_ARGS (e.g. --model/--vq and an
+# image of yours through EARL_EDIT_IMAGE / EARL_EDIT_INSTRUCTION for real weights).
+# Output: out/edit.png, out/edit.json and the verifier's JSON on stdout.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
@@ -11,7 +13,12 @@ cargo build --release -p earl-cli
 earl=target/release/earl
 "$earl" doctor
 mkdir -p out
-# The random tiny model never chooses to start an image by itself, so the prefill writes the image header
-# ({h}*{w} = source grid) and the grid constraint does the rest; real checkpoints use the default mode E.
-"$earl" edit --image fixtures/bundle-tiny/example.png --instruction "Make the roof of the house blue" \
-  --out out/edit.png --seed 0 --mode 'text:<|image start|>{h}*{w}<|image token|>' ${EARL_EDIT_ARGS:-}
+bundle=models/earl-mini
+image=${EARL_EDIT_IMAGE:-$bundle/example/source.png}
+instruction=${EARL_EDIT_INSTRUCTION:-$(cat "$bundle/example/instruction.txt")}
+echo "== earl edit --image $image --instruction \"$instruction\" (the bundle's defaults, seed 5, CPU)"
+"$earl" edit --image "$image" --instruction "$instruction" --out out/edit.png --seed 5 --device cpu ${EARL_EDIT_ARGS:-}
+if [[ -z ${EARL_EDIT_IMAGE:-} ]]; then
+  echo "== the exact verifier on out/edit.png (target: $bundle/example/target.png)"
+  "$earl" mini score --sample "$bundle/example" --image out/edit.png
+fi
