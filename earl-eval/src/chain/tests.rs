@@ -383,3 +383,25 @@ fn rows_over_seeds_show_mean_and_sample_spread_in_the_mini_column_order() {
     assert_eq!(r.scores.keys().collect::<Vec<_>>(), ["mini-c-test", "mini-s-test"]);
     assert_eq!(r.spread.unwrap().average, Some(2f64.sqrt()));
 }
+
+#[test]
+fn a_chain_seed_from_a_variable_seeds_every_stage_and_enters_their_fingerprints() {
+    let d = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(tiny_chain(d.path(), "")).unwrap();
+    let text = base.replace("[chain]\n", "[chain]\nseed = \"${SEED:-3}\"\n");
+    let file = write(d.path(), "seeded.toml", &text);
+    let with = |seed: Option<&'static str>| {
+        let e = move |k: &str| if k == "SEED" { seed.map(String::from) } else { env(k) };
+        Chain::load_with_env(&file, &e).unwrap()
+    };
+    let (three, nine) = (with(None), with(Some("9")));
+    assert_eq!(three.sft.as_ref().unwrap().exp.seed, 3);
+    assert_eq!(nine.sft.as_ref().unwrap().exp.seed, 9);
+    assert_eq!(nine.rl.as_ref().unwrap().exp.rl.random_seed, 9);
+    assert!(nine.evals.iter().all(|e| e.values["seed"].as_integer() == Some(9)));
+    for ((_, _, a, _), (_, _, b, _)) in three.stages().into_iter().zip(nine.stages()) {
+        assert_ne!(a.hash(), b.hash(), "another seed is another run");
+    }
+    let e = Chain::load_with_env(&file, &|k| if k == "SEED" { Some("x1".into()) } else { env(k) });
+    assert!(e.unwrap_err().to_string().contains("not a seed"));
+}
