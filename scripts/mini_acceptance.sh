@@ -5,7 +5,8 @@
 # The same samples' targets and unchanged sources are scored as they are and through the bundle's VQ (a model that
 # copies its input perfectly produces the source's round trip: the copy baseline). Prints one summary line per
 # split; per-sample JSON lines are in OUT/<split>.jsonl.
-#   scripts/mini_acceptance.sh [COUNT=100] [SEED=909] [OUT=out/mini-acceptance]
+#   scripts/mini_acceptance.sh [COUNT=100] [SEED=909] [OUT=out/mini-acceptance]   (SPLITS="s-test c-test" for fewer)
+# A rerun keeps the edits already made (OUT/<split>/<i>/edited.png).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 count=${1:-100}
@@ -13,9 +14,10 @@ seed=${2:-909}
 out=$(realpath -m "${3:-out/mini-acceptance}")
 earl=$(realpath "${EARL:-target/release/earl}")
 mkdir -p "$out"
-for split in s-test c-test ood-test; do
+for split in ${SPLITS:-s-test c-test ood-test}; do
   dir=$out/$split
-  "$earl" mini sample --split "$split" --seed "$seed" --count "$count" --out "$dir" >/dev/null
+  [[ -f $dir/$((count - 1))/scene.json ]] ||
+    "$earl" mini sample --split "$split" --seed "$seed" --count "$count" --out "$dir" >/dev/null
   : >"$out/$split.jsonl"
   for ((i = 0; i < count; i++)); do
     d=$dir/$i
