@@ -405,3 +405,32 @@ fn a_chain_seed_from_a_variable_seeds_every_stage_and_enters_their_fingerprints(
     let e = Chain::load_with_env(&file, &|k| if k == "SEED" { Some("x1".into()) } else { env(k) });
     assert!(e.unwrap_err().to_string().contains("not a seed"));
 }
+
+#[test]
+fn every_mini_chain_loads_and_is_seeded_by_its_variable() {
+    let dir = repo().join("experiments/mini");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let e = |k: &str| match k {
+            "EARL_MINI" => Some("/world".to_string()),
+            "EARL_RUNS" => Some("/runs".to_string()),
+            "EARL_MINI_SEED" => Some("2".to_string()),
+            _ => None,
+        };
+        let c = Chain::load_with_env(&p, &e).unwrap_or_else(|err| panic!("{}: {err}", p.display()));
+        assert!(c.out.starts_with("/runs/mini/seed-2"), "{}", c.out.display());
+        if let Some(s) = &c.sft {
+            assert_eq!(s.exp.seed, 2);
+        }
+        if let Some(r) = &c.rl {
+            assert_eq!(r.exp.rl.random_seed, 2);
+        }
+        assert_eq!(c.evals.len(), 3, "{}", p.display());
+        n += 1;
+    }
+    assert_eq!(n, 7, "six chains and the smoke chain");
+}
