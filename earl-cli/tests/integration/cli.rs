@@ -1,5 +1,5 @@
 //! The `earl` binary as a user runs it: exit codes, the last line of `earl parity`, one-line errors.
-use crate::common::{earl, root};
+use crate::common::{earl, root, FIXTURE_EDIT};
 
 #[test]
 fn parity_passes_on_every_fixture() {
@@ -59,21 +59,8 @@ fn failures_are_one_quiet_line() {
     assert_eq!(code, 2);
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
     // Negative numbers are values, so the validation that explains them is reached.
-    let (code, _, err) = earl(&[
-        "edit",
-        "--model",
-        "fixtures/bundle-tiny",
-        "--vq",
-        "fixtures/vq-tiny",
-        "--image",
-        "fixtures/bundle-tiny/example.png",
-        "--instruction",
-        "x",
-        "--out",
-        "/tmp/never.png",
-        "--temperature",
-        "-1",
-    ]);
+    let args = ["--image", "fixtures/bundle-tiny/example.png", "--instruction", "x", "--out", "/tmp/never.png"];
+    let (code, _, err) = earl(&[&FIXTURE_EDIT[..], &args, &["--temperature", "-1"]].concat());
     assert_eq!(code, 2);
     assert!(err.contains("temperature must be ≥ 0, got -1") && err.trim_end().lines().count() == 1, "{err}");
 }
@@ -83,20 +70,8 @@ fn an_overlong_budget_is_refused_before_anything_is_allocated() {
     // 100M new tokens against the bundle's 4096 positions: an error at once (it used to warn, preallocate the
     // cache and get the process killed), naming the flag that allows it.
     let out = std::env::temp_dir().join(format!("earl-overlong-{}.png", std::process::id()));
-    let args = [
-        "edit",
-        "--model",
-        "fixtures/bundle-tiny",
-        "--vq",
-        "fixtures/vq-tiny",
-        "--image",
-        "fixtures/bundle-tiny/example.png",
-        "--instruction",
-        "x",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let (code, _, err) = earl(&[&args[..], &["--max-new-tokens", "100000000"]].concat());
+    let args = ["--image", "fixtures/bundle-tiny/example.png", "--instruction", "x", "--out", out.to_str().unwrap()];
+    let (code, _, err) = earl(&[&FIXTURE_EDIT[..], &args, &["--max-new-tokens", "100000000"]].concat());
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("max_position_embeddings") && err.contains("--allow-overlong"), "{err}");
     assert!(err.trim_end().lines().count() == 1 && !out.exists(), "{err}");
@@ -107,7 +82,7 @@ fn an_overlong_budget_is_refused_before_anything_is_allocated() {
 /// exists afterwards.
 fn edit_on_cpu(name: &str, extra: &[&str]) -> (i32, String, bool) {
     let out = std::env::temp_dir().join(format!("earl-{name}-{}.png", std::process::id()));
-    let mut args = vec!["edit", "--model", "fixtures/bundle-tiny", "--vq", "fixtures/vq-tiny"];
+    let mut args = FIXTURE_EDIT.to_vec();
     args.extend(["--image", "fixtures/bundle-tiny/example.png", "--instruction", "x"]);
     args.extend(["--out", out.to_str().unwrap(), "--device", "cpu"]);
     args.extend(extra);

@@ -206,24 +206,23 @@ fn a_killed_edit_never_leaves_a_sidecar_beside_another_image() {
     let (png, json) = (tmp.path().join("e.png"), tmp.path().join("e.json"));
     let edit = |seed: &str, fault| {
         let args = [
-            "edit",
-            "--model",
-            "fixtures/bundle-tiny",
-            "--vq",
-            "fixtures/vq-tiny",
-            "--image",
-            "fixtures/bundle-tiny/example.png",
-            "--instruction",
-            "Make the roof blue",
-            "--out",
-            s(&png),
-            "--seed",
-            seed,
-            "--area",
-            "16384",
-            "--mode",
-            "text:<|image start|>{h}*{w}<|image token|>",
-        ];
+            &crate::common::FIXTURE_EDIT[..],
+            &[
+                "--image",
+                "fixtures/bundle-tiny/example.png",
+                "--instruction",
+                "Make the roof blue",
+                "--out",
+                s(&png),
+                "--seed",
+                seed,
+                "--area",
+                "16384",
+                "--mode",
+                "text:<|image start|>{h}*{w}<|image token|>",
+            ],
+        ]
+        .concat();
         earl(&args, fault)
     };
     assert_ok(&edit("3", None));

@@ -8,12 +8,8 @@ const HEADER_PREFILL: &str = "text:<|image start|>{h}*{w}<|image token|>";
 
 fn edit(out: &Path, seed: u64, extra: &[&str]) -> (i32, String, String) {
     let seed = seed.to_string();
-    let mut args = vec![
-        "edit",
-        "--model",
-        "fixtures/bundle-tiny",
-        "--vq",
-        "fixtures/vq-tiny",
+    let mut args = crate::common::FIXTURE_EDIT.to_vec();
+    args.extend([
         "--image",
         "fixtures/bundle-tiny/example.png",
         "--instruction",
@@ -24,7 +20,7 @@ fn edit(out: &Path, seed: u64, extra: &[&str]) -> (i32, String, String) {
         &seed,
         "--area",
         "16384",
-    ];
+    ]);
     if !extra.contains(&"--mode") {
         args.extend_from_slice(&["--mode", HEADER_PREFILL]);
     }
@@ -94,7 +90,8 @@ fn bad_inputs_are_one_line_errors() {
     assert_eq!(code, 2);
     assert!(err.contains("unknown prefill") && err.trim_end().lines().count() == 1, "{err}");
     let o = Command::new(env!("CARGO_BIN_EXE_earl"))
-        .args(["edit", "--model", "fixtures/bundle-tiny", "--vq", "fixtures/vq-tiny", "--image", "nope.png"])
+        .args(crate::common::FIXTURE_EDIT)
+        .args(["--image", "nope.png"])
         .args(["--instruction", "x", "--out", "/tmp/z.png"])
         .current_dir(root())
         .output()

@@ -5,6 +5,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// `earl edit` on the random fixture bundle (the default model is the shipped EARL-mini; these tests exercise the
+/// pipeline on the fixture, so they name it).
+pub const FIXTURE_EDIT: [&str; 5] = ["edit", "--model", "fixtures/bundle-tiny", "--vq", "fixtures/vq-tiny"];
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
