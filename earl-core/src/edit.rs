@@ -49,9 +49,8 @@ impl ImageCodec {
 
     /// EARL's preprocessing then VQ encoding of one image.
     pub fn encode_image(&self, img: &RgbImage) -> Result<CodeGrid> {
-        let pixels = imageproc::preprocess(img, &self.image_cfg)?; // [1, 3, H, W]
-        let codes = tch::no_grad(|| self.vq.encode(&pixels))?; // [1, h, w]
-        CodeGrid::from_tensor(&codes.get(0))
+        let mut grids = self.encode_images(std::slice::from_ref(img))?;
+        grids.pop().ok_or_else(|| Error::input("the VQ returned no grid"))
     }
 
     /// Decodes a grid to an RGB image.
@@ -60,8 +59,9 @@ impl ImageCodec {
         Ok(imageproc::to_rgb8(&pixels, &self.image_cfg)?.remove(0))
     }
 
-    /// [`ImageCodec::encode_image`] of many images: consecutive images that preprocess to one size are encoded
-    /// as one batch (dataset tokenization; the codes equal the one-by-one ones up to float summation order).
+    /// EARL's preprocessing then VQ encoding of many images: consecutive images that preprocess to one size are
+    /// encoded as one batch (dataset tokenization; the codes equal the one-by-one ones up to float summation order).
+    /// [`ImageCodec::encode_image`] is this for one image.
     pub fn encode_images(&self, imgs: &[RgbImage]) -> Result<Vec<CodeGrid>> {
         let pixels = imgs.iter().map(|i| imageproc::preprocess(i, &self.image_cfg)).collect::<Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(imgs.len());

@@ -44,6 +44,10 @@ impl TensorSource for InitSource {
             if name.ends_with("norm.weight") {
                 return Ok(Tensor::f_ones(shape, (Kind::Float, Device::Cpu))?);
             }
+            if name.ends_with(".bias") {
+                // Biases start at zero, as transformers' `_init_weights` sets them.
+                return Ok(Tensor::f_zeros(shape, (Kind::Float, Device::Cpu))?);
+            }
             let h = name
                 .bytes()
                 .fold(self.init.seed ^ 0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
@@ -57,7 +61,7 @@ impl TensorSource for InitSource {
         })
     }
     fn contains(&self, name: &str) -> bool {
-        // Biases are initialised too when the config asks for them; the loader only asks for what it needs.
+        // Every tensor the config needs, biases included when it asks for them: the loader only asks for those.
         !name.is_empty()
     }
     fn is_stored(&self) -> bool {
