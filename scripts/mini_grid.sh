@@ -7,6 +7,9 @@
 #   scripts/mini_grid.sh data         # s-train, c-train and s-train with CoT, through the VQ
 #   scripts/mini_grid.sh init         # the initial model of seed $EARL_MINI_SEED
 #   scripts/mini_grid.sh chains [C…]  # the chains of seed $EARL_MINI_SEED (default: all six, SFT first)
+#   scripts/mini_grid.sh pipeline     # the six chains of seed $EARL_MINI_SEED at once on one GPU: the three SFTs
+#                                     # together, each RL chain as soon as its SFT stage is done (the model is too
+#                                     # small to fill the GPU alone; every process keeps its own seeds)
 #   scripts/mini_grid.sh table        # earl experiment compare over the six chains of seed $EARL_MINI_SEED
 #
 # Variables: EARL (the binary, default target/release/earl), EARL_MINI (the world's directory, default
@@ -22,8 +25,14 @@ export EARL_MINI_DEVICE=${EARL_MINI_DEVICE:-cuda}
 count=${EARL_MINI_COUNT:-30000}
 chains_all=(sft_s sft_sc sft_think_s sft_s__rl_s sft_s__rl_sc sft_think_s__rl_sc)
 timed() { local t0=$SECONDS; "$@"; echo "[mini_grid] $(( SECONDS - t0 )) s: $*" >&2; }
+# Waits for every pid and fails when any of them failed (plain `wait` forgets their exit codes).
+wait_all() {
+  local rc=0
+  for p in "$@"; do wait "$p" || rc=$?; done
+  return "$rc"
+}
 
-phase=${1:?usage: scripts/mini_grid.sh tokenizers|data|init|chains|table}
+phase=${1:?usage: scripts/mini_grid.sh tokenizers|data|init|chains|pipeline|table}
 shift
 case $phase in
   tokenizers)
@@ -45,12 +54,15 @@ case $phase in
     done
     ;;
   data)
+    # The three datasets are independent: written at once.
+    pids=()
     for split in s-train c-train; do
       timed "$earl" mini data --split "$split" --count "$count" --vq "$EARL_MINI/vq" --out "$EARL_MINI/data/$split" \
-        --device "$EARL_MINI_DEVICE"
+        --device "$EARL_MINI_DEVICE" & pids+=($!)
     done
     timed "$earl" mini data --split s-train --count "$count" --cot --vq "$EARL_MINI/vq" \
-      --out "$EARL_MINI/data/s-train-cot" --device "$EARL_MINI_DEVICE"
+      --out "$EARL_MINI/data/s-train-cot" --device "$EARL_MINI_DEVICE" & pids+=($!)
+    wait_all "${pids[@]}"
     ;;
   init)
     [[ -f $EARL_MINI/init-$EARL_MINI_SEED/model.safetensors ]] ||
@@ -61,6 +73,30 @@ case $phase in
     for c in "$@"; do
       timed "$earl" experiment run "experiments/mini/$c.toml" --no-verify
     done
+    ;;
+  pipeline)
+    chain() { timed "$earl" experiment run "experiments/mini/$1.toml" --no-verify "${@:2}"; }
+    # SFT(S), then its evaluations next to the two RL chains that start from it.
+    branch_s() {
+      chain sft_s --until sft
+      local p=()
+      chain sft_s & p+=($!)
+      chain sft_s__rl_s & p+=($!)
+      chain sft_s__rl_sc & p+=($!)
+      wait_all "${p[@]}"
+    }
+    branch_think() {
+      chain sft_think_s --until sft
+      local p=()
+      chain sft_think_s & p+=($!)
+      chain sft_think_s__rl_sc & p+=($!)
+      wait_all "${p[@]}"
+    }
+    pids=()
+    branch_s & pids+=($!)
+    branch_think & pids+=($!)
+    chain sft_sc & pids+=($!)
+    wait_all "${pids[@]}"
     ;;
   table)
     files=()

@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// Skip checking every shard's SHA-256 against its manifest before training.
     #[arg(long)]
     no_verify: bool,
+    /// Stop after this stage (`sft`, `rl` or `eval/<benchmark>`); a later run resumes after it.
+    #[arg(long)]
+    until: Option<String>,
 }
 
 pub fn run(cmd: &ExperimentCommand) -> Result<i32> {
@@ -60,7 +63,7 @@ fn run_chain(a: &RunArgs) -> Result<i32> {
         e.config(e.values.clone(), &base, &a.file)?;
     }
     let mut runner = CliRunner { args: a, base };
-    let m = chain::run_chain(&chain, &mut runner, a.force, &mut |e| match e {
+    let m = chain::run_chain(&chain, &mut runner, a.force, a.until.as_deref(), &mut |e| match e {
         Event::Skipped(s) => println!("stage {s}: done earlier, skipped"),
         Event::Started(s) => println!("stage {s}: running"),
         Event::Finished(s, secs) => println!("stage {s}: done in {secs:.0} s"),

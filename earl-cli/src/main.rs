@@ -38,6 +38,11 @@ struct Cli {
     /// Check every loaded weight for NaN and Inf (one reduction per tensor); `earl parity` always does.
     #[arg(long, global = true)]
     check_weights: bool,
+    /// Deterministic algorithms only (`torch.use_deterministic_algorithms(True)`, cuDNN deterministic, no cuDNN
+    /// benchmark): an op without a deterministic kernel fails with its name instead of varying across reruns.
+    /// Sets `CUBLAS_WORKSPACE_CONFIG=:4096:8` when unset, as cuBLAS requires (docs/generation.md, "Determinism").
+    #[arg(long, global = true)]
+    deterministic: bool,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +119,12 @@ fn main() {
         .init();
     quiet_panics();
     let cli = parse_args();
+    if cli.deterministic {
+        if let Err(e) = deterministic() {
+            eprintln!("error: --deterministic: {e}");
+            std::process::exit(2);
+        }
+    }
     earl_core::device::set_allow_tf32(cli.allow_tf32);
     earl_core::weights::set_check_weights(cli.check_weights || matches!(cli.command, Command::Parity(_)));
     let code = match std::panic::catch_unwind(|| run(cli)) {
@@ -135,6 +146,16 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `--deterministic`: cuBLAS reads its workspace setting when a handle is first made, so it is set here, before
+/// any tensor work and while the process has one thread; then libtorch's global switch.
+fn deterministic() -> Result<()> {
+    if std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
+        std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
+    }
+    earl_torch_sys::set_deterministic(true)?;
+    Ok(())
 }
 
 /// Arguments as clap parses them, except that every command takes negative numbers as values (`--temperature -1`

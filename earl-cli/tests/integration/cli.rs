@@ -136,6 +136,18 @@ fn every_command_defaults_to_auto_and_says_what_it_chose_on_stderr() {
 }
 
 #[test]
+fn deterministic_mode_runs_and_changes_no_result_of_a_deterministic_forward() {
+    let (code, plain, err) = earl(&["forward", "--device", "cpu"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, det, err) = earl(&["--deterministic", "forward", "--device", "cpu"]);
+    assert_eq!(code, 0, "{err}");
+    // The first line holds the forward's wall time; the predictions follow.
+    let predictions = |out: &str| out.lines().skip(1).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(predictions(&det), predictions(&plain));
+    assert!(predictions(&det).len() == 6, "{det}");
+}
+
+#[test]
 fn rl_writes_its_run_directory_at_out_and_accepts_the_old_flag() {
     let tmp = tempfile::tempdir().unwrap();
     for (flag, dir) in [("--out", tmp.path().join("a")), ("--out-dir", tmp.path().join("b"))] {

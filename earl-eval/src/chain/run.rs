@@ -207,13 +207,20 @@ fn run_stage(
 }
 
 /// Runs (or resumes) `chain` through `runner`; `on` sees each stage's fate. With `force`, a stage whose config
-/// changed since it ran is redone from scratch (its directory removed), as are the stages after it.
+/// changed since it ran is redone from scratch (its directory removed), as are the stages after it. With `until`,
+/// the run stops after that stage (`sft`, `rl` or `eval/<benchmark>`): a chain that starts from this one's model
+/// can begin while this one's evaluations still run.
 pub fn run_chain(
     chain: &Chain,
     runner: &mut dyn StageRunner,
     force: bool,
+    until: Option<&str>,
     on: &mut dyn FnMut(Event),
 ) -> Result<ChainManifest> {
+    let names: Vec<String> = chain.stages().into_iter().map(|(n, ..)| n).collect();
+    if let Some(u) = until.filter(|u| !names.iter().any(|n| n == u)) {
+        return Err(err(&chain.file, format!("--until {u}: the chain has no such stage (stages: {})", names.join(", "))));
+    }
     std::fs::create_dir_all(&chain.out).map_err(|e| super::io_err(&chain.out, e))?;
     let _lock = RunLock::acquire(&chain.out)?;
     let mut m = reconcile(chain, ChainManifest::read(&chain.out)?, force, on)?;
@@ -222,7 +229,10 @@ pub fn run_chain(
     for (i, (name, ..)) in chain.stages().into_iter().enumerate() {
         let rec = m.stages[i].clone();
         if rec.status == Status::Done && output_present(&rec) {
-            on(Event::Skipped(name));
+            on(Event::Skipped(name.clone()));
+            if until == Some(name.as_str()) {
+                break;
+            }
             continue;
         }
         let input = input_output(chain, &m, inputs[i].as_ref())?;
@@ -242,7 +252,10 @@ pub fn run_chain(
         if let Some(e) = rec.error {
             return Err(Error::Input(format!("chain {}: stage {name}: {e}", chain.name)));
         }
-        on(Event::Finished(name, rec.seconds));
+        on(Event::Finished(name.clone(), rec.seconds));
+        if until == Some(name.as_str()) {
+            break;
+        }
     }
     Ok(m)
 }

@@ -95,7 +95,7 @@ impl StageRunner for Recorder {
 
 fn run(chain: &Chain, r: &mut Recorder, force: bool) -> earl_core::Result<(ChainManifest, Vec<Event>)> {
     let mut events = Vec::new();
-    let m = run_chain(chain, r, force, &mut |e| events.push(e))?;
+    let m = run_chain(chain, r, force, None, &mut |e| events.push(e))?;
     Ok((m, events))
 }
 
@@ -202,6 +202,27 @@ fn a_rerun_resumes_at_the_first_unfinished_stage() {
     let mut r = Recorder::default();
     let (_, events) = run(&chain, &mut r, false).unwrap();
     assert!(r.calls.is_empty() && events.iter().all(|e| matches!(e, Event::Skipped(_))), "{events:?}");
+}
+
+#[test]
+fn until_stops_after_the_named_stage_and_a_rerun_goes_on() {
+    let d = tempfile::tempdir().unwrap();
+    let chain = load(&tiny_chain(d.path(), "")).unwrap();
+    let mut r = Recorder::default();
+    let e = run_chain(&chain, &mut r, false, Some("eval/nope"), &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("--until eval/nope") && e.contains("sft, rl, eval/aurora"), "{e}");
+    assert!(r.calls.is_empty());
+    run_chain(&chain, &mut r, false, Some("rl"), &mut |_| {}).unwrap();
+    assert_eq!(r.calls, ["sft", "rl"]);
+    let m = ChainManifest::read(&chain.out).unwrap().unwrap();
+    let status: Vec<Status> = m.stages.iter().map(|s| s.status).collect();
+    assert_eq!(status, [Status::Done, Status::Done, Status::Pending, Status::Pending]);
+    // Stopping at a stage already done runs nothing; without --until the rest runs.
+    let mut r = Recorder::default();
+    run_chain(&chain, &mut r, false, Some("sft"), &mut |_| {}).unwrap();
+    assert!(r.calls.is_empty(), "{:?}", r.calls);
+    let (_, _) = run(&chain, &mut r, false).unwrap();
+    assert_eq!(r.calls, ["eval/aurora", "eval/omniedit"]);
 }
 
 #[test]

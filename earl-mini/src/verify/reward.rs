@@ -193,12 +193,8 @@ pub fn task_from_images(source: &RgbImage, ground_truth: &RgbImage) -> Task {
     Task { source, target, freedom: Default::default() }
 }
 
-impl Reward for MiniReward {
-    fn name(&self) -> &str {
-        NAME
-    }
-
-    fn score_batch(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
+impl MiniReward {
+    fn score_serially(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
         inputs
             .iter()
             .map(|input| {
@@ -207,6 +203,30 @@ impl Reward for MiniReward {
                 Ok(RewardOutput::from_components(Verifier.score(&task, predicted).components()))
             })
             .collect()
+    }
+}
+
+impl Reward for MiniReward {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    /// Scores the completions on every core: the verifier is pure CPU work per image (segmentation and shape
+    /// classification), and a GRPO iteration's 128 images scored one by one cost as much as its generation. Each
+    /// thread takes a contiguous chunk and the chunks are joined in order, so the result is the serial one.
+    fn score_batch(&self, inputs: &[RewardInput<'_>]) -> Result<Vec<RewardOutput>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+        let chunk = inputs.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> =
+                inputs.chunks(chunk).map(|part| s.spawn(move || self.score_serially(part))).collect();
+            let mut out = Vec::with_capacity(inputs.len());
+            for h in handles {
+                let part = h.join().map_err(|_| Error::Reward { reward: NAME.into(), msg: "verifier panicked".into() })?;
+                out.extend(part?);
+            }
+            Ok(out)
+        })
     }
 
     fn manifest(&self) -> serde_json::Value {
@@ -255,6 +275,10 @@ mod tests {
             assert_eq!(o[2].components.len(), 7);
         }
         assert_eq!(reward.name(), "mini");
+        // Scored across threads in chunks, the batch gives what scoring each completion alone gives, in order.
+        let one_by_one: Vec<f64> =
+            inputs.iter().map(|i| reward.score_batch(std::slice::from_ref(i)).unwrap()[0].score).collect();
+        assert_eq!(out.iter().map(|o| o.score).collect::<Vec<_>>(), one_by_one);
     }
 
     #[test]
