@@ -251,10 +251,10 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
             let mut raw = RawEvalConfig::default();
             a.judge.into_raw(&mut raw);
             let cwd = std::env::current_dir().context("reading the current directory")?;
-            let judge = JudgeConfig::from_raw(&raw, &cwd)?
-                .ok_or_else(|| anyhow::anyhow!("earl eval judge needs --judge-url"))?;
+            // Without --judge-url, a mini run is re-scored by the exact verifier (earl-eval says so for others).
+            let judge = JudgeConfig::from_raw(&raw, &cwd)?;
             let mut bar = Bar::new();
-            let summary = run::judge_run(&a.run_dir, &judge, &mut bar);
+            let summary = run::judge_run(&a.run_dir, judge.as_ref(), &mut bar);
             bar.bar.finish_and_clear();
             print_summary(&summary?, &a.run_dir);
             Ok(0)

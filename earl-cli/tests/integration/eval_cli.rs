@@ -169,6 +169,11 @@ fn a_run_directory_of_another_config_is_refused_unless_forced() {
     assert!(log.contains("--force"), "{log}");
     let (code, log) = eval_run("magicbrush", "magicbrush", None, &server.url(), &out, &["--top-k", "5", "--force"]);
     assert_eq!(code, 0, "{log}");
+    // Re-judging a VIEScore run needs the endpoint again (only mini runs have a built-in judge).
+    let (code, _, err) = earl(&["eval", "judge", s(&out)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("magicbrush run is judged by VIEScore, which needs --judge-url"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
 
 #[test]

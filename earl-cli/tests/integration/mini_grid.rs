@@ -51,6 +51,18 @@ fn the_smoke_chain_runs_the_grid_end_to_end_on_the_cpu() {
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines[0], "| chain | s-test | c-test | ood | Avg (unweighted) |", "{table}");
     assert!(lines[2].starts_with("| smoke (1 seeds) | "), "{table}");
+    // `earl eval judge` with no endpoint re-scores a mini run with the exact verifier: the same means again.
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(chain.join("chain.json")).unwrap()).unwrap();
+    let eval = m["stages"].as_array().unwrap().iter().find(|s| s["name"] == "eval/mini-s-test").unwrap();
+    let eval_dir = root.join(eval["dir"].as_str().unwrap());
+    let before = std::fs::read_to_string(eval_dir.join("summary.json")).unwrap();
+    let out = ok(earl_in(&root, &[], &["eval", "judge", s(&eval_dir)]));
+    assert!(out.contains("vie_all"), "{out}");
+    let after = std::fs::read_to_string(eval_dir.join("summary.json")).unwrap();
+    let vie = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap()["metrics"]["vie_all"].clone();
+    assert_eq!(vie(&after), vie(&before));
+    assert!(vie(&after)["count"].as_u64().unwrap() > 0, "{after}");
     // A seed that never ran is an error naming the chain, not an empty row.
     let (code, _, err) =
         earl_in(&root, &env, &["experiment", "compare", "experiments/mini/smoke.toml", "--seeds", "0,7"]);

@@ -219,7 +219,10 @@ pub fn run_chain(
 ) -> Result<ChainManifest> {
     let names: Vec<String> = chain.stages().into_iter().map(|(n, ..)| n).collect();
     if let Some(u) = until.filter(|u| !names.iter().any(|n| n == u)) {
-        return Err(err(&chain.file, format!("--until {u}: the chain has no such stage (stages: {})", names.join(", "))));
+        return Err(err(
+            &chain.file,
+            format!("--until {u}: the chain has no such stage (stages: {})", names.join(", ")),
+        ));
     }
     std::fs::create_dir_all(&chain.out).map_err(|e| super::io_err(&chain.out, e))?;
     let _lock = RunLock::acquire(&chain.out)?;

@@ -139,8 +139,39 @@ fn finish(dir: &RunDir, benchmark: &str, selection: &[usize]) -> Result<Summary>
     Ok(summary)
 }
 
-/// `earl eval judge RUN_DIR`: re-scores the run's saved edits with the judge of `judge` (see [`judging`]).
-pub fn judge_run(out: &Path, judge: &JudgeConfig, progress: &mut dyn Progress) -> Result<Summary> {
-    let j = judge.build()?;
-    judge_run_with(out, &j, judge.concurrency.max(1) * 2, progress)
+/// `earl eval judge RUN_DIR`: re-scores the run's saved edits with the judge of `judge` (see [`judging`]); without
+/// one, a run of a mini benchmark is re-scored by the exact verifier, as `earl eval run` judges it, and any other
+/// run is an error (VIEScore needs an endpoint).
+pub fn judge_run(out: &Path, judge: Option<&JudgeConfig>, progress: &mut dyn Progress) -> Result<Summary> {
+    match judge {
+        Some(judge) => {
+            let j = judge.build()?;
+            judge_run_with(out, &j, judge.concurrency.max(1) * 2, progress)
+        }
+        None => {
+            let benchmark = run_benchmark(out)?;
+            if !crate::mini::is_mini(&benchmark) {
+                return Err(Error::Input(format!(
+                    "{}: a {benchmark} run is judged by VIEScore, which needs --judge-url (only mini benchmarks have \
+                     a built-in judge)",
+                    out.display()
+                )));
+            }
+            judge_run_with(out, &crate::mini::MiniJudge, 64, progress)
+        }
+    }
+}
+
+/// The benchmark a run directory's manifest names.
+fn run_benchmark(out: &Path) -> Result<String> {
+    let path = out.join(dir::MANIFEST);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| Error::Input(format!("{} is not a run directory (no {})", out.display(), dir::MANIFEST)))?;
+    let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.clone(),
+        line: e.line(),
+        column: e.column(),
+        msg: e.to_string(),
+    })?;
+    m["benchmark"].as_str().map(str::to_string).ok_or_else(|| Error::Data { path, msg: "names no benchmark".into() })
 }

@@ -218,11 +218,11 @@ impl Reward for MiniReward {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
         let chunk = inputs.len().div_ceil(threads).max(1);
         std::thread::scope(|s| {
-            let handles: Vec<_> =
-                inputs.chunks(chunk).map(|part| s.spawn(move || self.score_serially(part))).collect();
+            let handles: Vec<_> = inputs.chunks(chunk).map(|part| s.spawn(move || self.score_serially(part))).collect();
             let mut out = Vec::with_capacity(inputs.len());
             for h in handles {
-                let part = h.join().map_err(|_| Error::Reward { reward: NAME.into(), msg: "verifier panicked".into() })?;
+                let part =
+                    h.join().map_err(|_| Error::Reward { reward: NAME.into(), msg: "verifier panicked".into() })?;
                 out.extend(part?);
             }
             Ok(out)
