@@ -27,6 +27,9 @@ pub enum ExperimentCommand {
         /// The variable that chain files take their seed from.
         #[arg(long, default_value = "EARL_MINI_SEED")]
         seed_var: String,
+        /// Two more columns: each row's training and evaluation wall time in minutes (chain.json's records).
+        #[arg(long)]
+        times: bool,
     },
 }
 
@@ -51,7 +54,7 @@ pub struct RunArgs {
 pub fn run(cmd: &ExperimentCommand) -> Result<i32> {
     match cmd {
         ExperimentCommand::Run(a) => run_chain(a),
-        ExperimentCommand::Compare { chains, seeds, seed_var } => compare(chains, seeds, seed_var),
+        ExperimentCommand::Compare { chains, seeds, seed_var, times } => compare(chains, seeds, seed_var, *times),
     }
 }
 
@@ -73,7 +76,7 @@ fn run_chain(a: &RunArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn compare(chains: &[PathBuf], seeds: &[u64], seed_var: &str) -> Result<i32> {
+fn compare(chains: &[PathBuf], seeds: &[u64], seed_var: &str, times: bool) -> Result<i32> {
     let env = |k: &str| std::env::var(k).ok();
     let rows = if seeds.is_empty() {
         chains.iter().map(|c| chain::chain_row(c, &env)).collect::<earl_core::Result<Vec<_>>>()?
@@ -91,7 +94,7 @@ fn compare(chains: &[PathBuf], seeds: &[u64], seed_var: &str) -> Result<i32> {
         }
         rows
     };
-    print!("{}", chain::format_table(&rows));
+    print!("{}", chain::format_table(&rows, times));
     Ok(0)
 }
 

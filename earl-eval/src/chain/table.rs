@@ -20,6 +20,11 @@ pub struct ChainRow {
     pub scores: BTreeMap<String, f64>,
     /// Over seeds ([`over_seeds`]): the spread of every cell; `None` for one run.
     pub spread: Option<Spread>,
+    /// Wall seconds of the chain's own training stage (SFT or RL; 0 for none), as `chain.json` records them; over
+    /// seeds, their mean.
+    pub train_seconds: f64,
+    /// Wall seconds of its finished evaluations, summed; over seeds, their mean.
+    pub eval_seconds: f64,
 }
 
 /// How much a row's cells vary across seeds: the sample standard deviation (n − 1) of each benchmark's mean and of
@@ -64,7 +69,14 @@ pub fn over_seeds(runs: &[ChainRow]) -> ChainRow {
         .collect();
     let name = runs.first().map(|r| r.name.clone()).unwrap_or_default();
     let average = averages.map(|a| mean_std(&a).1);
-    ChainRow { name, scores, spread: Some(Spread { seeds: runs.len(), scores: spread, average }) }
+    let mean = |f: fn(&ChainRow) -> f64| runs.iter().map(f).sum::<f64>() / runs.len().max(1) as f64;
+    ChainRow {
+        name,
+        scores,
+        spread: Some(Spread { seeds: runs.len(), scores: spread, average }),
+        train_seconds: mean(|r| r.train_seconds),
+        eval_seconds: mean(|r| r.eval_seconds),
+    }
 }
 
 /// The paper's benchmarks, in its table's order, with their column titles.
@@ -85,7 +97,10 @@ pub fn chain_row(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Ch
         Error::Input(format!("{}: the chain has not run (no chain.json in {})", path.display(), out.display()))
     })?;
     let mut scores = BTreeMap::new();
+    let train_seconds = m.stages.iter().filter(|s| s.kind != StageKind::Eval).map(|s| s.seconds).sum();
+    let mut eval_seconds = 0.0;
     for s in m.stages.iter().filter(|s| s.kind == StageKind::Eval && s.status == Status::Done) {
+        eval_seconds += s.seconds;
         let Some(p) = &s.summary else { continue };
         let text = std::fs::read_to_string(p).map_err(|e| super::io_err(p, e))?;
         let summary: Summary = serde_json::from_str(&text).map_err(|e| Error::Json {
@@ -101,7 +116,8 @@ pub fn chain_row(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Ch
             .ok_or_else(|| Error::Data { path: p.clone(), msg: "has no vie_all metric".into() })?;
         scores.insert(summary.benchmark, mean);
     }
-    Ok(ChainRow { name: if name.is_empty() { m.chain } else { name }, scores, spread: None })
+    let name = if name.is_empty() { m.chain } else { name };
+    Ok(ChainRow { name, scores, spread: None, train_seconds, eval_seconds })
 }
 
 /// EARL-mini's test splits, in the order of its table.
@@ -111,8 +127,9 @@ pub const MINI_BENCHMARKS: [(&str, &str); 3] =
 /// The rows as a Markdown table: the paper's benchmarks that any row has, in the paper's order (then EARL-mini's
 /// splits in theirs), then any other benchmark alphabetically, then the unweighted average of the columns (empty for
 /// a row missing one of them). Scores have two decimals, as the paper prints them; a row over seeds shows
-/// mean ± standard deviation.
-pub fn format_table(rows: &[ChainRow]) -> String {
+/// mean ± standard deviation. With `times`, two more columns give each row's training and evaluation wall time in
+/// minutes.
+pub fn format_table(rows: &[ChainRow], times: bool) -> String {
     let mut cols: Vec<(String, String)> = PAPER_BENCHMARKS
         .iter()
         .chain(MINI_BENCHMARKS.iter())
@@ -128,8 +145,12 @@ pub fn format_table(rows: &[ChainRow]) -> String {
     for (_, title) in &cols {
         out.push_str(&format!(" {title} |"));
     }
-    out.push_str(" Avg (unweighted) |\n|---|");
-    out.push_str(&"---:|".repeat(cols.len() + 1));
+    out.push_str(" Avg (unweighted) |");
+    if times {
+        out.push_str(" train min | eval min |");
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(cols.len() + 1 + if times { 2 } else { 0 }));
     out.push('\n');
     for r in rows {
         let name = match &r.spread {
@@ -151,10 +172,13 @@ pub fn format_table(rows: &[ChainRow]) -> String {
             Some(v) if !v.is_empty() => {
                 let s = r.spread.as_ref().and_then(|s| s.average);
                 out.push_str(&pm(v.iter().sum::<f64>() / v.len() as f64, s));
-                out.push('\n');
             }
-            _ => out.push_str(" |\n"),
+            _ => out.push_str(" |"),
         }
+        if times {
+            out.push_str(&format!(" {:.1} | {:.1} |", r.train_seconds / 60.0, r.eval_seconds / 60.0));
+        }
+        out.push('\n');
     }
     out
 }

@@ -273,11 +273,13 @@ fn the_table_has_the_papers_columns_and_the_unweighted_average() {
         name: name.into(),
         scores: s.iter().map(|(b, v)| (b.to_string(), *v)).collect(),
         spread: None,
+        train_seconds: 0.0,
+        eval_seconds: 0.0,
     };
-    let t = format_table(&[
-        row("a", &[("aurora", 4.0), ("omniedit", 6.0), ("custom", 2.5)]),
-        row("b", &[("omniedit", 5.126)]),
-    ]);
+    let t = format_table(
+        &[row("a", &[("aurora", 4.0), ("omniedit", 6.0), ("custom", 2.5)]), row("b", &[("omniedit", 5.126)])],
+        false,
+    );
     // (6 + 4 + 2.5) / 3 = 4.1666…; row b misses two columns, so no average.
     let want = "| chain | OmniEdit | AURORA | custom | Avg (unweighted) |\n|---|---:|---:|---:|---:|\n\
                 | a | 6.00 | 4.00 | 2.50 | 4.17 |\n| b | 5.13 | | | |\n";
@@ -286,7 +288,14 @@ fn the_table_has_the_papers_columns_and_the_unweighted_average() {
     let file = tiny_chain(d.path(), "");
     run(&load(&file).unwrap(), &mut Recorder::default(), false).unwrap();
     let r = chain_row(&file, &env).unwrap();
-    assert_eq!(r, row("tiny", &[("aurora", 4.0), ("omniedit", 5.5)]));
+    let m = ChainManifest::read(&d.path().join("out")).unwrap().unwrap();
+    let secs = |eval: bool| m.stages.iter().filter(|s| (s.kind == StageKind::Eval) == eval).map(|s| s.seconds).sum();
+    let want = ChainRow {
+        train_seconds: secs(false),
+        eval_seconds: secs(true),
+        ..row("tiny", &[("aurora", 4.0), ("omniedit", 5.5)])
+    };
+    assert_eq!(r, want);
     assert_eq!(chain_row(&d.path().join("out"), &env).unwrap(), r);
     let e = chain_row(
         &write(d.path(), "never.toml", "[chain]\nout = \"/nowhere\"\n[[eval]]\nbenchmark = \"a\"\nmodel = \"m\"\n"),
@@ -385,19 +394,27 @@ fn rows_over_seeds_show_mean_and_sample_spread_in_the_mini_column_order() {
         name: "sft_s".into(),
         scores: s.iter().map(|(b, v)| (b.to_string(), *v)).collect(),
         spread: None,
+        train_seconds: 120.0,
+        eval_seconds: 30.0,
     };
     let seeds = [
         row(&[("mini-ood-test", 1.0), ("mini-s-test", 6.0), ("mini-c-test", 2.0)]),
-        row(&[("mini-ood-test", 3.0), ("mini-s-test", 8.0), ("mini-c-test", 2.0)]),
+        ChainRow { train_seconds: 240.0, ..row(&[("mini-ood-test", 3.0), ("mini-s-test", 8.0), ("mini-c-test", 2.0)]) },
     ];
     let r = over_seeds(&seeds);
     let s = r.spread.as_ref().unwrap();
     // s-test: mean 7, sample std sqrt(((6-7)^2 + (8-7)^2) / 1) = 1.414…; averages 3 and 4.333…: std 0.943.
     assert_eq!((r.scores["mini-s-test"], s.seeds), (7.0, 2));
     assert!((s.scores["mini-s-test"] - 2f64.sqrt()).abs() < 1e-12);
-    let t = format_table(&[r]);
+    let t = format_table(std::slice::from_ref(&r), false);
     let want = "| chain | s-test | c-test | ood | Avg (unweighted) |\n|---|---:|---:|---:|---:|\n\
                 | sft_s (2 seeds) | 7.00 ± 1.41 | 2.00 ± 0.00 | 2.00 ± 1.41 | 3.67 ± 0.94 |\n";
+    assert_eq!(t, want);
+    // With times: the mean training minutes (2 and 4 → 3.0) and evaluation minutes.
+    let t = format_table(&[r], true);
+    let want = "| chain | s-test | c-test | ood | Avg (unweighted) | train min | eval min |\n\
+                |---|---:|---:|---:|---:|---:|---:|\n\
+                | sft_s (2 seeds) | 7.00 ± 1.41 | 2.00 ± 0.00 | 2.00 ± 1.41 | 3.67 ± 0.94 | 3.0 | 0.5 |\n";
     assert_eq!(t, want);
     // A benchmark one seed lacks is left out, and the averages are over the others.
     let r = over_seeds(&[seeds[0].clone(), row(&[("mini-s-test", 8.0), ("mini-c-test", 4.0)])]);
