@@ -10,11 +10,13 @@
 #   scripts/mini_grid.sh pipeline     # the six chains of seed $EARL_MINI_SEED at once on one GPU: the three SFTs
 #                                     # together, each RL chain as soon as its SFT stage is done (the model is too
 #                                     # small to fill the GPU alone; every process keeps its own seeds)
-#   scripts/mini_grid.sh table        # earl experiment compare over the six chains of seed $EARL_MINI_SEED
+#   scripts/mini_grid.sh table        # earl experiment compare over the six chains, for the seeds $EARL_MINI_SEEDS
+#                                     # (comma-separated; default $EARL_MINI_SEED), with each row's minutes
 #
 # Variables: EARL (the binary, default target/release/earl), EARL_MINI (the world's directory, default
 # runs/mini-world), EARL_RUNS (default runs), EARL_MINI_SEED (default 0), EARL_MINI_COUNT (samples per training
-# split, default 30000), VQ_STEPS / VQ_BATCH / VQ_LR (vision tokenizer training), EARL_MINI_DEVICE (default cuda).
+# split, default 30000), VQ_STEPS / VQ_BATCH / VQ_LR (vision tokenizer training), EARL_MINI_DEVICE (default cuda),
+# EARL_MINI_DETERMINISTIC (1: every chain runs with --deterministic; default 1 on CUDA).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 earl=${EARL:-target/release/earl}
@@ -24,7 +26,23 @@ export EARL_MINI_SEED=${EARL_MINI_SEED:-0}
 export EARL_MINI_DEVICE=${EARL_MINI_DEVICE:-cuda}
 count=${EARL_MINI_COUNT:-30000}
 chains_all=(sft_s sft_sc sft_think_s sft_s__rl_s sft_s__rl_sc sft_think_s__rl_sc)
-timed() { local t0=$SECONDS; "$@"; echo "[mini_grid] $(( SECONDS - t0 )) s: $*" >&2; }
+timed() {
+  local t0=$SECONDS rc=0
+  "$@" || rc=$?
+  echo "[mini_grid] $(( SECONDS - t0 )) s (rc $rc): $*" >&2
+  return "$rc"
+}
+# Runs `earl` with --deterministic when EARL_MINI_DETERMINISTIC=1 (the default on CUDA: it makes a seed's table
+# reproducible; docs/mini.md, "Determinism").
+det=()
+[[ ${EARL_MINI_DETERMINISTIC:-$([[ $EARL_MINI_DEVICE == cuda* ]] && echo 1 || echo 0)} == 1 ]] && det=(--deterministic)
+# libtorch's CPU ops use one OpenMP thread per core in every process; several processes at once then spin against
+# each other and crawl (seen on the GPU machine: three `mini data` at once made no progress in ten minutes). Each
+# process of a phase that runs N at once gets cores/N threads.
+threads_for() {
+  local n; n=$(nproc)
+  export OMP_NUM_THREADS=$(( n / $1 > 0 ? n / $1 : 1 ))
+}
 # Waits for every pid and fails when any of them failed (plain `wait` forgets their exit codes).
 wait_all() {
   local rc=0
@@ -55,6 +73,7 @@ case $phase in
     ;;
   data)
     # The three datasets are independent: written at once.
+    threads_for 3
     pids=()
     for split in s-train c-train; do
       timed "$earl" mini data --split "$split" --count "$count" --vq "$EARL_MINI/vq" --out "$EARL_MINI/data/$split" \
@@ -71,11 +90,19 @@ case $phase in
   chains)
     (( $# )) || set -- "${chains_all[@]}"
     for c in "$@"; do
-      timed "$earl" experiment run "experiments/mini/$c.toml" --no-verify
+      timed "$earl" "${det[@]}" experiment run "experiments/mini/$c.toml" --no-verify
     done
     ;;
   pipeline)
-    chain() { timed "$earl" experiment run "experiments/mini/$1.toml" --no-verify "${@:2}"; }
+    # Up to six processes at once (three SFT evaluations next to three RL runs).
+    threads_for 6
+    # A chain that fails under --deterministic (an op with no deterministic kernel) resumes without it, and says so.
+    chain() {
+      timed "$earl" "${det[@]}" experiment run "experiments/mini/$1.toml" --no-verify "${@:2}" && return 0
+      (( ${#det[@]} )) || return 1
+      echo "[mini_grid] $1 failed under --deterministic; resuming it without" >&2
+      timed "$earl" experiment run "experiments/mini/$1.toml" --no-verify "${@:2}"
+    }
     # SFT(S), then its evaluations next to the two RL chains that start from it.
     branch_s() {
       chain sft_s --until sft
@@ -101,7 +128,7 @@ case $phase in
   table)
     files=()
     for c in "${chains_all[@]}"; do files+=("experiments/mini/$c.toml"); done
-    "$earl" experiment compare "${files[@]}"
+    "$earl" experiment compare "${files[@]}" --seeds "${EARL_MINI_SEEDS:-$EARL_MINI_SEED}" --times
     ;;
   *)
     echo "unknown phase $phase" >&2
