@@ -89,6 +89,11 @@ impl<'m> GraphDecoder<'m> {
         cfg: &GenerationConfig,
         on_step: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<GeneratedSample>> {
+        if let Some(c) = &self.cuda {
+            // The engine's stream does not wait for the caller's on its own: work queued there (weights created
+            // on the device, an optimizer step) must be done before the prefill reads it.
+            CudaStream::current(c.stream.device()).and_then(|s| s.synchronize()).map_err(sys)?;
+        }
         let _stream = self.cuda.as_ref().map(|c| StreamGuard::new(c.stream)).transpose().map_err(sys)?;
         let _no_grad = tch::no_grad_guard();
         let _span = tracing::info_span!("generate_graph", requests = requests.len()).entered();
