@@ -9,7 +9,7 @@
 //! copy and no second tensor type, and it catches every C++ exception at the boundary: errors come back as
 //! [`Error`], never as a panic or an abort. CUDA entry points answer [`Error::NeedsCuda`] on a machine without a GPU.
 //!
-//! earl-core's graph decode engine (`generate::graph`, issue 14) uses the graphs and streams; training wires in the rest.
+//! earl-core's graph decode engine (`generate::graph`) uses the graphs and streams; training wires in the rest.
 pub mod adamw;
 pub mod determinism;
 pub mod error;
