@@ -214,6 +214,7 @@ pub fn run(a: &EditArgs) -> Result<i32> {
             "source_image": a.image,
             "source_grid": [source.h(), source.w()],
             "dtype": dtype_name(kind), "vq_dtype": dtype_name(vq_kind), "device": format!("{device:?}"),
+            "engine": engine.as_str(),
             "prompt_ids": o.prompt_ids,
             "token_ids": o.tokens,
             "reasoning": o.reasoning,
