@@ -205,10 +205,10 @@ impl<'m> GraphDecoder<'m> {
         let mut streams: Vec<ChaCha20Rng> = (chunk.start..chunk.start + chunk.rows)
             .map(|i| sample_stream(cfg.seed, batch.rows[i].2, batch.rows[i].1 as u64))
             .collect();
-        let mut live: Vec<bool> = vec![true; chunk.rows];
-        let later = batch.rows.len() - chunk.start - chunk.rows;
+        let mut progress =
+            Progress { chunk, block, later: batch.rows.len() - chunk.start - chunk.rows, live: vec![true; chunk.rows] };
         let mut step = 0;
-        while step < cfg.max_new_tokens && live.contains(&true) {
+        while step < cfg.max_new_tokens && progress.live.contains(&true) {
             let steps = block.min(cfg.max_new_tokens - step);
             slot.bufs.begin_block(&block_uniforms(&mut streams, steps, block, chunk.bucket, &cfg.sampling));
             for _ in 0..steps {
@@ -219,34 +219,65 @@ impl<'m> GraphDecoder<'m> {
             }
             let host = Tensor::cat(&[&slot.bufs.tokens, &slot.bufs.bad], 1).to_device(Device::Cpu);
             let host = Vec::<i64>::try_from(host.flatten(0, -1))?; // row b: K tokens, then K flags
-            for c in 0..steps {
-                for (i, alive) in live.iter_mut().enumerate().filter(|(_, a)| **a) {
-                    let (o, k) = (chunk.start + i, 2 * block * i);
-                    if host[k + block + c] != 0 {
-                        let (request, sample, _) = batch.rows[o];
-                        return Err(Error::input(format!(
-                            "non-finite logits (NaN or +Inf, or no finite value) for request {request}, sample \
-                             {sample} at decoding step {}: the model's weights or inputs are damaged \
-                             (--check-weights checks the weights)",
-                            step + c
-                        )));
-                    }
-                    let tok = host[k + c];
-                    out[o].tokens.push(tok);
-                    if cfg.eos_ids.contains(&tok) {
-                        out[o].finish = FinishReason::Stop;
-                        *alive = false;
-                    } else if out[o].tokens.len() >= batch.budget[o] {
-                        *alive = false;
-                    }
+            progress.absorb(&host, batch, step, steps, out, on_step)?;
+            step += steps;
+        }
+        Ok(())
+    }
+}
+
+/// Where a chunk's rows stand between host reads.
+struct Progress {
+    chunk: Chunk,
+    /// Columns of the device block.
+    block: usize,
+    /// Rows of the chunks after this one (all still to run).
+    later: usize,
+    /// Per real row of the chunk: still generating.
+    live: Vec<bool>,
+}
+
+impl Progress {
+    /// Hands a block read back (`host`: per bucket row, `block` tokens then `block` non-finite flags) to the live
+    /// rows step by step, as the eager engine would have: a row ends at an eos id or its budget and its later tokens
+    /// are dropped; `on_step` follows every step until no row is live.
+    fn absorb(
+        &mut self,
+        host: &[i64],
+        batch: &Batch,
+        first_step: usize,
+        steps: usize,
+        out: &mut [GeneratedSample],
+        on_step: &mut dyn FnMut(usize, usize),
+    ) -> Result<()> {
+        let block = self.block;
+        for c in 0..steps {
+            for (i, alive) in self.live.iter_mut().enumerate().filter(|(_, a)| **a) {
+                let (o, k) = (self.chunk.start + i, 2 * block * i);
+                if host[k + block + c] != 0 {
+                    // Named by its stream key, as the eager sampler names it.
+                    let (_, sample, key) = batch.rows[o];
+                    return Err(Error::input(format!(
+                        "non-finite logits (NaN or +Inf, or no finite value) for request {key}, sample \
+                         {sample} at decoding step {}: the model's weights or inputs are damaged \
+                         (--check-weights checks the weights)",
+                        first_step + c
+                    )));
                 }
-                let now = live.iter().filter(|&&a| a).count();
-                on_step(step + c + 1, now + later);
-                if now == 0 {
-                    break;
+                let tok = host[k + c];
+                out[o].tokens.push(tok);
+                if batch.cfg.eos_ids.contains(&tok) {
+                    out[o].finish = FinishReason::Stop;
+                    *alive = false;
+                } else if out[o].tokens.len() >= batch.budget[o] {
+                    *alive = false;
                 }
             }
-            step += steps;
+            let now = self.live.iter().filter(|&&a| a).count();
+            on_step(first_step + c + 1, now + self.later);
+            if now == 0 {
+                break;
+            }
         }
         Ok(())
     }

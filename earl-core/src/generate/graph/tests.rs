@@ -136,6 +136,19 @@ fn uncaptured_graph_steps_respect_budgets_and_errors() {
     let again = d.generate_keyed(&requests(), &KEYS, &c2, &mut |_, _| {}).unwrap();
     assert_eq!(again, eager_run(&m, &c2).0);
     assert_eq!(d.generate_keyed(&requests(), &KEYS, &c, &mut |_, _| {}).unwrap(), eager);
+    // Non-finite logits: the eager sampler's error, word for word (greedy and sampled).
+    let broken = tiny();
+    let _ = broken.norm.weight.shallow_clone().fill_(f64::NAN);
+    for c in [c, c2] {
+        let eager = generate_keyed(&broken, &requests(), &KEYS, &c, &mut |_, _| {}).unwrap_err().to_string();
+        let mut d = GraphDecoder::uncaptured(&broken, GraphConfig::default()).unwrap();
+        let graph = d.generate_keyed(&requests(), &KEYS, &c, &mut |_, _| {}).unwrap_err().to_string();
+        assert!(
+            eager.contains("non-finite logits") && eager.contains("request 4, sample 0 at decoding step 0"),
+            "{eager}"
+        );
+        assert_eq!(graph, eager);
+    }
 }
 
 // ---- CUDA: captured graphs on the fixture checkpoints ----
