@@ -34,6 +34,9 @@ pub struct DecodeArgs {
     /// eager or graph (the decode step replayed from CUDA graphs; CUDA only). Default: graph on CUDA, else eager.
     #[arg(long)]
     engine: Option<Engine>,
+    /// Graph engine: decoding steps between two host reads of the sampled ids.
+    #[arg(long, default_value_t = 16)]
+    read_every: usize,
 }
 
 fn sync(device: tch::Device) {
@@ -58,7 +61,9 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
     // One graph decoder for every batch size. A bucket's step is recaptured when the cache capacity changes (the
     // short warm-up, then the timed run), before the timed decoding starts.
     let mut decoder = match engine {
-        Engine::Graph => Some(GraphDecoder::new(&model, GraphConfig::default())?),
+        Engine::Graph => {
+            Some(GraphDecoder::new(&model, GraphConfig { read_every: a.read_every, ..Default::default() })?)
+        }
         Engine::Eager => None,
     };
     let run = |decoder: &mut Option<GraphDecoder>,
@@ -134,7 +139,7 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
                     Engine::Eager => "earl-rs generate (tch eager, preallocated cache)",
                     Engine::Graph => "earl-rs generate (decode step in a CUDA graph per batch bucket)",
                 },
-                "engine": engine.as_str(), "gpu": gpu, "batch": b, "layers": a.layers, "hidden": a.hidden,
+                "engine": engine.as_str(), "read_every": (engine == Engine::Graph).then_some(a.read_every), "gpu": gpu, "batch": b, "layers": a.layers, "hidden": a.hidden,
                 "prefill_ms": (prefill_ms * 10.0).round() / 10.0,
                 "ms_per_step": (decode_s * 1e6 / timed_steps as f64).round() / 1e3,
                 "tokens_per_s": ((b * timed_steps) as f64 / decode_s * 10.0).round() / 10.0,
