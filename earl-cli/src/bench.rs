@@ -1,10 +1,11 @@
 //! `earl bench decode`: generation speed of an Emu3-shaped decoder with random weights created directly on the
 //! device — the same work as `shared/bench/torch_decode_baseline.py` (a prompt of 1090 tokens, then 1062 sampled
 //! tokens with top-k 2048, i.e. one 256×256 edit) so both can be run side by side on one card. Prints one JSON line
-//! per batch size.
+//! per batch size. `--engine` picks the eager path or the graph engine (decode step replayed from CUDA graphs).
 use anyhow::Result;
 use earl_core::device::{parse_device, parse_dtype};
-use earl_core::generate::{generate, GenerationConfig, GenerationRequest, SamplingParams};
+use earl_core::generate::graph::{GraphConfig, GraphDecoder};
+use earl_core::generate::{generate, Engine, GeneratedSample, GenerationConfig, GenerationRequest, SamplingParams};
 use earl_core::{Emu3Config, Emu3ForCausalLM, ForwardArgs, RandomSource};
 use tch::{Kind, Tensor};
 
@@ -30,6 +31,12 @@ pub struct DecodeArgs {
     device: String,
     #[arg(long, default_value = "bf16")]
     dtype: String,
+    /// eager or graph (the decode step replayed from CUDA graphs; CUDA only). Default: graph on CUDA, else eager.
+    #[arg(long)]
+    engine: Option<Engine>,
+    /// Graph engine: decoding steps between two host reads of the sampled ids.
+    #[arg(long, default_value_t = 16)]
+    read_every: usize,
 }
 
 fn sync(device: tch::Device) {
@@ -41,6 +48,8 @@ fn sync(device: tch::Device) {
 pub fn decode(a: &DecodeArgs) -> Result<i32> {
     let device = parse_device(&a.device)?;
     let kind = parse_dtype(&a.dtype)?;
+    let engine = a.engine.unwrap_or(Engine::default_for(device));
+    engine.check_device(device)?;
     let mut cfg = Emu3Config::emu3_shaped(a.hidden, a.layers);
     cfg.vocab_size = a.vocab;
     cfg.pad_token_id = 0;
@@ -49,6 +58,24 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
     let _g = tch::no_grad_guard();
     let model = Emu3ForCausalLM::load(&RandomSource { seed: 0, std: 0.02, kind, device }, &cfg)?;
     let gpu = crate::doctor::gpu_names().first().cloned().unwrap_or_else(|| format!("{device:?}"));
+    // One graph decoder for every batch size. A bucket's step is recaptured when the cache capacity changes (the
+    // short warm-up, then the timed run), before the timed decoding starts.
+    let mut decoder = match engine {
+        Engine::Graph => {
+            Some(GraphDecoder::new(&model, GraphConfig { read_every: a.read_every, ..Default::default() })?)
+        }
+        Engine::Eager => None,
+    };
+    let run = |decoder: &mut Option<GraphDecoder>,
+               requests: &[GenerationRequest],
+               cfg: &GenerationConfig,
+               on_step: &mut dyn FnMut(usize, usize)|
+     -> earl_core::Result<Vec<GeneratedSample>> {
+        match decoder {
+            Some(d) => d.generate_keyed(requests, &(0..requests.len() as u64).collect::<Vec<_>>(), cfg, on_step),
+            None => generate(&model, requests, cfg, on_step),
+        }
+    };
     for &b in &a.batch {
         tch::manual_seed(b as i64);
         let text_vocab = a.vocab.min(151_000);
@@ -83,28 +110,36 @@ pub fn decode(a: &DecodeArgs) -> Result<i32> {
             allow_overlong: false,
         };
         // Warm-up generation (kernels, allocator), then the timed one.
-        let _ =
-            generate(&model, &requests, &GenerationConfig { max_new_tokens: 8, ..gen_cfg.clone() }, &mut |_, _| {})?;
+        let warm_up = GenerationConfig { max_new_tokens: 8, ..gen_cfg.clone() };
+        let _ = run(&mut decoder, &requests, &warm_up, &mut |_, _| {})?;
         sync(device);
-        // Decode time runs from the first sampled token (prefill done, the sampler's host copy synchronises the
-        // device) to the last: every step in between is one forward of the batch plus one sampling.
+        // Decode time runs from the first report of sampled tokens (prefill done; the host read synchronises the
+        // device) to the last: every step in between is one forward of the batch plus one sampling. The eager
+        // engine reports after every step, the graph engine after every block of steps.
         let t = std::time::Instant::now();
-        let mut first: Option<std::time::Instant> = None;
-        let out = generate(&model, &requests, &gen_cfg, &mut |step, _| {
-            if step == 1 {
-                first = Some(std::time::Instant::now());
+        let mut first: Option<(usize, std::time::Instant)> = None;
+        let out = run(&mut decoder, &requests, &gen_cfg, &mut |step, _| {
+            if first.is_none() {
+                first = Some((step, std::time::Instant::now()));
             }
         })?;
         sync(device);
         let total_s = t.elapsed().as_secs_f64();
         let steps = out.iter().map(|s| s.tokens.len()).max().unwrap_or(0);
-        let decode_s = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(total_s).max(1e-9);
-        let timed_steps = steps.saturating_sub(1).max(1);
+        let (first_step, decode_s) = match first {
+            Some((s, at)) => (s, at.elapsed().as_secs_f64()),
+            None => (0, total_s),
+        };
+        let decode_s = decode_s.max(1e-9);
+        let timed_steps = steps.saturating_sub(first_step).max(1);
         println!(
             "{}",
             serde_json::json!({
-                "impl": "earl-rs generate (tch eager, preallocated cache)",
-                "gpu": gpu, "batch": b, "layers": a.layers, "hidden": a.hidden,
+                "impl": match engine {
+                    Engine::Eager => "earl-rs generate (tch eager, preallocated cache)",
+                    Engine::Graph => "earl-rs generate (decode step in a CUDA graph per batch bucket)",
+                },
+                "engine": engine.as_str(), "read_every": (engine == Engine::Graph).then_some(a.read_every), "gpu": gpu, "batch": b, "layers": a.layers, "hidden": a.hidden,
                 "prefill_ms": (prefill_ms * 10.0).round() / 10.0,
                 "ms_per_step": (decode_s * 1e6 / timed_steps as f64).round() / 1e3,
                 "tokens_per_s": ((b * timed_steps) as f64 / decode_s * 10.0).round() / 10.0,

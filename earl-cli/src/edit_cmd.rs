@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use earl_core::bundle::Bundle;
 use earl_core::device::{dtype_name, parse_dtype};
 use earl_core::edit::{EditInput, EditOptions, Editor};
-use earl_core::generate::{SamplingParams, TopK};
+use earl_core::generate::{Engine, SamplingParams, TopK};
 use earl_core::imageproc::{self, LoadLimits};
 use earl_core::prompt::Prefill;
 
@@ -71,6 +71,9 @@ pub struct EditArgs {
     /// Vision-tokenizer dtype (EARL encodes and decodes in f32 whatever the LM runs in).
     #[arg(long, default_value = "f32")]
     vq_dtype: String,
+    /// eager or graph (the decode step replayed from CUDA graphs; CUDA only). Default: graph on CUDA, else eager.
+    #[arg(long)]
+    engine: Option<Engine>,
 }
 
 fn sample_path(out: &Path, i: usize) -> PathBuf {
@@ -138,6 +141,8 @@ pub fn run(a: &EditArgs) -> Result<i32> {
     // The output is checked before any model is loaded or token generated.
     imageproc::check_output(&a.out)?;
     let (device, kind) = crate::choice::device_and_dtype(&a.device, a.dtype.as_deref())?;
+    let engine = a.engine.unwrap_or(Engine::default_for(device));
+    engine.check_device(device)?;
     let Resolved { model, vq, tokenizer, bundle, prefill, sampling, area } = resolve(a)?;
     let t_load = std::time::Instant::now();
     let vq_kind = parse_dtype(&a.vq_dtype)?;
@@ -159,6 +164,7 @@ pub fn run(a: &EditArgs) -> Result<i32> {
         constrain: !a.no_constraint,
         allow_overlong: a.allow_overlong,
         context_size: None,
+        engine,
     };
     let bar = indicatif::ProgressBar::new(((source.w() + 1) * source.h() + 3) as u64);
     bar.set_style(
@@ -208,6 +214,7 @@ pub fn run(a: &EditArgs) -> Result<i32> {
             "source_image": a.image,
             "source_grid": [source.h(), source.w()],
             "dtype": dtype_name(kind), "vq_dtype": dtype_name(vq_kind), "device": format!("{device:?}"),
+            "engine": engine.as_str(),
             "prompt_ids": o.prompt_ids,
             "token_ids": o.tokens,
             "reasoning": o.reasoning,

@@ -11,7 +11,7 @@ use image::RgbImage;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
-use crate::generate::{generate_keyed, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
+use crate::generate::{Engine, FinishReason, GenerationConfig, GenerationRequest, ImageTokens, SamplingParams};
 use crate::grid::CodeGrid;
 use crate::imageproc::{self, ImageProcessConfig};
 use crate::model::Emu3ForCausalLM;
@@ -106,6 +106,8 @@ pub struct EditOptions {
     pub allow_overlong: bool,
     /// Limit on prompt + response (the RL config's `model_context_size`, vLLM's `max_model_len`); `None`: none.
     pub context_size: Option<usize>,
+    /// Decode path (default [`Engine::Eager`], the reference; `earl edit` takes the graph engine on CUDA).
+    pub engine: Engine,
 }
 
 impl Default for EditOptions {
@@ -119,6 +121,7 @@ impl Default for EditOptions {
             constrain: true,
             allow_overlong: false,
             context_size: None,
+            engine: Engine::Eager,
         }
     }
 }
@@ -265,7 +268,7 @@ pub fn generate_edits_keyed(
     };
     let t0 = Instant::now();
     let mut steps = 0;
-    let samples = generate_keyed(lm, requests, stream_keys, &cfg, &mut |step, live| {
+    let samples = opts.engine.generate_keyed(lm, requests, stream_keys, &cfg, &mut |step, live| {
         steps = step;
         on_step(step, live)
     })?;

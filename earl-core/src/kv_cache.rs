@@ -102,6 +102,19 @@ impl KvCache {
         self.valid.device()
     }
 
+    /// Layer `layer`'s key and value buffers [B, H_kv, T_max, D], for the graph engine's copy into its static ones.
+    pub(crate) fn layer_buffers(&self, layer: usize) -> (&Tensor, &Tensor) {
+        (&self.keys[layer], &self.values[layer])
+    }
+    /// Which slots hold real tokens, [B, T_max] bool.
+    pub(crate) fn valid_slots(&self) -> &Tensor {
+        &self.valid
+    }
+    /// Position id of each row's next real token, [B] i64.
+    pub(crate) fn next_positions(&self) -> &Tensor {
+        &self.next_pos
+    }
+
     /// Forgets all tokens; buffers are kept.
     pub fn reset(&mut self) {
         self.len = 0;

@@ -24,7 +24,7 @@
 //! | [`prompt`] | [`PromptBuilder`]: EARL's prompt layouts as ids, the assistant prefills, the response parser |
 //! | [`bundle`] | [`bundle::Bundle`]: a model bundle's own defaults (`earl-bundle.toml`: VQ, image area, prefill, sampling) |
 //! | [`collate`] | the one left-padding collate of generation, SFT and GRPO |
-//! | [`generate`](mod@generate) | grid-constrained, seeded, batched generation: constraint, sampler, decoding loop |
+//! | [`generate`](mod@generate) | seeded, batched, grid-constrained generation: sampler, eager and CUDA-graph decoding |
 //! | [`edit`] | [`Editor`]: the one edit pipeline (image → codes → prompt → generation → parsed grid → image) |
 //! | [`data`] | tokenized edit records, the sharded JSONL dataset format, parquet input, EARL's mixtures |
 //! | [`experiment`] | the one experiment-file layer: `extends`, `${VAR}`, errors naming file, line and key |

@@ -9,7 +9,7 @@
 //! copy and no second tensor type, and it catches every C++ exception at the boundary: errors come back as
 //! [`Error`], never as a panic or an abort. CUDA entry points answer [`Error::NeedsCuda`] on a machine without a GPU.
 //!
-//! Not a dependency of earl-core yet; the engine (issue 14) and training wire it in.
+//! earl-core's graph decode engine (`generate::graph`) uses the graphs and streams; training wires in the rest.
 pub mod adamw;
 pub mod determinism;
 pub mod error;

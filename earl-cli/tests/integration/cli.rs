@@ -162,3 +162,22 @@ fn rl_writes_its_run_directory_at_out_and_accepts_the_old_flag() {
     let (_, help, _) = earl(&["rl", "--help"]);
     assert!(help.contains("--out <OUT>") && !help.contains("--out-dir"), "{help}");
 }
+
+#[test]
+fn bench_decode_graph_engine_needs_cuda_and_eager_runs_on_cpu() {
+    let small = [
+        "bench", "decode", "--device", "cpu", "--dtype", "f32", "--batch", "2", "--layers", "1", "--hidden", "64",
+        "--vocab", "300", "--prompt", "5", "--new", "4", "--top-k", "8",
+    ];
+    let (code, out, err) = earl(&[&small[..], &["--engine", "graph"]].concat());
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("the graph engine needs CUDA") && err.contains("--engine eager"), "{err}");
+    let (code, out, err) = earl(&[&small[..], &["--engine", "eager"]].concat());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"engine\":\"eager\"") && out.contains("\"batch\":2"), "{out}");
+    // The default on a CPU is the eager engine.
+    let (code, out, err) = earl(&small);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"engine\":\"eager\""), "{out}");
+}

@@ -51,6 +51,11 @@ fn same_seed_same_bytes_other_seed_other_image() {
     }
     let read = |p: &Path| std::fs::read(p).unwrap();
     assert_eq!(read(&a), read(&b));
+    // The default engine (eager on a CPU, graph on CUDA) and the eager one give the same image.
+    let d = tmp.path().join("d.png");
+    let (code, out, err) = edit(&d, 3, &["--engine", "eager"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(read(&a), read(&d));
     assert_ne!(read(&a), read(&c));
     // 96×64 source at area 16384 → 157×105 px (aspect kept, no snap, as EARL) → the encoder floors: 19×13 codes,
     // decoded to 152×104.
@@ -59,6 +64,7 @@ fn same_seed_same_bytes_other_seed_other_image() {
     let side: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(a.with_extension("json")).unwrap()).unwrap();
     assert_eq!(side["seed"], 3);
+    assert!(side["engine"] == "eager" || side["engine"] == "graph", "{side}");
     assert_eq!(side["finish_reason"], "stop");
     assert_eq!(side["source_grid"], serde_json::json!([13, 19]));
     assert_eq!(side["token_ids"].as_array().unwrap().len(), 13 * 20 + 3);
@@ -89,6 +95,10 @@ fn bad_inputs_are_one_line_errors() {
     let (code, _, err) = edit(&tmp.path().join("y.png"), 0, &["--mode", "XYZ"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown prefill") && err.trim_end().lines().count() == 1, "{err}");
+    let (code, _, err) = edit(&tmp.path().join("g.png"), 0, &["--device", "cpu", "--engine", "graph"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("the graph engine needs CUDA") && err.trim_end().lines().count() == 1, "{err}");
+    assert!(!tmp.path().join("g.png").exists());
     let o = Command::new(env!("CARGO_BIN_EXE_earl"))
         .args(crate::common::FIXTURE_EDIT)
         .args(["--image", "nope.png"])

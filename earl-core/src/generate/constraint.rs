@@ -112,6 +112,12 @@ impl RowConstraint {
         self.width
     }
 
+    /// Offset from `img` of the next token (1 right after it), or `None` before `img`: the per-row state the graph
+    /// engine keeps on the device.
+    pub(crate) fn next_offset(&self) -> Option<i64> {
+        self.img_at.map(|at| (self.len - at) as i64)
+    }
+
     /// Feeds one response token (prefill tokens included).
     pub fn push(&mut self, token: i64, t: &ImageTokens) {
         if self.img_at.is_none() && token == t.img {

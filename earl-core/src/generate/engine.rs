@@ -223,7 +223,7 @@ pub fn generate_keyed(
     Ok(out)
 }
 
-fn validate(model: &Emu3ForCausalLM, requests: &[GenerationRequest], cfg: &GenerationConfig) -> Result<()> {
+pub(super) fn validate(model: &Emu3ForCausalLM, requests: &[GenerationRequest], cfg: &GenerationConfig) -> Result<()> {
     if requests.is_empty() {
         return Err(Error::input("no generation requests"));
     }

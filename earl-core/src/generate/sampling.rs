@@ -166,7 +166,8 @@ pub fn sample_stream(seed: u64, request: u64, sample: u64) -> ChaCha20Rng {
     rng
 }
 
-fn uniform(rng: &mut ChaCha20Rng) -> f64 {
+/// The row's next draw: the one uniform a sampled token consumes (the graph engine draws it ahead of time).
+pub(crate) fn uniform(rng: &mut ChaCha20Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 

@@ -75,7 +75,7 @@ impl Attention {
 }
 
 /// [B, Hkv, L, D] → [B, Hkv·n, L, D], each kv head repeated n times consecutively (torch `repeat_kv`).
-fn repeat_kv(x: &Tensor, n: i64) -> Tensor {
+pub(crate) fn repeat_kv(x: &Tensor, n: i64) -> Tensor {
     if n == 1 {
         return x.shallow_clone();
     }

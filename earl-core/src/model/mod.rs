@@ -6,6 +6,7 @@ mod causal_lm;
 pub mod init;
 mod layers;
 
+pub(crate) use attention::repeat_kv;
 pub use attention::Attention;
 pub use causal_lm::{Emu3ForCausalLM, ForwardArgs, LayerInputs};
 pub use layers::{Linear, Mlp, RmsNorm, Rotary};

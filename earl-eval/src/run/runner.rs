@@ -126,6 +126,7 @@ impl Runner<'_> {
             constrain: true,
             allow_overlong: false,
             context_size: None,
+            engine: earl_core::generate::Engine::Eager,
         };
         let reqs: Vec<GenerationRequest> = ready.iter().map(|(_, _, (_, _, r))| r.clone()).collect();
         let keys: Vec<u64> = ready.iter().map(|&(_, row, _)| row as u64).collect();
