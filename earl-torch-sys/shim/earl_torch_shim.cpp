@@ -16,6 +16,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/grad_mode.h>
 #include <ATen/cuda/CUDAGraph.h>
+#include <ATen/cuda/MemPool.h>
 #include <ATen/ops/_foreach_add.h>
 #include <ATen/ops/_foreach_mul.h>
 #include <ATen/ops/_foreach_norm.h>
@@ -238,14 +239,22 @@ char* earl_cuda_stream_synchronize(int64_t id, int32_t device) {
 
 // ---- CUDA graphs.
 
-char* earl_cuda_graph_pool_handle(uint64_t* pool_a, uint64_t* pool_b) {
+// A graph pool that holds its own reference: the caching allocator frees a pool once its use count reaches zero and
+// then refuses to hand its id to a new capture (an internal assert), so a bare graph_pool_handle() id breaks as soon
+// as the last graph captured into it is dropped and another capture follows. An at::cuda::MemPool counts as a user
+// of the pool for as long as it lives.
+char* earl_cuda_mempool_new(at::cuda::MemPool** out, uint64_t* pool_a, uint64_t* pool_b) {
   return guarded([&] {
     require_cuda();
-    const auto pool = at::cuda::graph_pool_handle();
-    *pool_a = pool.first;
-    *pool_b = pool.second;
+    auto pool = std::make_unique<at::cuda::MemPool>();
+    const auto id = pool->id();
+    *pool_a = id.first;
+    *pool_b = id.second;
+    *out = pool.release();
   });
 }
+
+void earl_cuda_mempool_delete(at::cuda::MemPool* pool) { delete pool; }
 
 char* earl_cuda_graph_new(at::cuda::CUDAGraph** out) {
   return guarded([&] {

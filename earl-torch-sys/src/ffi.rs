@@ -36,6 +36,8 @@ pub struct EarlAdamWTensors {
 
 /// An `at::cuda::CUDAGraph*`.
 pub type RawGraph = *mut c_void;
+/// An `at::cuda::MemPool*` owned by a [`crate::GraphPool`].
+pub type RawMemPool = *mut c_void;
 
 extern "C" {
     pub fn earl_torch_free_error(error: *mut c_char);
@@ -72,7 +74,8 @@ extern "C" {
     pub fn earl_cuda_set_current_stream(id: i64, device: i32) -> *mut c_char;
     pub fn earl_cuda_stream_synchronize(id: i64, device: i32) -> *mut c_char;
 
-    pub fn earl_cuda_graph_pool_handle(pool_a: *mut u64, pool_b: *mut u64) -> *mut c_char;
+    pub fn earl_cuda_mempool_new(out: *mut RawMemPool, pool_a: *mut u64, pool_b: *mut u64) -> *mut c_char;
+    pub fn earl_cuda_mempool_delete(pool: RawMemPool);
     pub fn earl_cuda_graph_new(out: *mut RawGraph) -> *mut c_char;
     pub fn earl_cuda_graph_delete(graph: RawGraph);
     pub fn earl_cuda_graph_capture_begin(graph: RawGraph, pool_a: u64, pool_b: u64, mode: i32) -> *mut c_char;

@@ -8,27 +8,54 @@
 //! a device→host copy) may happen during capture. Warm the closure up once on the side stream before capturing, as
 //! torch's docs ask, so lazy initialisation (cuBLAS handles, allocator pools) does not land in the graph.
 //! Graphs that are replayed in the order they were captured can share one memory [`GraphPool`]
-//! (`torch.cuda.graph_pool_handle()`), which is how one decode graph per batch-size bucket stays cheap in memory.
+//! (`torch.cuda.MemPool`), which is how one decode graph per batch-size bucket stays cheap in memory.
 use crate::error::{check, require_cuda, Error, Result};
 use crate::ffi;
 use crate::stream::{CudaStream, StreamGuard};
 
-/// A memory pool id (`MempoolId_t`) that several captures can share.
+/// A memory pool id (`MempoolId_t`): which pool a graph captured into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct GraphPool {
+pub struct PoolId {
     a: u64,
     b: u64,
 }
 
+/// A memory pool that several captures share, alive as long as this value (an `at::cuda::MemPool`, what
+/// `torch.cuda.MemPool` wraps). A bare `graph_pool_handle()` id is not enough: libtorch frees a pool when the last
+/// graph captured into it is dropped and then refuses the id to the next capture with an internal assert
+/// (`use_count > 0`, CUDACachingAllocator), which is what recapturing one bucket of a decode engine does.
+#[derive(Debug)]
+pub struct GraphPool {
+    raw: ffi::RawMemPool,
+    id: PoolId,
+}
+
+// SAFETY: a MemPool is an id plus a use count held in the caching allocator, which locks; it has no thread affinity.
+unsafe impl Send for GraphPool {}
+
 impl GraphPool {
-    /// A fresh pool id (`at::cuda::graph_pool_handle()`), for the first of the graphs that will share it.
+    /// A fresh pool on the current CUDA device.
     pub fn new() -> Result<GraphPool> {
-        const OP: &str = "cuda_graph_pool_handle";
+        const OP: &str = "cuda_mempool_new";
         require_cuda(OP)?;
+        let mut raw: ffi::RawMemPool = std::ptr::null_mut();
         let (mut a, mut b) = (0u64, 0u64);
-        // SAFETY: the shim writes the pair.
-        check(OP, unsafe { ffi::earl_cuda_graph_pool_handle(&mut a, &mut b) })?;
-        Ok(GraphPool { a, b })
+        // SAFETY: the shim writes a heap MemPool, owned by the returned value, and its id.
+        check(OP, unsafe { ffi::earl_cuda_mempool_new(&mut raw, &mut a, &mut b) })?;
+        Ok(GraphPool { raw, id: PoolId { a, b } })
+    }
+
+    /// The pool's id.
+    pub fn id(&self) -> PoolId {
+        self.id
+    }
+}
+
+impl Drop for GraphPool {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from earl_cuda_mempool_new and is deleted once; graphs still captured into the pool
+        // hold their own references, so their memory stays valid.
+        unsafe { ffi::earl_cuda_mempool_delete(self.raw) }
     }
 }
 
@@ -69,7 +96,7 @@ impl CudaGraph {
         }
         let graph = CudaGraph::new()?;
         let _stream = StreamGuard::new(*stream)?;
-        let (a, b) = pool.map_or((0, 0), |p| (p.a, p.b));
+        let (a, b) = pool.map_or((0, 0), |p| (p.id.a, p.id.b));
         // SAFETY: a fresh graph; mode 0 is cudaStreamCaptureModeGlobal, torch's default.
         check(OP, unsafe { ffi::earl_cuda_graph_capture_begin(graph.raw, a, b, 0) })?;
         let mut unwind = EndOnUnwind(Some(&graph));
@@ -100,12 +127,12 @@ impl CudaGraph {
         check("cuda_graph_reset", unsafe { ffi::earl_cuda_graph_reset(self.raw) })
     }
 
-    /// The memory pool this graph captured into (`CUDAGraph::pool()`), to share with a later capture.
-    pub fn pool(&self) -> Result<GraphPool> {
+    /// The id of the memory pool this graph captured into (`CUDAGraph::pool()`).
+    pub fn pool_id(&self) -> Result<PoolId> {
         let (mut a, mut b) = (0u64, 0u64);
         // SAFETY: a live graph; the shim writes the pair.
         check("cuda_graph_pool", unsafe { ffi::earl_cuda_graph_pool(self.raw, &mut a, &mut b) })?;
-        Ok(GraphPool { a, b })
+        Ok(PoolId { a, b })
     }
 }
 
@@ -170,7 +197,25 @@ mod tests {
         graph.replay().unwrap();
         second.replay().unwrap();
         assert!(z.allclose(&(&y * 2.0), 1e-6, 1e-6, false));
-        assert_eq!(graph.pool().unwrap(), pool);
+        assert_eq!(graph.pool_id().unwrap(), pool.id());
+    }
+
+    /// What a decode engine does when one bucket's settings change: its only graph is dropped and the step captured
+    /// again into the same pool (a bare pool id fails here with libtorch's `use_count > 0` assert).
+    #[test]
+    fn cuda_graph_pool_outlives_its_graphs_and_takes_a_new_capture() {
+        let Some(_cuda) = crate::test_support::cuda_test() else { return };
+        let x = Tensor::ones([4], (Kind::Float, Device::Cuda(0)));
+        let side = CudaStream::from_pool(0, false).unwrap();
+        let pool = GraphPool::new().unwrap();
+        for round in 0..3 {
+            let (graph, y) = CudaGraph::capture(Some(&pool), &side, || &x + f64::from(round)).unwrap();
+            graph.replay().unwrap();
+            tch::Cuda::synchronize(0);
+            assert_eq!(y.sum(Kind::Float).double_value(&[]), 4.0 * (1.0 + f64::from(round)));
+            assert_eq!(graph.pool_id().unwrap(), pool.id());
+            drop(graph);
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use error::{Error, Result};
 pub use foreach::{
     clip_grad_norm_, foreach_add_, foreach_add_scalar_, foreach_mul_scalar_, foreach_mul_tensor_, foreach_norm,
 };
-pub use graph::{CudaGraph, GraphPool};
+pub use graph::{CudaGraph, GraphPool, PoolId};
 pub use process_group::{LocalGroup, ProcessGroup, ReduceOp};
 pub use stream::{CudaStream, StreamGuard};
 

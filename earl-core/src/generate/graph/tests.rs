@@ -180,13 +180,32 @@ fn fixture(name: &str) -> Emu3ForCausalLM {
 
 const FIXTURES: [&str; 3] = ["lm-tiny-gqa", "lm-tiny-mha", "lm-tiny-orig"];
 
+/// `c` with its visual ids moved to the last 32 ids of `m`'s vocabulary (the fixtures' vocabularies are 288, 320
+/// and 352; [`T`]'s ids fit 320 only).
+fn fit(m: &Emu3ForCausalLM, c: GenerationConfig) -> GenerationConfig {
+    let first_visual = m.cfg.vocab_size - T.num_visual;
+    GenerationConfig { image_tokens: c.image_tokens.map(|t| ImageTokens { first_visual, ..t }), ..c }
+}
+
+#[test]
+fn uncaptured_steps_match_eager_on_every_fixture_on_the_cpu() {
+    // The CUDA test's workload with the steps uncaptured: it checks the fixtures and their token ids on any machine.
+    for name in FIXTURES {
+        let m = Emu3ForCausalLM::from_dir(&fixture_dir().join(name), Kind::Float, Device::Cpu).unwrap();
+        for constrain in [true, false] {
+            let c = fit(&m, cfg(SamplingParams::greedy(), 1, 0, constrain));
+            assert_eq!(graph_run(&m, GraphConfig::default(), &c, false), eager_run(&m, &c), "{name} {constrain}");
+        }
+    }
+}
+
 #[test]
 fn cuda_graph_greedy_matches_eager_on_every_fixture() {
     let Some(_cuda) = cuda_test() else { return };
     for name in FIXTURES {
         let m = fixture(name);
         for constrain in [true, false] {
-            let c = cfg(SamplingParams::greedy(), 1, 0, constrain);
+            let c = fit(&m, cfg(SamplingParams::greedy(), 1, 0, constrain));
             let (eager, _) = eager_run(&m, &c);
             let (graph, _) = graph_run(&m, GraphConfig::default(), &c, true);
             assert_eq!(graph, eager, "{name} constrain={constrain}");
@@ -218,7 +237,7 @@ fn cuda_graph_sampled_tokens_match_eager_and_repeat() {
 fn cuda_graph_decoder_replays_its_graphs_across_calls() {
     let Some(_cuda) = cuda_test() else { return };
     let m = fixture("lm-tiny-mha");
-    let c = cfg(sampled(), 2, 3, true);
+    let c = fit(&m, cfg(sampled(), 2, 3, true));
     let (eager, _) = eager_run(&m, &c);
     let mut d = GraphDecoder::new(&m, GraphConfig::default()).unwrap();
     for round in 0..3 {
@@ -227,6 +246,13 @@ fn cuda_graph_decoder_replays_its_graphs_across_calls() {
     }
     // Same workload under the uncaptured steps on the GPU: capture changes nothing.
     assert_eq!(graph_run(&m, GraphConfig::default(), &c, false).0, eager);
+    // Another budget changes the cache capacity: the bucket is captured again into the same pool (`earl bench
+    // decode`'s warm-up then run; it failed on the H200 with the allocator's `use_count > 0` assert before the pool
+    // held its own reference).
+    let longer = GenerationConfig { max_new_tokens: 28, ..c.clone() };
+    let out = d.generate_keyed(&requests(), &KEYS, &longer, &mut |_, _| {}).unwrap();
+    assert_eq!(out, eager_run(&m, &longer).0);
+    assert_eq!(d.generate_keyed(&requests(), &KEYS, &c, &mut |_, _| {}).unwrap(), eager);
 }
 
 #[test]
