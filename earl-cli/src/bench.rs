@@ -31,7 +31,7 @@ pub struct DecodeArgs {
     device: String,
     #[arg(long, default_value = "bf16")]
     dtype: String,
-    /// eager or graph (the decode step replayed from CUDA graphs; CUDA only). Default: graph on CUDA, else eager.
+    /// eager or graph (the decode step replayed from CUDA graphs; CUDA only, opt-in until verified on a GPU). Default: eager.
     #[arg(long)]
     engine: Option<Engine>,
     /// Graph engine: decoding steps between two host reads of the sampled ids.

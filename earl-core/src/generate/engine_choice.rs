@@ -17,13 +17,12 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// The default on `device`: the graph engine on CUDA, the eager one elsewhere.
+    /// The default on `device`: the eager engine everywhere, for now. Issue 14 makes the graph engine the default on
+    /// CUDA; that waits until its CUDA tests pass on a GPU. Its first run there (2026-12-01, H200) failed two tests
+    /// and its 8.5B benchmark (since fixed here, not yet rerun), so `--engine graph` is opt-in until then.
     pub fn default_for(device: Device) -> Engine {
-        if device.is_cuda() {
-            Engine::Graph
-        } else {
-            Engine::Eager
-        }
+        let _ = device;
+        Engine::Eager
     }
 
     /// `--engine`'s spelling.
@@ -107,7 +106,7 @@ mod tests {
         assert!("fast".parse::<Engine>().unwrap_err().contains("eager or graph"));
         assert_eq!(Engine::Graph.to_string(), "graph");
         assert_eq!(Engine::default_for(Device::Cpu), Engine::Eager);
-        assert_eq!(Engine::default_for(Device::Cuda(0)), Engine::Graph);
+        assert_eq!(Engine::default_for(Device::Cuda(0)), Engine::Eager);
         assert!(Engine::Eager.check_device(Device::Cpu).is_ok() && Engine::Graph.check_device(Device::Cuda(1)).is_ok());
         let e = Engine::Graph.check_device(Device::Cpu).unwrap_err().to_string();
         assert_eq!(e, "invalid input: the graph engine needs CUDA, but the model is on Cpu; use --engine eager");
