@@ -102,8 +102,12 @@ pub fn generate(
     cfg: &GenerationConfig,
     on_step: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<GeneratedSample>> {
-    let keys: Vec<u64> = (0..requests.len() as u64).collect();
-    generate_keyed(model, requests, &keys, cfg, on_step)
+    generate_keyed(model, requests, &batch_keys(requests.len()), cfg, on_step)
+}
+
+/// The stream keys of a batch keyed by position: request `r` is key `r`.
+pub(crate) fn batch_keys(n: usize) -> Vec<u64> {
+    (0..n as u64).collect()
 }
 
 /// As [`generate`], with request `r`'s sampling streams keyed by `stream_keys[r]` instead of its batch index: the

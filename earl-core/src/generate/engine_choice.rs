@@ -54,8 +54,7 @@ impl Engine {
         cfg: &GenerationConfig,
         on_step: &mut dyn FnMut(usize, usize),
     ) -> Result<Vec<GeneratedSample>> {
-        let keys: Vec<u64> = (0..requests.len() as u64).collect();
-        self.generate_keyed(model, requests, &keys, cfg, on_step)
+        self.generate_keyed(model, requests, &super::engine::batch_keys(requests.len()), cfg, on_step)
     }
 
     /// [`super::generate_keyed`] on this engine.

@@ -85,17 +85,6 @@ pub(crate) fn plan_chunks(n: usize, buckets: &[usize]) -> Vec<Chunk> {
     out
 }
 
-/// [`super::generate`] on the graph engine: request `r`'s streams are keyed by `r`.
-pub fn generate(
-    model: &Emu3ForCausalLM,
-    requests: &[GenerationRequest],
-    cfg: &GenerationConfig,
-    on_step: &mut dyn FnMut(usize, usize),
-) -> Result<Vec<GeneratedSample>> {
-    let keys: Vec<u64> = (0..requests.len() as u64).collect();
-    generate_keyed(model, requests, &keys, cfg, on_step)
-}
-
 /// [`super::generate_keyed`] on the graph engine, with the default buckets. The graphs are captured for this call
 /// and dropped after it; a caller that generates repeatedly keeps a [`GraphDecoder`] instead.
 pub fn generate_keyed(
