@@ -105,6 +105,17 @@ pub fn generate(
     generate_keyed(model, requests, &batch_keys(requests.len()), cfg, on_step)
 }
 
+/// One stream key per request, each fitting the 32 bits the stream id gives it (both engines check this).
+pub(super) fn validate_keys(requests: &[GenerationRequest], stream_keys: &[u64]) -> Result<()> {
+    if stream_keys.len() != requests.len() {
+        return Err(Error::input(format!("{} stream keys for {} requests", stream_keys.len(), requests.len())));
+    }
+    if let Some(k) = stream_keys.iter().find(|&&k| k > u64::from(u32::MAX)) {
+        return Err(Error::input(format!("stream key {k} does not fit in 32 bits")));
+    }
+    Ok(())
+}
+
 /// The stream keys of a batch keyed by position: request `r` is key `r`.
 pub(crate) fn batch_keys(n: usize) -> Vec<u64> {
     (0..n as u64).collect()
@@ -121,12 +132,7 @@ pub fn generate_keyed(
     cfg: &GenerationConfig,
     on_step: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<GeneratedSample>> {
-    if stream_keys.len() != requests.len() {
-        return Err(Error::input(format!("{} stream keys for {} requests", stream_keys.len(), requests.len())));
-    }
-    if let Some(k) = stream_keys.iter().find(|&&k| k > u64::from(u32::MAX)) {
-        return Err(Error::input(format!("stream key {k} does not fit in 32 bits")));
-    }
+    validate_keys(requests, stream_keys)?;
     let _span = tracing::info_span!("generate", requests = requests.len(), n = cfg.samples_per_request).entered();
     let _no_grad = tch::no_grad_guard();
     validate(model, requests, cfg)?;

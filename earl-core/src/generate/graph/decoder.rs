@@ -14,7 +14,7 @@ use crate::collate::LeftPadded;
 use crate::error::{guard, Error, Result};
 use crate::generate::constraint::RowConstraint;
 use crate::generate::engine::{
-    response_budget, validate, FinishReason, GeneratedSample, GenerationConfig, GenerationRequest,
+    response_budget, validate, validate_keys, FinishReason, GeneratedSample, GenerationConfig, GenerationRequest,
 };
 use crate::generate::sampling::sample_stream;
 use crate::kv_cache::KvCache;
@@ -123,12 +123,7 @@ impl<'m> GraphDecoder<'m> {
         stream_keys: &[u64],
         cfg: &'a GenerationConfig,
     ) -> Result<Batch<'a>> {
-        if stream_keys.len() != requests.len() {
-            return Err(Error::input(format!("{} stream keys for {} requests", stream_keys.len(), requests.len())));
-        }
-        if let Some(k) = stream_keys.iter().find(|&&k| k > u64::from(u32::MAX)) {
-            return Err(Error::input(format!("stream key {k} does not fit in 32 bits")));
-        }
+        validate_keys(requests, stream_keys)?;
         let model = self.model;
         validate(model, requests, cfg)?;
         let (n, device) = (cfg.samples_per_request, model.device());
