@@ -17,6 +17,7 @@
 #include <ATen/core/grad_mode.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <ATen/cuda/MemPool.h>
+#include <ATen/core/CachingHostAllocator.h>
 #include <ATen/ops/_foreach_add.h>
 #include <ATen/ops/_foreach_mul.h>
 #include <ATen/ops/_foreach_norm.h>
@@ -239,22 +240,35 @@ char* earl_cuda_stream_synchronize(int64_t id, int32_t device) {
 
 // ---- CUDA graphs.
 
-// A graph pool that holds its own reference: the caching allocator frees a pool once its use count reaches zero and
-// then refuses to hand its id to a new capture (an internal assert), so a bare graph_pool_handle() id breaks as soon
-// as the last graph captured into it is dropped and another capture follows. An at::cuda::MemPool counts as a user
-// of the pool for as long as it lives.
+// A graph pool that holds its own references. libtorch keeps two pools per id: the device caching allocator's and,
+// since 2.11, the pinned host allocator's. Each frees its pool once its use count reaches zero and then refuses the
+// id to a new capture (an internal `use_count > 0` assert), so a bare graph_pool_handle() id breaks as soon as the
+// last graph captured into it is dropped and another capture follows. An at::cuda::MemPool counts as a user of the
+// device pool; the host pool gets one more user here (an empty allocate-to-pool window whose filter matches no
+// stream), given back when the pool is deleted.
 char* earl_cuda_mempool_new(at::cuda::MemPool** out, uint64_t* pool_a, uint64_t* pool_b) {
   return guarded([&] {
     require_cuda();
     auto pool = std::make_unique<at::cuda::MemPool>();
     const auto id = pool->id();
+    auto* host = at::getHostAllocator(at::kCUDA);
+    host->begin_allocate_to_pool(id, [](c10::Stream) { return false; });
+    host->end_allocate_to_pool(id);
     *pool_a = id.first;
     *pool_b = id.second;
     *out = pool.release();
   });
 }
 
-void earl_cuda_mempool_delete(at::cuda::MemPool* pool) { delete pool; }
+void earl_cuda_mempool_delete(at::cuda::MemPool* pool) {
+  if (pool == nullptr) return;
+  try {
+    at::getHostAllocator(at::kCUDA)->release_pool(pool->id());
+  } catch (...) {
+    // Nothing to hand back to: deleting the device pool is still right.
+  }
+  delete pool;
+}
 
 char* earl_cuda_graph_new(at::cuda::CUDAGraph** out) {
   return guarded([&] {
