@@ -8,15 +8,18 @@
 #   scripts/mini_grid.sh init         # the initial model of seed $EARL_MINI_SEED
 #   scripts/mini_grid.sh chains [C…]  # the chains of seed $EARL_MINI_SEED (default: all six, SFT first)
 #   scripts/mini_grid.sh pipeline     # the six chains of seed $EARL_MINI_SEED at once on one GPU: the three SFTs
-#                                     # together, each RL chain as soon as its SFT stage is done (the model is too
+#                                     # together, then every evaluation and RL chain together (the model is too
 #                                     # small to fill the GPU alone; every process keeps its own seeds)
+#   scripts/mini_grid.sh seeds 0,1,2  # the pipelines of several seeds: a seed's SFTs start as soon as the previous
+#                                     # seed's are done, next to its evaluations and RL chains
 #   scripts/mini_grid.sh table        # earl experiment compare over the six chains, for the seeds $EARL_MINI_SEEDS
 #                                     # (comma-separated; default $EARL_MINI_SEED), with each row's minutes
 #
 # Variables: EARL (the binary, default target/release/earl), EARL_MINI (the world's directory, default
 # runs/mini-world), EARL_RUNS (default runs), EARL_MINI_SEED (default 0), EARL_MINI_COUNT (samples per training
 # split, default 30000), VQ_STEPS / VQ_BATCH / VQ_LR (vision tokenizer training), EARL_MINI_DEVICE (default cuda),
-# EARL_MINI_DETERMINISTIC (1: every chain runs with --deterministic; default 1 on CUDA).
+# EARL_MINI_DETERMINISTIC (1: every chain runs with --deterministic; default 1 on CUDA), EARL_MINI_ENGINE (the
+# decode engine of evaluations and RL rollouts: eager, graph or auto, the default).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 earl=${EARL:-target/release/earl}
@@ -50,7 +53,7 @@ wait_all() {
   return "$rc"
 }
 
-phase=${1:?usage: scripts/mini_grid.sh tokenizers|data|init|chains|pipeline|table}
+phase=${1:?usage: scripts/mini_grid.sh tokenizers|data|init|chains|pipeline|seeds|table}
 shift
 case $phase in
   tokenizers)
@@ -93,9 +96,11 @@ case $phase in
       timed "$earl" "${det[@]}" experiment run "experiments/mini/$c.toml" --no-verify
     done
     ;;
-  pipeline)
-    # Up to six processes at once (three SFT evaluations next to three RL runs).
-    threads_for 6
+  pipeline | seeds)
+    # pipeline: the six chains of seed $EARL_MINI_SEED at once. seeds 0,1,2: the pipelines of those seeds, each
+    # seed's three SFTs starting as soon as the previous seed's are done (its evaluations and RL chains then run
+    # next to them). Up to nine processes at once.
+    threads_for 8
     # A chain that fails under --deterministic (an op with no deterministic kernel) resumes without it, and says so.
     chain() {
       timed "$earl" "${det[@]}" experiment run "experiments/mini/$1.toml" --no-verify "${@:2}" && return 0
@@ -103,26 +108,30 @@ case $phase in
       echo "[mini_grid] $1 failed under --deterministic; resuming it without" >&2
       timed "$earl" experiment run "experiments/mini/$1.toml" --no-verify "${@:2}"
     }
-    # SFT(S), then its evaluations next to the two RL chains that start from it.
-    branch_s() {
-      chain sft_s --until sft
-      local p=()
-      chain sft_s & p+=($!)
-      chain sft_s__rl_s & p+=($!)
-      chain sft_s__rl_sc & p+=($!)
+    # The SFT stages of the three SFT chains, at once.
+    sft_stages() {
+      local p=() c
+      for c in sft_s sft_think_s sft_sc; do chain "$c" --until sft & p+=($!); done
       wait_all "${p[@]}"
     }
-    branch_think() {
-      chain sft_think_s --until sft
-      local p=()
-      chain sft_think_s & p+=($!)
-      chain sft_think_s__rl_sc & p+=($!)
+    # Everything after them: each chain's evaluations, and the RL chains (their SFT stages are done).
+    after_sft() {
+      local p=() c
+      for c in "${chains_all[@]}"; do chain "$c" & p+=($!); done
       wait_all "${p[@]}"
     }
+    seeds=$EARL_MINI_SEED
+    [[ $phase == seeds ]] && seeds=${1:?usage: scripts/mini_grid.sh seeds 0,1,2}
+    IFS=, read -ra seed_list <<< "$seeds"
     pids=()
-    branch_s & pids+=($!)
-    branch_think & pids+=($!)
-    chain sft_sc & pids+=($!)
+    for s in "${seed_list[@]}"; do
+      export EARL_MINI_SEED=$s
+      bash scripts/mini_grid.sh init
+      t0=$SECONDS
+      sft_stages || echo "[mini_grid] seed $s: an SFT stage failed" >&2
+      echo "[mini_grid] seed $s: SFT stages done in $(( SECONDS - t0 )) s" >&2
+      after_sft & pids+=($!)
+    done
     wait_all "${pids[@]}"
     ;;
   table)
