@@ -31,7 +31,7 @@ pub struct DecodeArgs {
     device: String,
     #[arg(long, default_value = "bf16")]
     dtype: String,
-    /// eager or graph (the decode step replayed from CUDA graphs; CUDA only, opt-in until verified on a GPU). Default: eager.
+    /// eager or graph (the decode step replayed from CUDA graphs; CUDA only). Default: graph on CUDA, else eager.
     #[arg(long)]
     engine: Option<Engine>,
     /// Graph engine: decoding steps between two host reads of the sampled ids.
@@ -250,6 +250,7 @@ pub fn rl(a: &RlBenchArgs) -> Result<i32> {
         vq_kind: Kind::Float,
         out_dir: Some(tmp.join("runs")),
         max_iterations: None,
+        engine: earl_core::generate::Engine::default_for(device),
     };
     let mut runner = RlRunner::new(rl_cfg, rewards, &opts)?;
     let gpu = crate::doctor::gpu_names().first().cloned().unwrap_or_else(|| format!("{device:?}"));

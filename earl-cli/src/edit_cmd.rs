@@ -71,7 +71,7 @@ pub struct EditArgs {
     /// Vision-tokenizer dtype (EARL encodes and decodes in f32 whatever the LM runs in).
     #[arg(long, default_value = "f32")]
     vq_dtype: String,
-    /// eager or graph (the decode step replayed from CUDA graphs; CUDA only, opt-in until verified on a GPU). Default: eager.
+    /// eager or graph (the decode step replayed from CUDA graphs; CUDA only). Default: graph on CUDA, else eager.
     #[arg(long)]
     engine: Option<Engine>,
 }

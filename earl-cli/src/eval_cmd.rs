@@ -126,6 +126,9 @@ pub struct RunArgs {
     /// Samples generated together (default 1, as the reference; each keeps its own row-keyed stream).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Decode path: eager, graph (CUDA graphs; CUDA only) or auto (default: graph on CUDA, else eager).
+    #[arg(long)]
+    engine: Option<String>,
     /// Top-k (default 2048; off or -1 for none).
     #[arg(long)]
     top_k: Option<TopK>,
@@ -228,6 +231,7 @@ pub fn run(cmd: EvalCommand) -> Result<i32> {
                 columns: a.columns,
                 max_new_tokens: a.max_new_tokens,
                 batch_size: a.batch_size,
+                engine: a.engine,
                 top_k: a.top_k,
                 ..Default::default()
             };

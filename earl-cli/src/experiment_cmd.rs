@@ -122,6 +122,7 @@ impl StageRunner for CliRunner<'_> {
             dtype: stage.dtype.as_deref(),
             vq: stage.vq.clone(),
             vq_dtype: stage.vq_dtype.as_deref().unwrap_or("f32"),
+            engine: stage.engine.as_deref().unwrap_or("auto"),
             out: Some(stage.dir.clone()),
             max_iterations: None,
             verify: !self.args.no_verify,

@@ -25,6 +25,9 @@ pub struct RlArgs {
     /// Vision-tokenizer dtype (EARL decodes in f32 whatever the policy runs in).
     #[arg(long, default_value = "f32")]
     vq_dtype: String,
+    /// Decode path of the rollouts: eager, graph (CUDA graphs; CUDA only) or auto (graph on CUDA, else eager).
+    #[arg(long, default_value = "auto")]
+    engine: String,
     /// Run directory (default: base_exp_dir/run_name of the config).
     #[arg(long = "out", alias = "out-dir")]
     out: Option<PathBuf>,
@@ -43,6 +46,7 @@ pub fn run(a: &RlArgs) -> Result<i32> {
         dtype: a.dtype.as_deref(),
         vq: a.vq.clone(),
         vq_dtype: &a.vq_dtype,
+        engine: &a.engine,
         out: a.out.clone(),
         max_iterations: a.max_iterations,
         verify: !a.no_verify,
@@ -57,6 +61,7 @@ pub struct RunHow<'a> {
     pub dtype: Option<&'a str>,
     pub vq: Option<PathBuf>,
     pub vq_dtype: &'a str,
+    pub engine: &'a str,
     pub out: Option<PathBuf>,
     pub max_iterations: Option<u64>,
     pub verify: bool,
@@ -66,6 +71,8 @@ pub struct RunHow<'a> {
 /// through this.
 pub fn train(exp: RlExperiment, a: &RunHow<'_>) -> Result<()> {
     let (device, kind) = crate::choice::device_and_dtype(a.device, a.dtype)?;
+    let engine = earl_core::generate::Engine::resolve(a.engine, device)?;
+    engine.check_device(device)?;
     if a.verify {
         crate::data::verify_datasets(exp.rl.data.train_paths.iter())?;
     }
@@ -80,9 +87,11 @@ pub fn train(exp: RlExperiment, a: &RunHow<'_>) -> Result<()> {
         vq_kind,
         out_dir: a.out.clone(),
         max_iterations: a.max_iterations,
+        engine,
     };
     let mut runner = RlRunner::new(exp.rl, rewards, &opts)?;
     crate::choice::announce("rl", device, Some(kind), Some(runner.out_dir()));
+    eprintln!("rl: rollouts on the {engine} engine");
     runner.run(&mut |r| {
         println!(
             "iter {:>4}  reward {:.4} ± {:.4}  kl {:.2e}  loss {:+.4e}  len {:.1}  non-stop {:.2}  \

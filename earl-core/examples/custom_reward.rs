@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         vq_kind: Kind::Float,
         out_dir: Some(out.path().to_path_buf()),
         max_iterations: Some(iterations),
+        engine: earl_core::generate::Engine::Eager,
     };
     let mut runner = RlRunner::new(cfg, rewards, &opts)?;
     runner.run(&mut |r| {

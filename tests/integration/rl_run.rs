@@ -27,6 +27,7 @@ fn runner(out: &std::path::Path, max_iterations: Option<u64>, cfg: RlConfig) -> 
         vq_kind: Kind::Float,
         out_dir: Some(out.to_path_buf()),
         max_iterations,
+        engine: earl_core::generate::Engine::Eager,
     };
     RlRunner::new(cfg, rewards, &opts)
 }
@@ -216,4 +217,23 @@ fn a_resumed_run_logs_each_iteration_once_and_a_busy_directory_is_refused() {
     let _held = earl_core::runlock::RunLock::acquire(c.path()).unwrap();
     let err = runner(c.path(), None, config()).unwrap().run(&mut |_| {}).unwrap_err().to_string();
     assert!(err.contains(&format!("is in use by pid {}", std::process::id())), "{err}");
+}
+
+#[test]
+fn graph_rollouts_on_a_cpu_are_refused_in_one_line() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = config();
+    let verifier = earl_eval::VerifierConfig::from_rewards(&cfg.reward, &|_| None).unwrap();
+    let rewards = earl_eval::reward_set(&cfg.reward, &verifier).unwrap();
+    let opts = RlOptions {
+        device: Device::Cpu,
+        kind: Kind::Float,
+        vq_dir: None,
+        vq_kind: Kind::Float,
+        out_dir: Some(out.path().to_path_buf()),
+        max_iterations: Some(1),
+        engine: earl_core::generate::Engine::Graph,
+    };
+    let e = RlRunner::new(cfg, rewards, &opts).err().expect("graph rollouts on a CPU").to_string();
+    assert!(e.contains("the graph engine needs CUDA") && !e.contains('\n'), "{e}");
 }

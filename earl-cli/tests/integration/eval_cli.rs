@@ -192,6 +192,12 @@ fn bad_benchmark_input_is_one_line_and_an_unreadable_image_is_a_sample_record() 
         assert_eq!(err.len(), 1, "{bench}: {log}");
         assert!(err[0].contains(needle), "{bench}: {log}");
     }
+    // The graph engine on a CPU is one line naming what it needs, before any sample runs.
+    let out = tmp.path().join("graph");
+    let (code, log) = eval_run("aurora", "aurora", None, &server.url(), &out, &["--engine", "graph"]);
+    let err: Vec<&str> = log.lines().filter(|l| l.starts_with("error")).collect();
+    assert!(code != 0 && err.len() == 1 && err[0].contains("the graph engine needs CUDA"), "{log}");
+    assert!(!out.join("samples.jsonl").exists(), "{log}");
     // An image that does not decode fails its sample only: the run completes and the record says why.
     let out = tmp.path().join("badimage");
     let (code, log) = eval_run("aurora", "bad/aurora-badimage", None, &server.url(), &out, &[]);

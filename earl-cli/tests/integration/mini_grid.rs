@@ -56,6 +56,10 @@ fn the_smoke_chain_runs_the_grid_end_to_end_on_the_cpu() {
         serde_json::from_str(&std::fs::read_to_string(chain.join("chain.json")).unwrap()).unwrap();
     let eval = m["stages"].as_array().unwrap().iter().find(|s| s["name"] == "eval/mini-s-test").unwrap();
     let eval_dir = root.join(eval["dir"].as_str().unwrap());
+    // `engine = "${EARL_MINI_ENGINE:-auto}"` is the eager engine on a CPU, recorded with the run's settings.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval_dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["settings"]["engine"], "eager", "{manifest}");
     let before = std::fs::read_to_string(eval_dir.join("summary.json")).unwrap();
     let out = ok(earl_in(&root, &[], &["eval", "judge", s(&eval_dir)]));
     assert!(out.contains("vie_all"), "{out}");

@@ -17,12 +17,22 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// The default on `device`: the eager engine everywhere, for now. Issue 14 makes the graph engine the default on
-    /// CUDA; that waits until its CUDA tests pass on a GPU. Its first run there (2026-12-01, H200) failed two tests
-    /// and its 8.5B benchmark (since fixed here, not yet rerun), so `--engine graph` is opt-in until then.
+    /// The default on `device`: the graph engine on CUDA (issue 14; its CUDA tests check it samples the eager
+    /// engine's tokens), the eager engine elsewhere.
     pub fn default_for(device: Device) -> Engine {
-        let _ = device;
-        Engine::Eager
+        if device.is_cuda() {
+            Engine::Graph
+        } else {
+            Engine::Eager
+        }
+    }
+
+    /// An engine as configs and flags spell it: `eager`, `graph`, or `auto` ([`Engine::default_for`] `device`).
+    pub fn resolve(spelling: &str, device: Device) -> Result<Engine> {
+        match spelling.trim() {
+            "auto" => Ok(Engine::default_for(device)),
+            other => other.parse().map_err(Error::input),
+        }
     }
 
     /// `--engine`'s spelling.
@@ -81,7 +91,7 @@ impl std::str::FromStr for Engine {
         match s.trim() {
             "eager" => Ok(Engine::Eager),
             "graph" => Ok(Engine::Graph),
-            other => Err(format!("engine {other:?}: write eager or graph")),
+            other => Err(format!("engine {other:?}: write eager, graph or auto")),
         }
     }
 }
@@ -102,10 +112,15 @@ mod tests {
     #[test]
     fn engines_parse_default_by_device_and_graph_needs_cuda() {
         assert_eq!(("eager".parse(), "graph".parse()), (Ok(Engine::Eager), Ok(Engine::Graph)));
-        assert!("fast".parse::<Engine>().unwrap_err().contains("eager or graph"));
+        assert!("fast".parse::<Engine>().unwrap_err().contains("eager, graph or auto"));
         assert_eq!(Engine::Graph.to_string(), "graph");
         assert_eq!(Engine::default_for(Device::Cpu), Engine::Eager);
-        assert_eq!(Engine::default_for(Device::Cuda(0)), Engine::Eager);
+        assert_eq!(Engine::default_for(Device::Cuda(0)), Engine::Graph);
+        assert_eq!(Engine::resolve("auto", Device::Cpu).unwrap(), Engine::Eager);
+        assert_eq!(Engine::resolve(" auto", Device::Cuda(1)).unwrap(), Engine::Graph);
+        assert_eq!(Engine::resolve("eager", Device::Cuda(0)).unwrap(), Engine::Eager);
+        let e = Engine::resolve("fast", Device::Cpu).unwrap_err().to_string();
+        assert_eq!(e, "invalid input: engine \"fast\": write eager, graph or auto");
         assert!(Engine::Eager.check_device(Device::Cpu).is_ok() && Engine::Graph.check_device(Device::Cuda(1)).is_ok());
         let e = Engine::Graph.check_device(Device::Cpu).unwrap_err().to_string();
         assert_eq!(e, "invalid input: the graph engine needs CUDA, but the model is on Cpu; use --engine eager");

@@ -52,6 +52,9 @@ pub struct RlOptions {
     pub out_dir: Option<PathBuf>,
     /// Stop after this many iterations in total (default: the config's `num_iterations`).
     pub max_iterations: Option<u64>,
+    /// Decode path of the rollouts ([`crate::generate::Engine::default_for`] the device, unless told). Not part of
+    /// the fingerprint: both engines sample the same tokens from the same streams.
+    pub engine: crate::generate::Engine,
 }
 
 /// Metrics of one iteration (one line of `metrics.jsonl`).
@@ -115,13 +118,16 @@ pub struct RlRunner {
     out_dir: PathBuf,
     max_iterations: u64,
     prefill: Prefill,
+    engine: crate::generate::Engine,
 }
 
 impl RlRunner {
     /// Loads tokenizer, policy, reference and (with `vq_dir`) the vision tokenizer, and opens the training data.
     /// Fails before loading anything when a reward scores decoded images and no vision tokenizer is set.
     pub fn new(cfg: RlConfig, rewards: RewardSet, opts: &RlOptions) -> Result<Self> {
-        // Checked before anything loads: without a VQ these rewards would be shown 1×1 stand-ins.
+        // Checked before anything loads: the graph engine needs CUDA; without a VQ these rewards would be shown 1×1
+        // stand-ins.
+        opts.engine.check_device(opts.device)?;
         if let (Some(reward), None) = (cfg.reward.image_rewards().first(), &opts.vq_dir) {
             return Err(Error::Config {
                 path: cfg.source.clone(),
@@ -163,7 +169,8 @@ impl RlRunner {
         let prefill = Prefill::Literal(cfg.generation.assistant_prefill.clone());
         let out_dir = opts.out_dir.clone().unwrap_or_else(|| cfg.base_exp_dir.join(&cfg.run_name));
         let max_iterations = opts.max_iterations.unwrap_or(cfg.optim.num_iterations);
-        Ok(RlRunner { cfg, trainer, reference, tok, codec, rewards, prompts, out_dir, max_iterations, prefill })
+        let engine = opts.engine;
+        Ok(RlRunner { cfg, trainer, reference, tok, codec, rewards, prompts, out_dir, max_iterations, prefill, engine })
     }
 
     /// The run directory.

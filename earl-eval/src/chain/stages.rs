@@ -87,6 +87,8 @@ pub struct RlStage {
     pub device: Option<String>,
     /// Compute dtype (`earl rl --dtype`).
     pub dtype: Option<String>,
+    /// Rollout decode engine (`earl rl --engine`: eager, graph or auto; default auto).
+    pub engine: Option<String>,
     /// `<out>/rl`.
     pub dir: PathBuf,
     /// Where the model comes from when wired.

@@ -19,7 +19,7 @@ use crate::config::RlExperiment;
 fn chain_keys(kind: StageKind) -> &'static [&'static str] {
     match kind {
         StageKind::Sft => &["config"],
-        StageKind::Rl => &["config", "vq", "vq_dtype", "device", "dtype"],
+        StageKind::Rl => &["config", "vq", "vq_dtype", "device", "dtype", "engine"],
         StageKind::Eval => &["config"],
     }
 }
@@ -136,6 +136,8 @@ impl Ctx<'_> {
         };
         let vq = own.get("vq").map(|v| chain_path(&r, "vq", v)).transpose()?;
         let (device, dtype, vq_dtype) = (text("device")?, text("dtype")?, text("vq_dtype")?);
+        // The rollouts' decode path; not in the fingerprint (both engines sample the same tokens).
+        let engine = text("engine")?;
         let (n, every) = (exp.rl.optim.num_iterations, exp.rl.logging.save_checkpoints_every_n_iterations);
         if !earl_core::rl::bookkeeping::saves_after(n - 1, n, every) {
             let msg = "the chain needs the final checkpoint: set save_checkpoints_every_n_iterations ≥ 1 (and num_iterations ≥ 2)";
@@ -151,7 +153,7 @@ impl Ctx<'_> {
             tokenizer: PathBuf::from(&exp.rl.tokenizer_path),
         };
         let fingerprint = fingerprint(own_fp, input);
-        Ok(RlStage { exp, vq, vq_dtype, device, dtype, dir, input: input.cloned(), planned, fingerprint })
+        Ok(RlStage { exp, vq, vq_dtype, device, dtype, engine, dir, input: input.cloned(), planned, fingerprint })
     }
 
     pub(super) fn eval(&self, table: Layers, input: Option<&StageInput>, index: usize) -> Result<EvalStage> {

@@ -49,6 +49,9 @@ pub struct RawEvalConfig {
     /// Samples generated together (default 1, as the reference). Each sample's stream is keyed by its row, so a
     /// batch changes only float summation order (other matmul kernels), not what is drawn.
     pub batch_size: Option<usize>,
+    /// Decode path: `eager`, `graph` (CUDA graphs; CUDA only) or `auto` (default: graph on CUDA, else eager). Not
+    /// in the fingerprint: both engines sample the same tokens from the same row-keyed streams.
+    pub engine: Option<String>,
     /// Sampling temperature (default 1.0).
     pub temperature: Option<f64>,
     /// Top-k (default 2048; `off` or −1 turns it off).
@@ -142,6 +145,8 @@ pub struct EvalConfig {
     pub max_new_tokens: usize,
     /// Samples generated together.
     pub batch_size: usize,
+    /// Decode engine as spelled (`auto` until the device is known).
+    pub engine: String,
     /// Sampling parameters (validated).
     pub sampling: SamplingParams,
     /// The judge; `None` = generate only.
@@ -247,6 +252,7 @@ impl EvalConfig {
             judge_area: raw.judge_area.unwrap_or(65536),
             max_new_tokens: raw.max_new_tokens.unwrap_or(earl_core::edit::DEFAULT_MAX_NEW_TOKENS),
             batch_size: raw.batch_size.unwrap_or(1),
+            engine: raw.engine.unwrap_or_else(|| "auto".into()),
             sampling,
             judge,
         };

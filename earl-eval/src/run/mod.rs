@@ -107,6 +107,9 @@ pub fn run_eval_on(
     let mut all_settings = settings.clone();
     all_settings["limit"] = json!(cfg.limit);
     all_settings["device"] = json!(device_name(device));
+    let engine = earl_core::generate::Engine::resolve(&cfg.engine, device)?;
+    engine.check_device(device)?;
+    all_settings["engine"] = json!(engine.as_str());
     let manifest = json!({
         "commit": manifest::commit(), "benchmark": bench.name(), "data": bench.manifest(), "dataset_len":
         bench.dataset_len(), "model": model, "vq": vq, "tokenizer": tokenizer, "seed": cfg.seed,
@@ -118,7 +121,7 @@ pub fn run_eval_on(
     if !todo.is_empty() {
         let mut editor = Editor::load(&cfg.model, &cfg.vq, &cfg.tokenizer, kind, vq_kind, device)?;
         editor.codec.image_cfg.area = cfg.area;
-        let r = runner::Runner { cfg, editor: &editor, prefill, bench };
+        let r = runner::Runner { cfg, editor: &editor, prefill, bench, engine };
         r.run(&dir, &todo, judge, progress)?;
     }
     finish(&dir, bench.name(), selection)

@@ -63,6 +63,7 @@ pub(super) struct Runner<'a> {
     pub editor: &'a Editor,
     pub prefill: Prefill,
     pub bench: &'a dyn BenchmarkSource,
+    pub engine: earl_core::generate::Engine,
 }
 
 impl Runner<'_> {
@@ -126,7 +127,7 @@ impl Runner<'_> {
             constrain: true,
             allow_overlong: false,
             context_size: None,
-            engine: earl_core::generate::Engine::Eager,
+            engine: self.engine,
         };
         let reqs: Vec<GenerationRequest> = ready.iter().map(|(_, _, (_, _, r))| r.clone()).collect();
         let keys: Vec<u64> = ready.iter().map(|&(_, row, _)| row as u64).collect();

@@ -37,7 +37,7 @@ fn edit_options(g: &RolloutConfig, runner: &RlRunner, it: u64) -> EditOptions {
         constrain: g.grid_constraint,
         allow_overlong: false,
         context_size: Some(g.model_context_size),
-        engine: crate::generate::Engine::Eager,
+        engine: runner.engine,
     }
 }
 
