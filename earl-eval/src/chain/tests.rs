@@ -144,6 +144,8 @@ fn bad_chains_are_located_one_line_errors() {
         &format!("{head}[rl]\nconfig = \"{}\"\nsave_checkpoints_every_n_iterations = 0\n", rl.display()),
     );
     assert!(e.contains("the chain needs the final checkpoint"), "{e}");
+    let e = load_err(d.path(), &format!("{head}[rl]\nconfig = \"{}\"\nengine = \"fast\"\n", rl.display()));
+    assert!(e.contains("engine") && e.contains("write eager, graph or auto"), "{e}");
     write(d.path(), "a.toml", "[chain]\nout = \"a\"\nfrom = \"b.toml\"\n[[eval]]\nbenchmark = \"x\"\n");
     write(d.path(), "b.toml", "[chain]\nout = \"b\"\nfrom = \"a.toml\"\n[[eval]]\nbenchmark = \"x\"\n");
     let e = load(&d.path().join("a.toml")).unwrap_err().to_string();

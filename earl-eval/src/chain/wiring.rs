@@ -138,6 +138,9 @@ impl Ctx<'_> {
         let (device, dtype, vq_dtype) = (text("device")?, text("dtype")?, text("vq_dtype")?);
         // The rollouts' decode path; not in the fingerprint (both engines sample the same tokens).
         let engine = text("engine")?;
+        if let Some(e) = &engine {
+            earl_core::generate::Engine::resolve(e, tch::Device::Cpu).map_err(|x| r.err("engine", x))?;
+        }
         let (n, every) = (exp.rl.optim.num_iterations, exp.rl.logging.save_checkpoints_every_n_iterations);
         if !earl_core::rl::bookkeeping::saves_after(n - 1, n, every) {
             let msg = "the chain needs the final checkpoint: set save_checkpoints_every_n_iterations ≥ 1 (and num_iterations ≥ 2)";

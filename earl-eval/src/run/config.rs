@@ -260,6 +260,9 @@ impl EvalConfig {
         check(cfg.area > 0 && cfg.judge_area > 0, || "`area` and `judge_area` must be > 0".into())?;
         check(cfg.max_new_tokens >= 1, || "`max_new_tokens` must be >= 1".into())?;
         check(cfg.batch_size >= 1, || "`batch_size` must be >= 1".into())?;
+        // The spelling is checked here, before any sample runs; the device decides `auto` later.
+        earl_core::generate::Engine::resolve(&cfg.engine, tch::Device::Cpu)
+            .map_err(|e| Error::Input(format!("`engine`: {e}")))?;
         Ok(cfg)
     }
 }
@@ -302,6 +305,8 @@ mod tests {
         assert!(err(RawEvalConfig { limit: Some(0), ..base.clone() }).contains("limit"));
         assert!(err(RawEvalConfig { judge_url: Some("ftp://x".into()), ..base.clone() }).contains("judge_url"));
         assert!(err(RawEvalConfig { top_p: Some(0.0), ..base.clone() }).contains("eval:"));
+        let e = err(RawEvalConfig { engine: Some("fast".into()), ..base.clone() });
+        assert!(e.contains("`engine`") && e.contains("write eager, graph or auto") && !e.contains('\n'), "{e}");
         assert!(toml::from_str::<RawEvalConfig>("benchmark = \"a\"\nbogus = 1\n").is_err());
         assert!(EvalConfig::from_raw(base, Path::new(".")).unwrap().judge.is_none());
     }
