@@ -18,6 +18,16 @@ fn run(out: &std::path::Path, max_iterations: Option<u64>) -> Vec<IterationRepor
 }
 
 fn runner(out: &std::path::Path, max_iterations: Option<u64>, cfg: RlConfig) -> earl_core::Result<RlRunner> {
+    runner_on(out, max_iterations, cfg, earl_core::generate::Engine::Eager)
+}
+
+/// [`runner`] with rollouts on `engine`.
+fn runner_on(
+    out: &std::path::Path,
+    max_iterations: Option<u64>,
+    cfg: RlConfig,
+    engine: earl_core::generate::Engine,
+) -> earl_core::Result<RlRunner> {
     let verifier = earl_eval::VerifierConfig::from_rewards(&cfg.reward, &|_| None).unwrap();
     let rewards = earl_eval::reward_set(&cfg.reward, &verifier).unwrap();
     let opts = RlOptions {
@@ -27,7 +37,7 @@ fn runner(out: &std::path::Path, max_iterations: Option<u64>, cfg: RlConfig) -> 
         vq_kind: Kind::Float,
         out_dir: Some(out.to_path_buf()),
         max_iterations,
-        engine: earl_core::generate::Engine::Eager,
+        engine,
     };
     RlRunner::new(cfg, rewards, &opts)
 }
@@ -222,18 +232,7 @@ fn a_resumed_run_logs_each_iteration_once_and_a_busy_directory_is_refused() {
 #[test]
 fn graph_rollouts_on_a_cpu_are_refused_in_one_line() {
     let out = tempfile::tempdir().unwrap();
-    let cfg = config();
-    let verifier = earl_eval::VerifierConfig::from_rewards(&cfg.reward, &|_| None).unwrap();
-    let rewards = earl_eval::reward_set(&cfg.reward, &verifier).unwrap();
-    let opts = RlOptions {
-        device: Device::Cpu,
-        kind: Kind::Float,
-        vq_dir: None,
-        vq_kind: Kind::Float,
-        out_dir: Some(out.path().to_path_buf()),
-        max_iterations: Some(1),
-        engine: earl_core::generate::Engine::Graph,
-    };
-    let e = RlRunner::new(cfg, rewards, &opts).err().expect("graph rollouts on a CPU").to_string();
+    let graph = earl_core::generate::Engine::Graph;
+    let e = runner_on(out.path(), Some(1), config(), graph).err().expect("graph rollouts on a CPU").to_string();
     assert!(e.contains("the graph engine needs CUDA") && !e.contains('\n'), "{e}");
 }
