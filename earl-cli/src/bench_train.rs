@@ -39,6 +39,10 @@ pub struct BenchTrainArgs {
     /// Use `Emu3Config::tiny()` (CPU smoke test).
     #[arg(long)]
     pub tiny: bool,
+    /// Take the model's shape from this checkpoint directory's config.json (e.g. `models/earl-mini`, whose SFT
+    /// step is what the EARL-mini grid spends its time on) instead of --hidden/--layers; weights stay random.
+    #[arg(long, conflicts_with = "tiny")]
+    pub config_dir: Option<std::path::PathBuf>,
     /// Activation checkpointing: recompute each layer in the backward pass (less memory, one more forward).
     #[arg(long)]
     pub gradient_checkpointing: bool,
@@ -69,7 +73,11 @@ fn gpu_used_mib() -> Option<f64> {
 pub fn run(a: &BenchTrainArgs) -> Result<i32> {
     let device = parse_device(&a.device)?;
     let kind = parse_dtype(&a.dtype)?;
-    let mut cfg = if a.tiny { Emu3Config::tiny() } else { Emu3Config::emu3_shaped(a.hidden, a.layers) };
+    let mut cfg = match (&a.config_dir, a.tiny) {
+        (Some(dir), _) => Emu3Config::from_dir(dir)?,
+        (None, true) => Emu3Config::tiny(),
+        (None, false) => Emu3Config::emu3_shaped(a.hidden, a.layers),
+    };
     cfg.max_position_embeddings = cfg.max_position_embeddings.max(a.seq_len);
     let src = RandomSource { seed: 0, std: 0.02, kind: Kind::Float, device };
     let recipe = Recipe {

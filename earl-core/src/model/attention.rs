@@ -1,6 +1,7 @@
 //! Grouped-query self-attention of `Emu3Attention`: q/k/v projections, rotary embeddings on q and k, optional KV
 //! cache, key/value heads repeated to the query heads (the reference's `repeat_kv`), libtorch's fused
-//! scaled-dot-product attention with an explicit boolean mask, output projection.
+//! scaled-dot-product attention with an explicit boolean mask, output projection. On CUDA the backend is chosen by
+//! the query length: native GQA for a decode step, repeated heads (memory-efficient kernel) for prefill/training.
 use tch::Tensor;
 
 use super::layers::{Linear, Rotary};
@@ -62,9 +63,16 @@ impl Attention {
             None => (k, v),
         };
         let scale = (d as f64).powf(-0.5);
-        let out = if x.device().is_cuda() {
-            // Grouped heads natively: no copy of the (growing) cache per step and layer.
+        let out = if x.device().is_cuda() && t == 1 {
+            // A decode step: grouped heads natively, so the (growing) cache is not copied per step and layer. With a
+            // mask, `enable_gqa` leaves only libtorch's math backend, which is cheap for one query per row.
             Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, scale, h != hkv)
+        } else if x.device().is_cuda() {
+            // Training and prefill (T > 1): the math backend would materialise the [B, H, T, L] scores in f32 for the
+            // forward and again for the backward. Repeating the kv heads first lets SDPA take its memory-efficient
+            // kernel, which accepts an explicit mask and streams the scores (torch 2.11 has no masked GQA kernel).
+            let (k, v) = (repeat_kv(&k, h / hkv), repeat_kv(&v, h / hkv)); // [B, H, L, D]
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, scale, false)
         } else {
             // CPU keeps the reference's explicit `repeat_kv` (bitwise-identical to transformers in f32).
             let (k, v) = (repeat_kv(&k, h / hkv), repeat_kv(&v, h / hkv)); // [B, H, L, D]

@@ -78,19 +78,15 @@ pub fn targets_loss(logits: &Tensor, targets: &Tensor, denominator: f64) -> Resu
         let flat_logits = logits.to_kind(Kind::Float).reshape([b * n, v]); // [N, V]
         let flat_targets = targets.to_device(logits.device()).reshape([b * n]); // [N]
         let valid = flat_targets.ne(IGNORE_INDEX); // [N]
-        let tokens = valid.sum(Kind::Int64).int64_value(&[]);
         let sum = flat_logits.cross_entropy_loss::<Tensor>(&flat_targets, None, Reduction::Sum, IGNORE_INDEX, 0.0);
-        let correct = flat_logits
-            .argmax(-1, false)
-            .eq_tensor(&flat_targets)
-            .logical_and(&valid)
-            .sum(Kind::Int64)
-            .int64_value(&[]);
-        let metrics = LossMetrics {
-            sum: sum.double_value(&[]),
-            tokens,
-            accuracy: if tokens > 0 { correct as f64 / tokens as f64 } else { 0.0 },
-        };
+        let correct = flat_logits.argmax(-1, false).eq_tensor(&flat_targets).logical_and(&valid);
+        // One device→host read for the three metrics (each read is a full sync of the device's queue). Counts up to
+        // 2^53 are exact in f64.
+        let read = Tensor::stack(&[sum.to_kind(Kind::Double), valid.sum(Kind::Double), correct.sum(Kind::Double)], 0);
+        let read = Vec::<f64>::try_from(read.detach())?;
+        let tokens = read[1] as i64;
+        let metrics =
+            LossMetrics { sum: read[0], tokens, accuracy: if tokens > 0 { read[2] / tokens as f64 } else { 0.0 } };
         Ok((sum / denominator, metrics))
     })
 }

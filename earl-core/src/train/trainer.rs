@@ -344,8 +344,11 @@ impl SftTrainer {
             self.zero_grads();
             return self.diverged(grad_norm, clip_coef, lr, finite_loss);
         }
-        let sm = guard("the optimizer step", || Ok(self.opt.step_clipped(&grads, lr, grad_norm, clip_coef)))?;
-        self.zero_grads();
+        let sm = guard("the optimizer step", || self.opt.step_clipped(&grads, lr, grad_norm, clip_coef))?;
+        if self.shared {
+            // Bf16 compute had its gradients zeroed as they were accumulated; f32 compute reads them in place.
+            self.zero_grads();
+        }
         self.sync_compute();
         Ok(sm)
     }

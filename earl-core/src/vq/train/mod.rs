@@ -148,7 +148,7 @@ pub fn train_vq(
                 })
                 .collect();
             let (lr, _) = sched.lr_at(s);
-            let sm = opt.step(&grads, lr, cfg.max_grad_norm);
+            let sm = opt.step(&grads, lr, cfg.max_grad_norm)?;
             store.zero_grads();
             book.record(&loss.codes);
             let restarted = if cfg.restart_every > 0 && (s + 1) % cfg.restart_every == 0 && s + 1 < cfg.steps {
