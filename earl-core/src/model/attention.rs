@@ -67,14 +67,11 @@ impl Attention {
             // A decode step: grouped heads natively, so the (growing) cache is not copied per step and layer. With a
             // mask, `enable_gqa` leaves only libtorch's math backend, which is cheap for one query per row.
             Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, scale, h != hkv)
-        } else if x.device().is_cuda() {
-            // Training and prefill (T > 1): the math backend would materialise the [B, H, T, L] scores in f32 for the
-            // forward and again for the backward. Repeating the kv heads first lets SDPA take its memory-efficient
-            // kernel, which accepts an explicit mask and streams the scores (torch 2.11 has no masked GQA kernel).
-            let (k, v) = (repeat_kv(&k, h / hkv), repeat_kv(&v, h / hkv)); // [B, H, L, D]
-            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, scale, false)
         } else {
-            // CPU keeps the reference's explicit `repeat_kv` (bitwise-identical to transformers in f32).
+            // The reference's explicit `repeat_kv`: bitwise-identical to transformers in f32 on the CPU, and on CUDA
+            // for prefill/training (T > 1) what lets SDPA take its memory-efficient kernel, which accepts a mask and
+            // streams the scores; the math backend that masked `enable_gqa` leaves would materialise [B, H, T, L]
+            // in f32 for the forward and again for the backward (torch 2.11 has no masked GQA kernel).
             let (k, v) = (repeat_kv(&k, h / hkv), repeat_kv(&v, h / hkv)); // [B, H, L, D]
             Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), dropout, false, scale, false)
         };
